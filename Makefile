@@ -1,0 +1,53 @@
+# specc developer tasks. `make demo` and `make test` work on a fresh machine:
+# they create .venv when missing and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS ?= constraints.txt
+STAMP := $(VENV)/.specc-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint format bench clean check-no-cuda goldens
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	@$(MAKE) --no-print-directory check-no-cuda
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Fail loudly if a CUDA build sneaked in (several GB, useless on these machines).
+check-no-cuda:
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -i '^nvidia-'; then \
+		echo "error: nvidia-* packages were installed; use the CPU torch pinned in $(CONSTRAINTS)" >&2; \
+		exit 1; fi
+
+demo: $(STAMP)
+	$(BIN)/specc validate specs/*.yaml specs/*.json
+	$(BIN)/specc summary specs/mnist_cnn.yaml
+	$(BIN)/specc summary specs/residual_block.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
+
+goldens: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
+
+lint: $(STAMP)
+	$(BIN)/ruff check specc tests bench examples
+	$(BIN)/ruff format --check specc tests bench examples
+
+format: $(STAMP)
+	$(BIN)/ruff format specc tests bench examples
+	$(BIN)/ruff check --fix specc tests bench examples
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

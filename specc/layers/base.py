@@ -1,0 +1,193 @@
+"""What every layer type shares: the pydantic base, field types and the shape arithmetic.
+
+A layer module defines one pydantic model (its spec fields, with Keras names and defaults)
+and three rules: ``output_shape``, ``count_params`` and ``count_macs``. It also says what the
+Keras backend needs as data: ``keras_class`` and ``keras_args()``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+Shape = tuple[int, ...]  # one sample's shape, channels-last, without the batch dimension
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+ACTIVATIONS = (
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "softplus",
+)
+ActivationName = Literal[
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "softplus",
+]
+Initializer = Literal[
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+]
+Padding = Literal["valid", "same"]
+PositiveInt = Annotated[int, Field(ge=1, le=1_000_000_000)]
+
+
+def _as_tuple(n: int):
+    def convert(value):
+        if isinstance(value, bool):
+            return value  # let pydantic reject it
+        if isinstance(value, int):
+            return (value,) * n
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    return convert
+
+
+Pair = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_as_tuple(2))]
+Single = Annotated[tuple[PositiveInt], BeforeValidator(_as_tuple(1))]
+
+
+class ShapeError(Exception):
+    """A layer cannot be applied to its input; ``field`` names the spec field to point at."""
+
+    def __init__(self, message: str, field: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+
+class Layer(BaseModel):
+    """Base of every layer type. ``type`` is the Keras class name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: Name | None = Field(default=None, description="Unique layer name (default: Keras-style).")
+    inputs: list[Name] | None = Field(
+        default=None,
+        description="Names of the layers or model inputs this layer reads (default: previous layer).",
+    )
+
+    #: how many inputs the layer takes: 1, or None for "two or more" (merges), 0 for Input
+    arity: ClassVar[int | None] = 1
+    #: the Keras class that implements the layer (keras.layers.<keras_class>)
+    keras_class: ClassVar[str] = ""
+
+    @property
+    def layer_type(self) -> str:
+        return self.type  # type: ignore[attr-defined]
+
+    # -- rules every layer defines ---------------------------------------------------------
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        return shapes[0]
+
+    def count_params(self, shapes: list[Shape], out: Shape) -> tuple[int, int]:
+        """(trainable, non_trainable), counted as Keras counts them."""
+        return (0, 0)
+
+    def count_macs(self, shapes: list[Shape], out: Shape) -> int:
+        """Multiply-accumulates per sample (weight layers only; element-wise ops count 0)."""
+        return 0
+
+    def keras_args(self) -> dict:
+        """Every constructor argument for keras.layers.<keras_class>, written explicitly."""
+        return {}
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def require_rank(shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        raise ShapeError(
+            f"expects a rank-{rank} input {what} (batch excluded), got {fmt_shape(shape)}",
+            hint="add a Reshape or Flatten layer before it" if len(shape) != rank else None,
+        )
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def fmt_dims(dims) -> str:
+    return "x".join(str(d) for d in dims)
+
+
+def conv_out(size: int, kernel: int, stride: int, dilation: int, padding: str) -> int:
+    """Keras/TF output length of a convolution or pooling window along one axis."""
+    effective = (kernel - 1) * dilation + 1
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - effective) // stride + 1 if size >= effective else 0
+
+
+def window_out(
+    sizes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding: str,
+    what: str = "kernel",
+) -> tuple[int, ...]:
+    """Output spatial dims; raises ShapeError when the window does not fit ('valid')."""
+    effective = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    out = tuple(
+        conv_out(s, k, st, d, padding) for s, k, st, d in zip(sizes, kernel, strides, dilation)
+    )
+    if padding == "valid" and any(e > s for e, s in zip(effective, sizes)):
+        dilated = ""
+        if any(d > 1 for d in dilation):
+            dilated = f" (dilated to {fmt_dims(effective)})"
+        field = "kernel_size" if what == "kernel" else "pool_size"
+        raise ShapeError(
+            f"{what} {fmt_dims(kernel)}{dilated} does not fit input {fmt_dims(sizes)} "
+            f"(padding 'valid')",
+            field=field,
+            hint="use padding: same, a smaller window, or fewer downsampling layers before it",
+        )
+    return out
+
+
+def normalize_axis(axis: int, rank: int, field: str = "axis") -> int:
+    """Keras axis (counting the batch as 0) -> index into the per-sample shape."""
+    full = axis + rank + 1 if axis < 0 else axis
+    if not 1 <= full <= rank:
+        raise ShapeError(
+            f"axis {axis} is out of range for an input of rank {rank} (+ batch)",
+            field=field,
+            hint=f"use -1 or 1..{rank}; axis 0 is the batch",
+        )
+    return full - 1
+
+
+def prod(values) -> int:
+    return math.prod(values)

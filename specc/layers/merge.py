@@ -1,0 +1,100 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from .base import Layer, Shape, ShapeError, fmt_shape, normalize_axis
+
+
+class _ElementwiseMerge(Layer):
+    arity: ClassVar[int | None] = None
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        first = shapes[0]
+        for other in shapes[1:]:
+            if other != first:
+                listed = ", ".join(fmt_shape(s) for s in shapes)
+                raise ShapeError(
+                    f"cannot merge inputs of different shapes: {listed}",
+                    field="inputs",
+                    hint="element-wise merges need equal shapes; project with a 1x1 Conv2D or Dense",
+                )
+        return first
+
+
+class Add(_ElementwiseMerge):
+    """Element-wise sum (keras.layers.Add)."""
+
+    type: Literal["Add"]
+    keras_class: ClassVar[str] = "Add"
+
+
+class Subtract(_ElementwiseMerge):
+    """First input minus the second (keras.layers.Subtract); exactly two inputs."""
+
+    type: Literal["Subtract"]
+    keras_class: ClassVar[str] = "Subtract"
+    arity: ClassVar[int | None] = 2
+
+
+class Multiply(_ElementwiseMerge):
+    """Element-wise product (keras.layers.Multiply)."""
+
+    type: Literal["Multiply"]
+    keras_class: ClassVar[str] = "Multiply"
+
+
+class Average(_ElementwiseMerge):
+    """Element-wise mean (keras.layers.Average)."""
+
+    type: Literal["Average"]
+    keras_class: ClassVar[str] = "Average"
+
+
+class Maximum(_ElementwiseMerge):
+    """Element-wise maximum (keras.layers.Maximum)."""
+
+    type: Literal["Maximum"]
+    keras_class: ClassVar[str] = "Maximum"
+
+
+class Minimum(_ElementwiseMerge):
+    """Element-wise minimum (keras.layers.Minimum)."""
+
+    type: Literal["Minimum"]
+    keras_class: ClassVar[str] = "Minimum"
+
+
+class Concatenate(Layer):
+    """Joins inputs along ``axis``; the other dimensions must match (keras.layers.Concatenate)."""
+
+    type: Literal["Concatenate"]
+    keras_class: ClassVar[str] = "Concatenate"
+    arity: ClassVar[int | None] = None
+    axis: int = -1
+
+    def output_shape(self, shapes):
+        rank = len(shapes[0])
+        listed = ", ".join(fmt_shape(s) for s in shapes)
+        if any(len(s) != rank for s in shapes):
+            raise ShapeError(
+                f"cannot concatenate inputs of different ranks: {listed}", field="inputs"
+            )
+        axis = normalize_axis(self.axis, rank)
+        for other in shapes[1:]:
+            if any(a != b for i, (a, b) in enumerate(zip(shapes[0], other)) if i != axis):
+                raise ShapeError(
+                    f"cannot concatenate on axis {self.axis}: {listed} differ on another axis",
+                    field="inputs",
+                    hint="all dimensions except the concatenation axis must match",
+                )
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        return tuple(out)
+
+    def keras_args(self):
+        return {"axis": self.axis}
+
+
+LAYERS = (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)
