@@ -6,6 +6,7 @@ import math
 import re
 
 from .diagnostics import Diagnostic, did_you_mean
+from .layers.base import NAME_PATTERN
 from .source import Source
 
 _TYPE_WORDS = {
@@ -75,7 +76,7 @@ def layer_label(data: object, index: int, name: str | None = None) -> str:
     label = f"layers[{index}]"
     if isinstance(layer_type, str):
         label += f" {layer_type}"
-    if isinstance(name, str):
+    if isinstance(name, str) and re.match(NAME_PATTERN, name):
         label += f" '{name}'"
     return label
 
@@ -184,8 +185,10 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         elif kind == "union_tag_invalid":
             tag = ctx.get("tag")
             expected = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))
-            what = "layer type" if path[:1] == ("layers",) and len(path) == 2 else "type"
-            message = f"unknown {what} '{tag}'"
+            if path[:1] == ("layers",) and len(path) == 2:
+                message = f"unknown layer type '{tag}'"
+            else:
+                message = f"{field or 'type'}: unknown type '{tag}'"
             hint = did_you_mean(tag, expected) or f"one of: {', '.join(expected)}"
             loc_path = path + ("type",)
             code = "unknown-type"
@@ -267,5 +270,16 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 code=code,
             )
         )
+    # 'filtres' unknown + 'filters' missing is one typo: keep the did-you-mean only
+    typos = {
+        (d.layer, d.hint.split("'")[1])
+        for d in out
+        if d.code == "unknown-field" and d.hint and d.hint.startswith("did you mean")
+    }
+    out = [
+        d
+        for d in out
+        if not (d.code == "missing-field" and (d.layer, d.message.split("'")[1]) in typos)
+    ]
     out.sort(key=lambda d: (d.line, d.column))
     return out

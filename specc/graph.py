@@ -97,6 +97,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
         (i.name, tuple(i.shape), i.dtype) for i in spec.inputs
     ]
     owner: dict[str, tuple] = {}  # name -> path of its definition
+    duplicates: set[int] = set()  # indices of layers whose name is taken
     for k, tensor in enumerate(spec.inputs):
         if tensor.name in owner:
             report.at(
@@ -117,7 +118,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                 name=name,
                 code="duplicate-name",
             )
-            broken.add(name)
+            duplicates.add(index)
             continue
         owner[name] = path
         if layer.layer_type == "Input":
@@ -147,6 +148,8 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
     nodes: list[Node] = []
     previous: str | None = input_names[0] if len(input_names) == 1 else None
     for index, (layer, name) in enumerate(zip(spec.layers, names)):
+        if index in duplicates:
+            continue
         if layer.layer_type == "Input":
             previous = name
             continue
@@ -261,7 +264,9 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
     else:
         outputs = [nodes[-1].name] if nodes else []
 
-    # layers that no output depends on
+    # layers that no output depends on (not worth saying while the graph itself is wrong)
+    if any(d.severity == "error" for d in report.items):
+        return Graph(model_inputs, order, outputs, broken), report.items
     needed = _ancestors(outputs, {n.name: n for n in nodes})
     for node in nodes:
         if node.name not in needed and node.name not in broken:

@@ -37,7 +37,7 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
             path = ("layers", node.index) + ((exc.field,) if exc.field else ())
             line, col = source.locate(path)
             message = exc.message
-            if exc.field not in ("inputs",) and in_shapes and "input" not in message:
+            if in_shapes and "input" not in message and fmt_shape(in_shapes[0]) not in message:
                 message += f" (input shape {fmt_shape(in_shapes[0])})"
             diagnostics.append(
                 Diagnostic(

@@ -62,9 +62,17 @@ def check_source(source: Source) -> Result:
     if has_errors(diagnostics):
         # still infer what can be inferred, to report every problem at once
         _, more = infer(spec, graph, source)
-        return Result(None, diagnostics + more, source)
+        return Result(None, _ordered(diagnostics + more), source)
     model, more = infer(spec, graph, source)
-    return Result(model, diagnostics + more, source)
+    if has_errors(more):  # an unused-layer warning is noise beside the real problem
+        diagnostics = [d for d in diagnostics if d.code != "unused"]
+        return Result(None, _ordered(diagnostics + more), source)
+    return Result(model, _ordered(diagnostics + more), source)
+
+
+def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """In file order, as compilers print them."""
+    return sorted(diagnostics, key=lambda d: (d.file, d.line, d.column))
 
 
 def check_file(path: str | Path) -> Result:

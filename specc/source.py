@@ -155,7 +155,11 @@ def _load_yaml(text: str, file: str) -> Source:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
-            problem = f"{exc.problem} ({exc.context})"
+            context = exc.context
+            started = exc.context_mark
+            if started is not None and (started.line, started.column) != (mark.line, mark.column):
+                context += f" that starts at line {started.line + 1}, column {started.column + 1}"
+            problem = f"{exc.problem} ({context})"
         raise ParseError(
             Diagnostic(f"invalid YAML: {problem}", file=file, line=line, column=col, code="syntax")
         ) from None
@@ -240,6 +244,7 @@ class _YamlBuilder:
 
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _WS = re.compile(r"[ \t\n\r]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _JsonParser:
@@ -304,14 +309,19 @@ class _JsonParser:
             literal = m.group(0)
             if m.group(1) or m.group(2):
                 return float(literal), m.end()
+            if len(literal) > 1000:  # int() refuses > 4300 digits with a ValueError
+                raise self.error(pos, f"number with {len(literal):,} digits is too large")
             return int(literal), m.end()
         raise self.error(pos, f"unexpected character {text[pos]!r}")
 
     def string(self, pos: int):
         try:
-            return json.decoder.scanstring(self.text, pos + 1, True)
+            value, end = json.decoder.scanstring(self.text, pos + 1, True)
         except json.JSONDecodeError as exc:
             raise self.error(exc.pos, exc.msg) from None
+        if _SURROGATE.search(value):  # '\\udc00' escapes: not text, and unprintable later
+            raise self.error(pos, "string holds an unpaired UTF-16 surrogate escape")
+        return value, end
 
     def obj(self, pos: int, path: tuple, depth: int):
         result: dict = {}

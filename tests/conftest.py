@@ -1,0 +1,37 @@
+"""Shared pytest configuration: the --update-goldens option and common paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite golden files under tests/cases/ instead of comparing",
+    )
+
+
+@pytest.fixture
+def update_goldens(request) -> bool:
+    return request.config.getoption("--update-goldens")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Real datasets (MNIST, Fashion-MNIST, CIFAR-10 subset) beside the checkout."""
+    return Path(os.environ.get("SPECC_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    # golden outputs hold repo-relative paths
+    monkeypatch.chdir(ROOT)
