@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench clean check-no-cuda goldens
+.PHONY: install demo test test-fast lint format bench clean check-no-cuda goldens docs
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-fast: $(STAMP)
 
 goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
+
+docs: $(STAMP)
+	$(BIN)/python -c "from specc.reference import layer_reference_markdown as f; print(f())" > docs/layers.md
+	$(BIN)/specc schema -o docs/spec.schema.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check specc tests bench examples

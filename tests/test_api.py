@@ -130,3 +130,33 @@ def test_yaml_alias_bomb_is_refused_quickly():
     result = specc.check_text("\n".join(lines))
     (diag,) = result.errors
     assert "more than 200,000 values" in diag.message
+
+
+def test_the_example_in_docs_spec_md_is_valid():
+    text = (ROOT / "docs" / "spec.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    result = specc.check_text(example, file="docs/spec.md")
+    assert result.ok, [d.format() for d in result.diagnostics]
+    merged = result.model.layer("merged")
+    # conv2 ('same') keeps 13x13; skip: 1x1 stride 2 on 26x26 -> floor((26-1)/2)+1 = 13
+    assert merged.output_shape == (13, 13, 64)
+
+
+def test_embedding_example_runs():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "examples/embed_validation.py"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    # 3*3*1*8 + 8 = 80; 13*13*8*10 + 10 = 13,530
+    assert "tiny_cnn: 13,610 params" in out.stdout
+    assert "kernel 30x30 does not fit input 28x28 (padding 'valid')" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "examples/embed_validation.py", "tests/cases/error_cycle/spec.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "cycle: a -> b -> c -> a" in bad.stdout

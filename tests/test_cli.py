@@ -182,3 +182,14 @@ def test_console_script_runs_as_module():
     )
     assert out.returncode == 0
     assert "Total params: 104,202 (407.04 KB)" in out.stdout
+
+
+def test_generated_docs_are_current():
+    from specc.reference import layer_reference_markdown
+    from specc.schema import json_schema
+
+    assert (ROOT / "docs" / "layers.md").read_text() == layer_reference_markdown() + "\n", (
+        "run `make docs`"
+    )
+    schema = json.loads((ROOT / "docs" / "spec.schema.json").read_text())
+    assert schema == json_schema(), "run `make docs`"
