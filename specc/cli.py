@@ -148,16 +148,11 @@ def schema(
 
 
 def _write(path: Path, text: str) -> None:
-    """Write atomically: a temporary file renamed into place, so nothing is half-written."""
-    import os
-    import tempfile
+    """Write atomically (nothing half-written); an unwritable path is a usage error."""
+    from .fsutil import atomic_write_text
 
     try:
-        folder = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:
         typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
