@@ -1,0 +1,120 @@
+"""The shared training loop: schedules, early stopping, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+from specc.runner.loop import LoopState, fit, scheduled_lr  # noqa: E402
+from specc.spec import Training  # noqa: E402
+
+
+def training(**overrides):
+    data = {"dataset": "digits", "optimizer": {"type": "sgd", "learning_rate": 0.1}, **overrides}
+    return Training.model_validate(data)
+
+
+def test_step_and_cosine_schedules():
+    step = training(schedule={"type": "step", "step_epochs": 2, "gamma": 0.5})
+    assert [scheduled_lr(step, e, 6, LoopState()) for e in range(6)] == [
+        0.1,
+        0.1,
+        0.05,
+        0.05,
+        0.025,
+        0.025,
+    ]
+    cosine = training(schedule={"type": "cosine", "alpha": 0.1})
+    lrs = [scheduled_lr(cosine, e, 4, LoopState()) for e in range(4)]
+    # 0.1 * (0.9 * 0.5 * (1 + cos(pi * e / 4)) + 0.1)
+    assert lrs == pytest.approx(
+        [0.1 * (0.9 * 0.5 * (1 + math.cos(math.pi * e / 4)) + 0.1) for e in range(4)]
+    )
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    return SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
+
+
+def _torch_backend(spec):
+    torch = pytest.importorskip("torch")
+    from specc.runner.torch_backend import TorchBackend
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(6, 8),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(8, 2),
+        torch.nn.Softmax(-1),
+    )
+    return TorchBackend(module, spec)
+
+
+@pytest.mark.slow
+def test_resume_replays_an_uninterrupted_run_exactly(tmp_path):
+    spec = training(optimizer={"type": "adam", "learning_rate": 0.01}, schedule={"type": "cosine"})
+    data = _data()
+    whole = _torch_backend(spec)
+    fit(whole, data, spec, epochs=4, batch_size=16, seed=3, out_dir=tmp_path / "a")
+
+    first = _torch_backend(spec)
+    steps = {"n": 0}
+    real_step = first.train_step
+
+    def dying_step(x, y):  # the process dies in the middle of epoch 3 (4 steps per epoch)
+        steps["n"] += 1
+        if steps["n"] == 10:
+            raise KeyboardInterrupt
+        return real_step(x, y)
+
+    first.train_step = dying_step
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, data, spec, epochs=4, batch_size=16, seed=3, out_dir=tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["epoch"] == 2
+    resumed = _torch_backend(spec)  # a new process would start from fresh weights
+    state = fit(
+        resumed, data, spec, epochs=4, batch_size=16, seed=3, out_dir=tmp_path / "b", resume=True
+    )
+
+    assert [row["epoch"] for row in state.history] == [1, 2, 3, 4]
+    for key, value in whole.module.state_dict().items():
+        assert np.array_equal(value.numpy(), resumed.module.state_dict()[key].numpy()), key
+    history_a = json.loads((tmp_path / "a" / "checkpoint-0004" / "loop.json").read_text())[
+        "history"
+    ]
+    assert [r["loss"] for r in history_a] == [r["loss"] for r in state.history]
+    # only the latest complete checkpoint is kept, and the pointer names it
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text()) == {
+        "folder": "checkpoint-0004",
+        "epoch": 4,
+    }
+    assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-0004"]
+
+
+@pytest.mark.slow
+def test_early_stopping_restores_the_best_weights(tmp_path):
+    # learning rate so large that validation loss gets worse after the first epochs
+    spec = training(
+        optimizer={"type": "sgd", "learning_rate": 5.0},
+        early_stopping={"monitor": "val_loss", "patience": 1, "restore_best_weights": True},
+    )
+    backend = _torch_backend(spec)
+    state = fit(backend, _data(), spec, epochs=30, batch_size=16, seed=0, out_dir=tmp_path)
+    assert state.stopped_early and state.epoch < 30
+    losses = [row["val_loss"] for row in state.history]
+    assert state.best == min(losses[: state.best_epoch])
+    from specc.runner.loop import evaluate
+
+    data = _data()
+    assert evaluate(backend, data.x_val, data.y_val, spec, 16)["loss"] == pytest.approx(
+        state.best, rel=1e-6
+    )
