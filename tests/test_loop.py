@@ -41,7 +41,17 @@ def _data(n=96, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 6)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("int64")
-    return SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
+    from specc.data import iterate_batches
+
+    return SimpleNamespace(
+        x_train=x[:64],
+        y_train=y[:64],
+        x_val=x[64:],
+        y_val=y[64:],
+        batches=lambda batch_size, epoch: iterate_batches(
+            x[:64], y[:64], batch_size, seed=3, epoch=epoch
+        ),
+    )
 
 
 def _torch_backend(spec):

@@ -2,8 +2,8 @@
 atomic checkpoints and resume. A backend only runs one optimizer step on a batch and
 predicts; everything that decides *what* happens is here, written once.
 
-Reproducibility: epoch ``e`` shuffles with ``default_rng([seed, e])`` and reseeds the
-backend with ``seed * 1000 + e``, so a resumed run replays exactly what an uninterrupted
+Reproducibility: epoch ``e``'s batches come from ``data.batches(batch_size, e)`` (shuffled
+and augmented from (seed, e) alone) and the backend is reseeded with ``seed * 1000 + e``, so a resumed run replays exactly what an uninterrupted
 run would have done from the next epoch on.
 """
 
@@ -134,11 +134,6 @@ class Progress:
         self.stream.flush()
 
 
-def _batches(n: int, batch_size: int, order):
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
-
-
 def save_checkpoint(out_dir: Path, backend: Backend, state: LoopState) -> None:
     """Write a complete checkpoint folder, then switch the pointer file to it atomically.
 
@@ -179,11 +174,12 @@ def fit(
     out_dir: Path,
     resume: bool = False,
     progress: Progress | None = None,
-    augment=None,
 ) -> LoopState:
-    """Train for ``epochs`` (total, counting resumed ones); returns the final loop state."""
-    import numpy as np
+    """Train for ``epochs`` (total, counting resumed ones); returns the final loop state.
 
+    ``data`` is a ``specc.data.Prepared`` (or anything with x_train, x_val, y_val and
+    ``batches(batch_size, epoch)``).
+    """
     progress = progress or Progress(enabled=False)
     state = (load_checkpoint(out_dir, backend) if resume else None) or LoopState()
     monitor_spec = training.early_stopping
@@ -199,20 +195,16 @@ def fit(
         lr = scheduled_lr(training, epoch, epochs, state)
         backend.set_learning_rate(lr)
         backend.seed(seed * 1000 + epoch)
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(n)
         started = time.perf_counter()
         total_loss = total_acc = 0.0
         seen = 0
         steps = math.ceil(n / batch_size)
-        for step, index in enumerate(_batches(n, batch_size, order), 1):
-            xb = data.x_train[index]
-            if augment is not None:
-                xb = augment(xb, rng)
-            loss, acc = backend.train_step(xb, data.y_train[index])
-            total_loss += loss * len(index)
-            total_acc += acc * len(index)
-            seen += len(index)
+        # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
+        for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
+            loss, acc = backend.train_step(xb, yb)
+            total_loss += loss * len(xb)
+            total_acc += acc * len(xb)
+            seen += len(xb)
             progress.batch(epoch + 1, epochs, step, steps, total_loss / seen)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "loss": total_loss / seen}
