@@ -1,7 +1,7 @@
 """The `specc` command line.
 
 Exit codes: 0 success, 1 invalid spec (diagnostics printed), 2 usage error (bad option,
-missing file, unwritable output).
+missing file, unwritable output), 3 the run cannot proceed (dataset or framework missing).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 from . import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
 
 app = typer.Typer(
     name="specc",
@@ -156,6 +157,165 @@ def _write(path: Path, text: str) -> None:
     except OSError as exc:
         typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+class Target(str, Enum):
+    keras = "keras"
+    pytorch = "pytorch"
+    onnx = "onnx"
+    onnx_text = "onnx-text"
+
+
+@app.command("compile")
+def compile_(
+    spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
+    target: Target = typer.Option(
+        ..., "--target", "-t", help="What to generate.", show_default=False
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (required for --target onnx)."
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="ONNX: canonical weights .npz (default: seeded Keras-style init)."
+    ),
+    opset: int = typer.Option(17, "--opset", help="ONNX: opset version."),
+    seed: int = typer.Option(
+        0, "--seed", help="ONNX: seed of the initialization without --weights."
+    ),
+) -> None:
+    """Generate a Keras build_model(), a PyTorch nn.Module, or an ONNX graph from a spec.
+
+    Keras and PyTorch code needs neither framework installed; ONNX needs the onnx package.
+    Nothing is written when the spec or the request is refused.
+    """
+    from .codegen import CodegenError, generate
+    from .diagnostics import SpecError
+
+    result = _check(spec)
+    _print_diagnostics(result.diagnostics)
+    if not result.ok:
+        raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
+    if target in (Target.keras, Target.pytorch):
+        try:
+            code = generate(result.model, target.value, result.source)
+        except CodegenError as exc:
+            _print_diagnostics(exc.diagnostics)
+            raise typer.Exit(EXIT_INVALID) from None
+        if output is None:
+            typer.echo(code, nl=False)
+            return
+        _write(output, code)
+        return
+    if target is Target.onnx and output is None:
+        typer.echo("--target onnx writes a binary file: give it with -o model.onnx", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        typer.echo("the ONNX target needs the onnx package: pip install 'specc[onnx]'", err=True)
+        raise typer.Exit(EXIT_RUN)
+    from .onnx_target import build_onnx, onnx_text, write_onnx
+
+    try:
+        canonical = _load_weights(weights) if weights is not None else None
+        if target is Target.onnx:
+            write_onnx(
+                result.model, output, canonical, opset=opset, seed=seed, source=result.source
+            )
+            return
+        text = onnx_text(
+            build_onnx(result.model, canonical, opset=opset, seed=seed, source=result.source)
+        )
+    except SpecError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise typer.Exit(EXIT_INVALID) from None
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write(output, text)
+
+
+def _load_weights(path: Path) -> dict:
+    """A canonical weights file; an unreadable one is a usage error."""
+    from . import weights as canonical
+
+    try:
+        return canonical.load(path)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"{path}: cannot read weights: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+class Backend(str, Enum):
+    keras = "keras"
+    pytorch = "pytorch"
+
+
+@app.command()
+def train(
+    spec: Path = typer.Argument(
+        ..., help="Spec file with a training: section.", show_default=False
+    ),
+    backend: Backend = typer.Option(
+        Backend.keras, "--backend", "-b", help="Framework to train with."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override training.epochs."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Override training.batch_size."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Override training.seed."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Where the dataset files are (else $SPECC_DATA_DIR, else the cache).",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default runs/<name>-<backend>)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Use only the first N train/test samples."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download datasets (also: SPECC_OFFLINE=1)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
+    from .diagnostics import SpecError
+    from .runner.run import RunError, TrainOptions
+    from .runner.run import train as run_training
+
+    options = TrainOptions(
+        backend=backend.value,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        data_dir=str(data_dir) if data_dir else None,
+        out_dir=str(out) if out else None,
+        resume=resume,
+        limit=limit,
+        progress=not quiet,
+        download=not offline,
+    )
+    log = (lambda *_: None) if quiet else (lambda text: typer.echo(text, err=True))
+    try:
+        run_training(spec, options, log=log)
+    except SpecError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise typer.Exit(
+            EXIT_USAGE if any(d.code == "io" for d in exc.diagnostics) else EXIT_INVALID
+        ) from None
+    except RunError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    except Exception as exc:  # dataset problems carry their own readable messages
+        from .data import DatasetError
+
+        if isinstance(exc, DatasetError):
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_RUN) from None
+        raise
 
 
 def main() -> None:

@@ -44,6 +44,8 @@ def _data_path(data: object, loc: tuple) -> tuple:
         elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
             path.append(seg)
             node = node[seg]
+        elif isinstance(node, dict) and isinstance(seg, str) and seg == node.get("type"):
+            continue  # the tag of a discriminated union ('adam', 'npz'), not a field
         elif (
             isinstance(node, dict)
             and isinstance(seg, str)
@@ -55,6 +57,16 @@ def _data_path(data: object, loc: tuple) -> tuple:
                 path.append(seg)
                 node = None
     return tuple(path)
+
+
+def _data_lookup(data: object, path: tuple) -> object:
+    node = data
+    for seg in path:
+        try:
+            node = node[seg]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
 
 
 def _show(value: object) -> str:
@@ -89,7 +101,7 @@ def _model_for(data: object, path: tuple):
     if len(path) >= 2 and path[0] == "layers" and isinstance(path[1], int) and len(path) <= 3:
         entry = data["layers"][path[1]]
         return LAYER_TYPES.get(entry.get("type")) if isinstance(entry, dict) else None
-    if len(path) <= 1:
+    if not path:
         return spec_module.Spec
     if path[0] == "inputs" and len(path) <= 3:
         return spec_module.InputSpec
@@ -102,9 +114,9 @@ def _model_for(data: object, path: tuple):
                 "early_stopping": spec_module.EarlyStopping,
             },
         }
-        if len(path) <= 2:
+        if len(path) == 1:  # ``path`` is the mapping that holds the field
             return models[1]
-        if len(path) == 3:
+        if len(path) == 2:
             node = data["training"].get(path[1]) if isinstance(data.get("training"), dict) else None
             kind = node.get("type") if isinstance(node, dict) else None
             by_kind = {
@@ -151,7 +163,8 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
     data = source.data
     seen: set = set()
     out: list[Diagnostic] = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors:
         kind = err["type"]
         path = _data_path(data, err["loc"])
         field = _field_name(path)
@@ -161,7 +174,26 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         prefer_key = False
         code = "invalid-value"
 
-        if kind == "missing":
+        if kind == "literal_error" and isinstance(value, dict):
+            # a mapping given where a name or a mapping may go: the mapping branch's
+            # errors say what is wrong, "not one of: mnist, ..." would mislead
+            if any(
+                e is not err and e["loc"][: len(err["loc"]) - 1] == err["loc"][:-1] for e in errors
+            ):
+                continue
+        if kind == "missing" and err["loc"] and isinstance(err["loc"][-1], int):
+            # a fixed-size list (kernel_size: [3] for a pair) is too short
+            wanted = 1 + max(
+                e["loc"][-1]
+                for e in errors
+                if e["type"] == "missing" and e["loc"][:-1] == err["loc"][:-1]
+            )
+            stored = _data_path(data, err["loc"][:-1])
+            got = _data_lookup(data, stored)
+            count = f", got {len(got)}" if isinstance(got, list) else ""
+            message = f"{_field_name(stored)} must have {wanted} items{count}"
+            loc_path = stored
+        elif kind == "missing":
             model = _model_for(data, path[:-1])
             message = f"missing required field '{path[-1]}'"
             code = "missing-field"
@@ -190,6 +222,12 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
             else:
                 message = f"{field or 'type'}: unknown type '{tag}'"
             hint = did_you_mean(tag, expected) or f"one of: {', '.join(expected)}"
+            raw = _data_lookup(data, path + ("type",))
+            if not isinstance(raw, str):  # pydantic shows str(tag): '['Dense']', '1.5'
+                example = "Dense" if path[:1] == ("layers",) else (expected or ["..."])[0]
+                message = f"type must be a string such as '{example}', got {_show(raw)}"
+                if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)):
+                    hint = "see `specc schema` for every type"
             loc_path = path + ("type",)
             code = "unknown-type"
         elif kind == "union_tag_not_found":
@@ -236,6 +274,13 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 hint = "write numbers without quotes, e.g. 0.001"
             loc_path = path
             code = "invalid-type"
+        elif kind == "int_parsing_size":  # an integer beyond 64 bits
+            if path == ("version",):
+                message = f"unknown format version {_show(value)}; this specc reads version 1"
+                code = "version"
+            else:
+                message = f"{field} is too large, got {_show(value)}"
+            loc_path = path
         elif kind == "finite_number":
             message = f"{field} must be a finite number, got {_show(value)}"
             loc_path = path

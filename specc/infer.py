@@ -80,7 +80,64 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
     needed = _needed(model)
     model.layers = [layer for layer in model.layers if layer.name in needed]
     diagnostics.extend(check_training(spec, model, source))
+    diagnostics.extend(check_resources(model, source))
     return model, diagnostics
+
+
+DEFAULT_MAX_MEMORY = 16 * 1024**3  # bytes, for the weights and for one sample's activations
+
+
+def max_memory() -> int:
+    """The memory limit in bytes: $SPECC_MAX_MEMORY (e.g. '64GB', '512MB', or bytes) or 16 GB."""
+    import os
+    import re
+
+    text = os.environ.get("SPECC_MAX_MEMORY", "").strip()
+    match = re.fullmatch(r"(?i)(\d+(?:\.\d+)?)\s*([KMGT]?)B?", text) if text else None
+    if not match:
+        return DEFAULT_MAX_MEMORY
+    scale = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
+
+
+def check_resources(model: ModelIR, source: Source) -> list[Diagnostic]:
+    """Refuse models whose weights or per-sample activations would need absurd memory.
+
+    specc knows both statically (float32: 4 bytes a value), so nothing is ever allocated.
+    """
+    from .summary import readable_bytes
+
+    limit = max_memory()
+    out = []
+    checks = (
+        ("weights", model.total_params, f"its {model.total_params:,} parameters"),
+        (
+            "activations",
+            sum(layer.activations for layer in model.layers),
+            "the layer outputs of a single sample",
+        ),
+    )
+    for what, count, detail in checks:
+        need = count * 4
+        if need > limit:
+            biggest = max(
+                model.layers,
+                key=(lambda l: l.params) if what == "weights" else (lambda l: l.activations),
+            )
+            line, col = source.locate(("layers", biggest.index))
+            out.append(
+                Diagnostic(
+                    f"the model's {what} need {readable_bytes(need)} (float32) for {detail}, "
+                    f"above the {readable_bytes(limit)} limit; the largest is layer '{biggest.name}' "
+                    f"({biggest.type}, output {fmt_shape(biggest.output_shape)}, {biggest.params:,} params)",
+                    file=source.file,
+                    line=line,
+                    column=col,
+                    hint=f"if this is intended, raise the limit: SPECC_MAX_MEMORY={-(-need // 1024**3)}GB",
+                    code="too-large",
+                )
+            )
+    return out
 
 
 def _needed(model: ModelIR) -> set[str]:

@@ -29,6 +29,13 @@ class InputSpec(_Strict):
 # --------------------------------------------------------------------------- training
 
 
+def _exact_version(value):
+    """Literal[1] alone accepts True and 1.0 (both == 1 in Python); a spec must say 1."""
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"unknown format version {value!r}; this specc reads version 1")
+    return value
+
+
 def _named(kind_field: str = "type"):
     """Accept a bare string as shorthand for {type: <string>}."""
 
@@ -225,7 +232,9 @@ class Spec(_Strict):
         json_schema_extra={"$id": "https://specc.dev/schema/spec-v1.json"},
     )
 
-    version: Literal[1] = Field(description="Spec format version.")
+    version: Annotated[Literal[1], BeforeValidator(_exact_version)] = Field(
+        description="Spec format version."
+    )
     name: Name = Field(description="Model name; also the generated class name.")
     description: str = Field(default="", max_length=4000)
     inputs: list[InputSpec] = Field(default_factory=list, max_length=64)

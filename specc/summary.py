@@ -37,8 +37,8 @@ def summarize(model: ModelIR) -> dict:
 def readable_bytes(n: int) -> str:
     """Keras's format for weight memory: 407.04 KB."""
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if size < 1024 or unit == "PB":
             return f"{size:.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")

@@ -160,3 +160,19 @@ def test_embedding_example_runs():
         text=True,
     )
     assert bad.returncode == 1 and "cycle: a -> b -> c -> a" in bad.stdout
+
+
+def test_memory_limit_can_be_raised(monkeypatch):
+    spec = {
+        "version": 1,
+        "name": "big",
+        "inputs": [{"name": "x", "shape": [100_000]}],
+        "layers": [{"type": "Dense", "units": 20_000}],
+    }
+    # (100,000 + 1) * 20,000 = 2,000,020,000 params * 4 bytes = 7.45 GB
+    monkeypatch.setenv("SPECC_MAX_MEMORY", "4GB")
+    (diag,) = specc.check_data(spec).errors
+    assert "7.45 GB (float32) for its 2,000,020,000 parameters, above the 4.00 GB limit" in diag.message
+    assert diag.hint.endswith("SPECC_MAX_MEMORY=8GB")
+    monkeypatch.setenv("SPECC_MAX_MEMORY", "8GB")
+    assert specc.check_data(spec).ok

@@ -122,6 +122,16 @@ class Layer(BaseModel):
         """Every constructor argument for keras.layers.<keras_class>, written explicitly."""
         return {}
 
+    # -- what the PyTorch backend needs (see lowering.py) -----------------------------------
+    #: the layout the torch code wants this layer's input in: "cf", "cl" or "any"
+    torch_layout: ClassVar[str] = "any"
+
+    def torch_lowering(self, shapes: list[Shape], out: Shape, layout: str):
+        """Modules, forward steps and weight mapping of the PyTorch backend (a TorchLowering)."""
+        from .lowering import Unsupported
+
+        raise Unsupported(f"{self.layer_type} has no PyTorch lowering yet")
+
 
 # --------------------------------------------------------------------------- arithmetic
 

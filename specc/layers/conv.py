@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
+from . import lowering as lw
 from .base import (
     ActivationName,
     Initializer,
@@ -53,6 +54,38 @@ class _Conv(Layer):
         spatial, channels = self._split(shapes)
         out = window_out(spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding)
         return out, channels
+
+    # -- PyTorch ------------------------------------------------------------------------
+    torch_layout: ClassVar[str] = lw.CF
+
+    def _torch_padding(self, shapes: list[Shape]) -> tuple[tuple[int, ...], tuple]:
+        """(padding argument of the torch module, steps before it): TF 'same' pads the odd
+        pixel bottom/right, which torch's symmetric ``padding`` cannot say; then F.pad."""
+        spatial = shapes[0][:-1]
+        if self.padding == "valid":
+            return (0,) * self.rank, ()
+        pads = lw.same_pads(spatial, self.kernel_size, self.strides, self.dilation_rate)
+        if all(before == after for before, after in pads):
+            return tuple(before for before, _ in pads), ()
+        return (0,) * self.rank, (lw.call("F.pad", lw.X, lw.fpad_arg(pads)),)
+
+    def _torch_conv(self, cin: int, cout: int, groups: int, bias: bool, padding) -> tuple:
+        return (
+            ("in_channels", cin),
+            ("out_channels", cout),
+            ("kernel_size", self.kernel_size),
+            ("stride", self.strides),
+            ("padding", padding),
+            ("dilation", self.dilation_rate),
+            ("groups", groups),
+            ("bias", bias),
+            ("padding_mode", "zeros"),
+        )
+
+    def _torch_bias(self, n: int, suffix: str = "") -> tuple:
+        if not self.use_bias:
+            return ()
+        return (lw.TorchWeight("bias", (n,), "bias", "identity", self.bias_initializer, suffix),)
 
     def _common_args(self) -> dict:
         return {
@@ -107,6 +140,24 @@ class Conv2D(_Conv):
             "bias_initializer": self.bias_initializer,
         }
 
+    def torch_lowering(self, shapes, out, layout):
+        cin = shapes[0][-1]
+        padding, pre = self._torch_padding(shapes)
+        kernel = (*self.kernel_size, cin // self.groups, self.filters)
+        return lw.TorchLowering(
+            modules=(
+                lw.TorchModule(
+                    "nn.Conv2d",
+                    self._torch_conv(cin, self.filters, self.groups, self.use_bias, padding),
+                ),
+            ),
+            steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 3, lw.CF)),
+            weights=(
+                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
+                *self._torch_bias(self.filters),
+            ),
+        )
+
 
 class Conv1D(_Conv):
     """1D convolution over (steps, channels) (keras.layers.Conv1D)."""
@@ -139,6 +190,23 @@ class Conv1D(_Conv):
             "bias_initializer": self.bias_initializer,
         }
 
+    def torch_lowering(self, shapes, out, layout):
+        cin = shapes[0][-1]
+        padding, pre = self._torch_padding(shapes)
+        kernel = (*self.kernel_size, cin, self.filters)
+        return lw.TorchLowering(
+            modules=(
+                lw.TorchModule(
+                    "nn.Conv1d", self._torch_conv(cin, self.filters, 1, self.use_bias, padding)
+                ),
+            ),
+            steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 2, lw.CF)),
+            weights=(
+                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
+                *self._torch_bias(self.filters),
+            ),
+        )
+
 
 class DepthwiseConv2D(_Conv):
     """Depthwise 2D convolution: one kernel per input channel (keras.layers.DepthwiseConv2D)."""
@@ -169,6 +237,24 @@ class DepthwiseConv2D(_Conv):
             "depthwise_initializer": self.depthwise_initializer,
             "bias_initializer": self.bias_initializer,
         }
+
+    def torch_lowering(self, shapes, out, layout):
+        cin = shapes[0][-1]
+        cout = cin * self.depth_multiplier
+        padding, pre = self._torch_padding(shapes)
+        kernel = (*self.kernel_size, cin, self.depth_multiplier)
+        return lw.TorchLowering(
+            modules=(
+                lw.TorchModule(
+                    "nn.Conv2d", self._torch_conv(cin, cout, cin, self.use_bias, padding)
+                ),
+            ),
+            steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 3, lw.CF)),
+            weights=(
+                lw.TorchWeight("kernel", kernel, "weight", "depthwise", self.depthwise_initializer),
+                *self._torch_bias(cout),
+            ),
+        )
 
 
 class SeparableConv2D(_Conv):
@@ -207,6 +293,54 @@ class SeparableConv2D(_Conv):
             "bias_initializer": self.bias_initializer,
         }
 
+    def torch_lowering(self, shapes, out, layout):
+        cin = shapes[0][-1]
+        mid = cin * self.depth_multiplier
+        padding, pre = self._torch_padding(shapes)
+        depthwise = self._torch_conv(cin, mid, cin, False, padding)
+        pointwise = (
+            ("in_channels", mid),
+            ("out_channels", self.filters),
+            ("kernel_size", (1, 1)),
+            ("stride", (1, 1)),
+            ("padding", (0, 0)),
+            ("dilation", (1, 1)),
+            ("groups", 1),
+            ("bias", self.use_bias),
+            ("padding_mode", "zeros"),
+        )
+        return lw.TorchLowering(
+            modules=(
+                lw.TorchModule("nn.Conv2d", depthwise, "depthwise"),
+                lw.TorchModule("nn.Conv2d", pointwise, "pointwise"),
+            ),
+            steps=(
+                *pre,
+                lw.call(lw.Module("depthwise"), lw.X),
+                lw.call(lw.Module("pointwise"), lw.X),
+                *lw.activation_steps(self.activation, 3, lw.CF),
+            ),
+            weights=(
+                lw.TorchWeight(
+                    "depthwise_kernel",
+                    (*self.kernel_size, cin, self.depth_multiplier),
+                    "weight",
+                    "depthwise",
+                    self.depthwise_initializer,
+                    "depthwise",
+                ),
+                lw.TorchWeight(
+                    "pointwise_kernel",
+                    (1, 1, mid, self.filters),
+                    "weight",
+                    "conv",
+                    self.pointwise_initializer,
+                    "pointwise",
+                ),
+                *self._torch_bias(self.filters, "pointwise"),
+            ),
+        )
+
 
 class Conv2DTranspose(_Conv):
     """Transposed 2D convolution (keras.layers.Conv2DTranspose)."""
@@ -242,6 +376,46 @@ class Conv2DTranspose(_Conv):
             "kernel_initializer": self.kernel_initializer,
             "bias_initializer": self.bias_initializer,
         }
+
+    def torch_lowering(self, shapes, out, layout):
+        """torch crops ``padding`` on both sides and adds ``output_padding`` at the end; TF's
+        'same' crops the odd pixel at the end, so an uneven crop becomes a slice."""
+        spatial, cin = shapes[0][:-1], shapes[0][-1]
+        padding, output_padding, ranges, sliced = [], [], [], False
+        for size, k, s, d, want in zip(
+            spatial, self.kernel_size, self.strides, self.dilation_rate, out[:-1]
+        ):
+            full = (size - 1) * s + (k - 1) * d + 1  # torch with padding 0
+            total = max(full - want, 0) if self.padding == "same" else 0
+            before, after = total // 2, total - total // 2
+            output_padding.append(max(want - full, 0))
+            padding.append(before if before == after else 0)
+            ranges.append((before, before + want) if before != after else (0, want))
+            sliced = sliced or before != after
+        steps: list = [lw.call(lw.SELF, lw.X)]
+        if sliced:
+            steps.append(lw.Slice(lw.X, 2, tuple(ranges)))
+        args = (
+            ("in_channels", cin),
+            ("out_channels", self.filters),
+            ("kernel_size", self.kernel_size),
+            ("stride", self.strides),
+            ("padding", tuple(padding)),
+            ("output_padding", tuple(output_padding)),
+            ("groups", 1),
+            ("bias", self.use_bias),
+            ("dilation", self.dilation_rate),
+            ("padding_mode", "zeros"),
+        )
+        kernel = (*self.kernel_size, self.filters, cin)
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.ConvTranspose2d", args),),
+            steps=(*steps, *lw.activation_steps(self.activation, 3, lw.CF)),
+            weights=(
+                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
+                *self._torch_bias(self.filters),
+            ),
+        )
 
 
 LAYERS = (Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from . import lowering as lw
 from .base import (
     ActivationName,
     Initializer,
@@ -59,6 +60,24 @@ class Dense(Layer):
             "bias_initializer": self.bias_initializer,
         }
 
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        cin = shapes[0][-1]
+        weights = [
+            lw.TorchWeight("kernel", (cin, self.units), "weight", "dense", self.kernel_initializer)
+        ]
+        if self.use_bias:
+            weights.append(
+                lw.TorchWeight("bias", (self.units,), "bias", "identity", self.bias_initializer)
+            )
+        args = (("in_features", cin), ("out_features", self.units), ("bias", self.use_bias))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.Linear", args),),
+            steps=(lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, len(out), lw.CL)),
+            weights=tuple(weights),
+        )
+
 
 class Flatten(Layer):
     """Flattens each sample, in channels-last (Keras) order (keras.layers.Flatten)."""
@@ -68,6 +87,12 @@ class Flatten(Layer):
 
     def output_shape(self, shapes):
         return (prod(shapes[0]),)
+
+    #: channels-last, as Keras: the following Dense takes Keras's kernel unpermuted
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        return lw.TorchLowering(steps=(lw.call("torch.flatten", lw.X, start_dim=1),))
 
 
 class Reshape(Layer):
@@ -106,6 +131,11 @@ class Reshape(Layer):
     def keras_args(self):
         return {"target_shape": tuple(self.target_shape)}
 
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        return lw.TorchLowering(steps=(lw.call("torch.reshape", lw.X, (-1, *out)),))
+
 
 class Dropout(Layer):
     """Randomly zeroes a fraction ``rate`` of inputs while training (keras.layers.Dropout)."""
@@ -117,6 +147,13 @@ class Dropout(Layer):
 
     def keras_args(self):
         return {"rate": self.rate, "seed": self.seed}
+
+    def torch_lowering(self, shapes, out, layout):
+        """torch draws its own masks (the seed is Keras's only); identity in eval()."""
+        args = (("p", self.rate), ("inplace", False))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.Dropout", args),), steps=(lw.call(lw.SELF, lw.X),)
+        )
 
 
 LAYERS = (Input, Dense, Flatten, Reshape, Dropout)

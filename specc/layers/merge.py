@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from . import lowering as lw
 from .base import Layer, Shape, ShapeError, fmt_shape, normalize_axis
 
 
@@ -22,12 +23,29 @@ class _ElementwiseMerge(Layer):
                 )
         return first
 
+    #: the torch operator joining the inputs, or the torch function folding them pairwise
+    torch_operator: ClassVar[str] = ""
+    torch_function: ClassVar[str] = ""
+
+    def torch_lowering(self, shapes, out, layout):
+        inputs = tuple(lw.Input(i) for i in range(len(shapes)))
+        if self.torch_function:
+            folded = inputs[0]
+            for other in inputs[1:]:
+                folded = lw.call(self.torch_function, folded, other)
+            return lw.TorchLowering(steps=(folded,))
+        steps: tuple = (lw.BinOp(self.torch_operator, inputs),)
+        if self.layer_type == "Average":  # Keras sums, then divides by the count
+            steps += (lw.BinOp("/", (lw.X, lw.Lit(len(shapes)))),)
+        return lw.TorchLowering(steps=steps)
+
 
 class Add(_ElementwiseMerge):
     """Element-wise sum (keras.layers.Add)."""
 
     type: Literal["Add"]
     keras_class: ClassVar[str] = "Add"
+    torch_operator: ClassVar[str] = "+"
 
 
 class Subtract(_ElementwiseMerge):
@@ -35,6 +53,7 @@ class Subtract(_ElementwiseMerge):
 
     type: Literal["Subtract"]
     keras_class: ClassVar[str] = "Subtract"
+    torch_operator: ClassVar[str] = "-"
     arity: ClassVar[int | None] = 2
 
 
@@ -43,6 +62,7 @@ class Multiply(_ElementwiseMerge):
 
     type: Literal["Multiply"]
     keras_class: ClassVar[str] = "Multiply"
+    torch_operator: ClassVar[str] = "*"
 
 
 class Average(_ElementwiseMerge):
@@ -50,6 +70,7 @@ class Average(_ElementwiseMerge):
 
     type: Literal["Average"]
     keras_class: ClassVar[str] = "Average"
+    torch_operator: ClassVar[str] = "+"
 
 
 class Maximum(_ElementwiseMerge):
@@ -57,6 +78,7 @@ class Maximum(_ElementwiseMerge):
 
     type: Literal["Maximum"]
     keras_class: ClassVar[str] = "Maximum"
+    torch_function: ClassVar[str] = "torch.maximum"
 
 
 class Minimum(_ElementwiseMerge):
@@ -64,6 +86,7 @@ class Minimum(_ElementwiseMerge):
 
     type: Literal["Minimum"]
     keras_class: ClassVar[str] = "Minimum"
+    torch_function: ClassVar[str] = "torch.minimum"
 
 
 class Concatenate(Layer):
@@ -95,6 +118,12 @@ class Concatenate(Layer):
 
     def keras_args(self):
         return {"axis": self.axis}
+
+    def torch_lowering(self, shapes, out, layout):
+        rank = len(out)
+        dim = lw.torch_dim(normalize_axis(self.axis, rank), rank, layout)
+        inputs = lw.ListOf(tuple(lw.Input(i) for i in range(len(shapes))))
+        return lw.TorchLowering(steps=(lw.call("torch.cat", inputs, dim=dim),))
 
 
 LAYERS = (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from . import lowering as lw
 from .base import Layer, normalize_axis
 
 
@@ -41,6 +42,49 @@ class BatchNormalization(Layer):
             "scale": self.scale,
         }
 
+    torch_layout: ClassVar[str] = lw.CF
+
+    def torch_lowering(self, shapes, out, layout):
+        """torch momentum = 1 - Keras momentum; eps as the spec says (Keras default 1e-3)."""
+        rank = len(shapes[0])
+        if normalize_axis(self.axis, rank) != rank - 1:
+            raise lw.Unsupported(
+                "BatchNormalization over an axis other than the channels (last) one is not supported",
+                field="axis",
+                hint="use axis: -1",
+            )
+        if self.center != self.scale:
+            raise lw.Unsupported(
+                "torch's BatchNorm has both or neither of gamma and beta (center != scale)",
+                field="center" if not self.center else "scale",
+                hint="set center and scale to the same value",
+            )
+        if rank > 4:
+            raise lw.Unsupported(f"no torch BatchNorm for inputs of rank {rank} (+ batch)")
+        channels = shapes[0][-1]
+        cls = {1: "nn.BatchNorm1d", 2: "nn.BatchNorm1d", 3: "nn.BatchNorm2d", 4: "nn.BatchNorm3d"}
+        args = (
+            ("num_features", channels),
+            ("eps", self.epsilon),
+            ("momentum", round(1.0 - self.momentum, 12)),
+            ("affine", self.center),
+            ("track_running_stats", True),
+        )
+        weights = []
+        if self.scale:
+            weights.append(lw.TorchWeight("gamma", (channels,), "weight", initializer="ones"))
+        if self.center:
+            weights.append(lw.TorchWeight("beta", (channels,), "bias", initializer="zeros"))
+        weights += [
+            lw.TorchWeight("moving_mean", (channels,), "running_mean", trainable=False),
+            lw.TorchWeight("moving_variance", (channels,), "running_var", trainable=False),
+        ]
+        return lw.TorchLowering(
+            modules=(lw.TorchModule(cls[rank], args),),
+            steps=(lw.call(lw.SELF, lw.X),),
+            weights=tuple(weights),
+        )
+
 
 class LayerNormalization(Layer):
     """Layer normalization over the last axis (keras.layers.LayerNormalization)."""
@@ -67,6 +111,40 @@ class LayerNormalization(Layer):
             "center": self.center,
             "scale": self.scale,
         }
+
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        rank = len(shapes[0])
+        if normalize_axis(self.axis, rank) != rank - 1:
+            raise lw.Unsupported(
+                "LayerNormalization over an axis other than the last one is not supported",
+                field="axis",
+                hint="use axis: -1",
+            )
+        if self.center and not self.scale:
+            raise lw.Unsupported(
+                "torch's LayerNorm has no beta without gamma (center without scale)",
+                field="scale",
+                hint="set scale: true, or center: false",
+            )
+        channels = shapes[0][-1]
+        args = (
+            ("normalized_shape", (channels,)),
+            ("eps", self.epsilon),
+            ("elementwise_affine", self.scale),
+            ("bias", self.center),
+        )
+        weights = []
+        if self.scale:
+            weights.append(lw.TorchWeight("gamma", (channels,), "weight", initializer="ones"))
+        if self.center:
+            weights.append(lw.TorchWeight("beta", (channels,), "bias", initializer="zeros"))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.LayerNorm", args),),
+            steps=(lw.call(lw.SELF, lw.X),),
+            weights=tuple(weights),
+        )
 
 
 LAYERS = (BatchNormalization, LayerNormalization)

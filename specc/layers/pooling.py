@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from . import lowering as lw
 from .base import Layer, Padding, Pair, Shape, ShapeError, Single, fmt_shape, window_out
 
 
@@ -33,12 +34,71 @@ class _Pooling(Layer):
             "padding": self.padding,
         }
 
+    # -- PyTorch ------------------------------------------------------------------------
+    torch_layout: ClassVar[str] = lw.CF
+    torch_class: ClassVar[str] = ""
+
+    def _torch_pads(self, shapes):
+        if self.padding == "valid":
+            return ((0, 0),) * self.rank
+        return lw.same_pads(shapes[0][:-1], self.pool_size, self.effective_strides)
+
+    def _torch_args(self, padding) -> tuple:
+        return (
+            ("kernel_size", self.pool_size),
+            ("stride", self.effective_strides),
+            ("padding", padding),
+        )
+
+    def torch_lowering(self, shapes, out, layout):
+        return self._torch_max(shapes) if "Max" in self.torch_class else self._torch_avg(shapes)
+
+    def _torch_max(self, shapes):
+        """'same' pads with -inf (TF never lets padding win a max)."""
+        pads = self._torch_pads(shapes)
+        pre: tuple = ()
+        padding = tuple(before for before, _ in pads)
+        if any(before != after for before, after in pads):
+            pre = (lw.call("F.pad", lw.X, lw.fpad_arg(pads), value=lw.Ref('float("-inf")')),)
+            padding = (0,) * self.rank
+        args = (
+            *self._torch_args(padding),
+            ("dilation", (1,) * self.rank),
+            ("return_indices", False),
+            ("ceil_mode", False),
+        )
+        return lw.TorchLowering(
+            modules=(lw.TorchModule(self.torch_class, args),),
+            steps=(*pre, lw.call(lw.SELF, lw.X)),
+        )
+
+    def _torch_avg(self, shapes):
+        """'same' averages only real values (TF excludes the padding): count_include_pad=False
+        for even padding; for uneven padding, pad with zeros and divide by the count of real
+        values (the same pooling of ones)."""
+        pads = self._torch_pads(shapes)
+        steps: tuple = (lw.call(lw.SELF, lw.X),)
+        padding = tuple(before for before, _ in pads)
+        if any(before != after for before, after in pads):
+            padding = (0,) * self.rank
+            fpad = lw.fpad_arg(pads)
+            ones = lw.call(lw.Attr(lw.X, "new_ones"), (1, 1, *shapes[0][:-1]))
+            steps = (
+                lw.call(lw.SELF, lw.call("F.pad", lw.X, fpad)),
+                lw.BinOp("/", (lw.X, lw.call(lw.SELF, lw.call("F.pad", ones, fpad)))),
+            )
+        args = (*self._torch_args(padding), ("ceil_mode", False), ("count_include_pad", False))
+        if self.rank == 2:
+            args += (("divisor_override", None),)
+        return lw.TorchLowering(modules=(lw.TorchModule(self.torch_class, args),), steps=steps)
+
 
 class MaxPooling2D(_Pooling):
     """Max pooling over (height, width) (keras.layers.MaxPooling2D)."""
 
     type: Literal["MaxPooling2D"]
     keras_class: ClassVar[str] = "MaxPooling2D"
+    torch_class: ClassVar[str] = "nn.MaxPool2d"
     pool_size: Pair = (2, 2)
     strides: Pair | None = None
 
@@ -48,6 +108,7 @@ class AveragePooling2D(_Pooling):
 
     type: Literal["AveragePooling2D"]
     keras_class: ClassVar[str] = "AveragePooling2D"
+    torch_class: ClassVar[str] = "nn.AvgPool2d"
     pool_size: Pair = (2, 2)
     strides: Pair | None = None
 
@@ -57,6 +118,7 @@ class MaxPooling1D(_Pooling):
 
     type: Literal["MaxPooling1D"]
     keras_class: ClassVar[str] = "MaxPooling1D"
+    torch_class: ClassVar[str] = "nn.MaxPool1d"
     rank: ClassVar[int] = 1
     pool_size: Single = (2,)
     strides: Single | None = None
@@ -67,6 +129,7 @@ class AveragePooling1D(_Pooling):
 
     type: Literal["AveragePooling1D"]
     keras_class: ClassVar[str] = "AveragePooling1D"
+    torch_class: ClassVar[str] = "nn.AvgPool1d"
     rank: ClassVar[int] = 1
     pool_size: Single = (2,)
     strides: Single | None = None
@@ -85,6 +148,14 @@ class _GlobalPooling(Layer):
     def keras_args(self):
         return {"keepdims": self.keepdims}
 
+    torch_layout: ClassVar[str] = lw.CF
+    torch_reduce: ClassVar[str] = "mean"
+
+    def torch_lowering(self, shapes, out, layout):
+        dims = tuple(range(2, 2 + self.rank))
+        step = lw.call(lw.Attr(lw.X, self.torch_reduce), dim=dims, keepdim=self.keepdims)
+        return lw.TorchLowering(steps=(step,))
+
 
 class GlobalAveragePooling2D(_GlobalPooling):
     """Mean over (height, width) (keras.layers.GlobalAveragePooling2D)."""
@@ -98,6 +169,7 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
     type: Literal["GlobalMaxPooling2D"]
     keras_class: ClassVar[str] = "GlobalMaxPooling2D"
+    torch_reduce: ClassVar[str] = "amax"
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
@@ -113,6 +185,7 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
     type: Literal["GlobalMaxPooling1D"]
     keras_class: ClassVar[str] = "GlobalMaxPooling1D"
+    torch_reduce: ClassVar[str] = "amax"
     rank: ClassVar[int] = 1
 
 

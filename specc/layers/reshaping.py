@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 
+from . import lowering as lw
 from .base import Layer, Pair, ShapeError, fmt_shape
 
 NonNegative = Annotated[int, Field(ge=0, le=100_000)]
@@ -18,6 +19,8 @@ def _padding_pairs(value):
     if isinstance(value, (list, tuple)) and len(value) == 2:
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return ((value[0], value[0]), (value[1], value[1]))
+        if all(isinstance(v, list) for v in value):  # YAML/JSON give lists; strict wants tuples
+            return tuple(tuple(v) for v in value)
     return value
 
 
@@ -43,6 +46,14 @@ class ZeroPadding2D(Layer):
     def keras_args(self):
         return {"padding": self.padding}
 
+    torch_layout: ClassVar[str] = lw.CF
+
+    def torch_lowering(self, shapes, out, layout):
+        args = (("padding", lw.fpad_arg(self.padding)),)
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.ZeroPad2d", args),), steps=(lw.call(lw.SELF, lw.X),)
+        )
+
 
 class UpSampling2D(Layer):
     """Repeats rows and columns (keras.layers.UpSampling2D)."""
@@ -62,6 +73,21 @@ class UpSampling2D(Layer):
 
     def keras_args(self):
         return {"size": self.size, "interpolation": self.interpolation}
+
+    torch_layout: ClassVar[str] = lw.CF
+
+    def torch_lowering(self, shapes, out, layout):
+        """Keras 'bilinear' samples at half-pixel centers: torch align_corners=False."""
+        args = (
+            ("size", None),
+            ("scale_factor", tuple(float(s) for s in self.size)),
+            ("mode", self.interpolation),
+            ("align_corners", None if self.interpolation == "nearest" else False),
+            ("recompute_scale_factor", None),
+        )
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.Upsample", args),), steps=(lw.call(lw.SELF, lw.X),)
+        )
 
 
 LAYERS = (ZeroPadding2D, UpSampling2D)

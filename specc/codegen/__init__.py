@@ -1,0 +1,94 @@
+"""Code generation: a ModelIR lowered to a plain render model per target, rendered by the
+jinja2 templates in ``templates/<target>/`` (StrictUndefined; templates only format what
+Python prepared). Never imports a framework.
+
+    from specc.codegen import generate
+    code = generate(model, "pytorch")          # raises CodegenError with diagnostics
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..diagnostics import Diagnostic, SpecError
+from ..ir import ModelIR
+
+TARGETS = ("keras", "pytorch")
+
+
+class CodegenError(SpecError):
+    """The spec is valid but a target cannot express it exactly; carries located diagnostics."""
+
+
+def template_dir() -> Path:
+    """Templates shipped in the package (``specc/templates``), else the repository's."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "keras").is_dir():
+            return candidate
+    raise FileNotFoundError(f"specc templates not found next to {package}")
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(template: str, context: dict) -> str:
+    return _environment().get_template(template).render(**context)
+
+
+def generate(model: ModelIR, target: str, source=None) -> str:
+    """The source code of ``model`` for ``target`` ('keras' or 'pytorch').
+
+    ``source`` (the parsed spec, optional) locates refusals at a line and column.
+    """
+    if target == "keras":
+        from .keras import lower
+    elif target == "pytorch":
+        from .pytorch import lower
+    else:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    template, context = lower(model, source)
+    return render(template, context)
+
+
+def refusal(
+    model: ModelIR,
+    source,
+    message: str,
+    *,
+    layer=None,
+    field: str | None = None,
+    path: tuple | None = None,
+    hint: str | None = None,
+) -> Diagnostic:
+    """A located diagnostic for something the target cannot express."""
+    from ..errors import layer_label
+
+    if path is None and layer is not None:
+        path = ("layers", layer.index) + ((field,) if field else ())
+    line, column = source.locate(path or ()) if source is not None else (1, 1)
+    label = None
+    if layer is not None:
+        data = source.data if source is not None else None
+        label = layer_label(data, layer.index, layer.name)
+    return Diagnostic(
+        message,
+        file=model.file,
+        line=line,
+        column=column,
+        layer=label,
+        hint=hint,
+        code="unsupported",
+    )
