@@ -122,7 +122,9 @@ def check_resources(model: ModelIR, source: Source) -> list[Diagnostic]:
         if need > limit:
             biggest = max(
                 model.layers,
-                key=(lambda l: l.params) if what == "weights" else (lambda l: l.activations),
+                key=(lambda layer: layer.params)
+                if what == "weights"
+                else (lambda layer: layer.activations),
             )
             line, col = source.locate(("layers", biggest.index))
             out.append(

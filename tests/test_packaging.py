@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 import zipfile
 
 import pytest
+import tomllib
 
 from .conftest import ROOT
 
@@ -25,7 +25,18 @@ def test_wheel_contains_templates(tmp_path):
     import sys
 
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            tmp_path,
+            ROOT,
+        ],
         check=True,
         capture_output=True,
     )
