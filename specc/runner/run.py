@@ -67,10 +67,15 @@ def build_backend(model: ModelIR, backend: str, code_path: Path, training):
     atomic_write_text(code_path, generate(model, backend))
     module = import_generated(code_path, f"specc_generated_{backend}_{model.name}")
     if backend == "keras":
+        import keras
+
         from .keras_backend import KerasBackend
 
+        keras.utils.set_random_seed(training.seed)  # the initial weights are part of the run
         return KerasBackend(module.build_model(), training)
     import torch
+
+    torch.manual_seed(training.seed)
 
     from ..codegen.pyformat import class_name
     from .torch_backend import TorchBackend
