@@ -24,10 +24,21 @@ check-no-cuda:
 		echo "error: nvidia-* packages were installed; use the CPU torch pinned in $(CONSTRAINTS)" >&2; \
 		exit 1; fi
 
+# The main job on an embedded default: check every bundled spec, show a summary, compile to
+# every target, and train the digits CNN (scikit-learn's bundled digits: no download) in both
+# frameworks.
+DEMO_OUT ?= out/demo
 demo: $(STAMP)
 	$(BIN)/specc validate specs/*.yaml specs/*.json
 	$(BIN)/specc summary specs/mnist_cnn.yaml
 	$(BIN)/specc summary specs/residual_block.yaml
+	@mkdir -p $(DEMO_OUT)
+	$(BIN)/specc compile specs/residual_block.yaml --target keras -o $(DEMO_OUT)/residual_keras.py
+	$(BIN)/specc compile specs/residual_block.yaml --target pytorch -o $(DEMO_OUT)/residual_pytorch.py
+	$(BIN)/specc compile specs/residual_block.yaml --target onnx -o $(DEMO_OUT)/residual.onnx
+	$(BIN)/specc train specs/digits_cnn.yaml --backend pytorch --epochs 5 --out $(DEMO_OUT)/digits-pytorch
+	$(BIN)/specc train specs/digits_cnn.yaml --backend keras --epochs 5 --out $(DEMO_OUT)/digits-keras
+	@echo "demo outputs in $(DEMO_OUT)/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
