@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench clean check-no-cuda goldens docs
+.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
+
+# The long hypothesis profiles: thousands of random specs and mutated inputs.
+fuzz: $(STAMP)
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -182,6 +182,11 @@ def compile_(
     seed: int = typer.Option(
         0, "--seed", help="ONNX: seed of the initialization without --weights."
     ),
+    with_training: bool = typer.Option(
+        False,
+        "--with-training",
+        help="Keras/PyTorch: append a runnable training script for the spec's training section.",
+    ),
 ) -> None:
     """Generate a Keras build_model(), a PyTorch nn.Module, or an ONNX graph from a spec.
 
@@ -197,7 +202,7 @@ def compile_(
         raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
     if target in (Target.keras, Target.pytorch):
         try:
-            code = generate(result.model, target.value, result.source)
+            code = generate(result.model, target.value, result.source, with_training)
         except CodegenError as exc:
             _print_diagnostics(exc.diagnostics)
             raise typer.Exit(EXIT_INVALID) from None
@@ -206,6 +211,9 @@ def compile_(
             return
         _write(output, code)
         return
+    if with_training:
+        typer.echo("--with-training writes Python: use --target keras or pytorch", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if target is Target.onnx and output is None:
         typer.echo("--target onnx writes a binary file: give it with -o model.onnx", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -316,6 +324,82 @@ def train(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN) from None
         raise
+
+
+class CrosscheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def crosscheck(
+    spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
+    backends: str = typer.Option(
+        "keras,pytorch,onnx", "--backends", help="Comma-separated backends to compare."
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Canonical weights .npz (default: seeded random weights)."
+    ),
+    run: Path | None = typer.Option(
+        None, "--run", help="A `specc train` run folder: its weights, and its test set predicted."
+    ),
+    batch: int = typer.Option(8, "--batch", min=1, help="Samples in the seeded input batch."),
+    atol: float = typer.Option(1e-5, "--atol", min=0.0, help="Absolute tolerance."),
+    rtol: float = typer.Option(1e-4, "--rtol", min=0.0, help="Relative tolerance."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights, inputs and labels."),
+    train_step: bool = typer.Option(
+        True,
+        "--train-step/--no-train-step",
+        help="Also compare one SGD and one Adam step in Keras and PyTorch.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="With --run: where the dataset files are."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="With --run: predict only the first N test samples."
+    ),
+    format: CrosscheckFormat = typer.Option(
+        CrosscheckFormat.text, "--format", "-f", help="Output format."
+    ),
+) -> None:
+    """Check that the Keras, PyTorch and ONNX builds agree (forward, training step, trained
+    weights); name the first diverging layer. Exit 1 when they disagree."""
+    from .crosscheck import CrosscheckError
+    from .crosscheck import crosscheck as run_crosscheck
+
+    result = _check(spec)
+    _print_diagnostics(result.diagnostics)
+    if not result.ok:
+        raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
+    if weights is not None and run is not None:
+        typer.echo("give --weights or --run, not both", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    canonical = _load_weights(weights) if weights is not None else None
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    try:
+        report = run_crosscheck(
+            result.model,
+            spec_path=str(spec),
+            backends=names,
+            weights=canonical,
+            weights_label=f"file {weights}" if weights is not None else None,
+            run_dir=run,
+            batch=batch,
+            atol=atol,
+            rtol=rtol,
+            seed=seed,
+            train_step=train_step,
+            data_dir=str(data_dir) if data_dir else None,
+            limit=limit,
+        )
+    except CrosscheckError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    if format is CrosscheckFormat.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.format_text(), nl=False)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_INVALID)
 
 
 def main() -> None:

@@ -812,3 +812,109 @@ def test_keras_refusal_implies_specc_error(keras, n, m, k, sd, kind):
     else:
         assert result.ok, [e.format() for e in result.errors]
         assert tuple(out.shape[1:]) == result.model.layers[-1].output_shape
+
+
+# --------------------------------------------------------------------------- slow: edge values
+
+
+def _from_schema(node: dict, defs: dict):
+    """A strategy for the values a JSON-schema node allows, biased to its edges.
+
+    Integers stay small (sizes up to 64) so that Keras never allocates much; floats reach
+    their bounds and far beyond 1.
+    """
+    if "$ref" in node:
+        return _from_schema(defs[node["$ref"].split("/")[-1]], defs)
+    if "anyOf" in node:
+        return st.one_of(*[_from_schema(n, defs) for n in node["anyOf"]])
+    if "enum" in node:
+        return st.sampled_from(node["enum"])
+    if "const" in node:
+        return st.just(node["const"])
+    kind = node.get("type")
+    if kind == "null":
+        return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        lo = node.get("minimum", -(2**63))
+        hi = min(node.get("maximum", 2**63 - 1), max(lo, 0) + 64)
+        edges = [v for v in (lo, lo + 1, hi, -1, 0, 1, 2**31, 2**63 - 1) if v >= lo]
+        edges = [v for v in edges if v <= node.get("maximum", 2**63 - 1)]
+        return st.sampled_from(edges) | st.integers(max(lo, -64), hi)
+    if kind == "number":
+        lo = node.get("minimum", node.get("exclusiveMinimum", -1e6))
+        hi = node.get("maximum", node.get("exclusiveMaximum", 1e6))
+        return st.floats(
+            lo,
+            hi,
+            exclude_min="exclusiveMinimum" in node,
+            exclude_max="exclusiveMaximum" in node,
+            allow_nan=False,
+        )
+    if kind == "array":
+        if "prefixItems" in node:
+            return st.tuples(*[_from_schema(n, defs) for n in node["prefixItems"]]).map(list)
+        return st.lists(
+            _from_schema(node.get("items", {"type": "integer"}), defs),
+            min_size=node.get("minItems", 0),
+            max_size=min(node.get("maxItems", 4), 4),
+        )
+    return st.nothing()
+
+
+def _field_strategies(cls) -> dict:
+    schema = cls.model_json_schema()
+    defs = schema.get("$defs", {})
+    return {
+        field: _from_schema(node, defs)
+        for field, node in schema["properties"].items()
+        if field not in ("name", "inputs", "type")
+    }
+
+
+EDGE_TYPES = sorted(k for k in LAYER_TYPES if k != "Input" and k not in MERGES)
+EDGE_SHAPES = {1: (12,), 2: (9, 3), 3: (9, 7, 4)}
+
+
+@pytest.mark.slow
+@settings(PROFILE, max_examples=PROFILE.max_examples * 4)
+@given(kind=st.sampled_from(EDGE_TYPES), rank=st.sampled_from([1, 2, 3]), data=st.data())
+def test_keras_accepts_what_specc_accepts_at_the_edges(keras, kind, rank, data):
+    """Any field value specc accepts (schema edges: 0, bounds, 2**31, 2**63-1, big floats),
+    Keras must build with the same output shape and parameters; a value Keras refuses must
+    be refused by specc (the ReLU negative threshold was such a value)."""
+    cls = LAYER_TYPES[kind]
+    fields = _field_strategies(cls)
+    chosen = data.draw(st.sets(st.sampled_from(sorted(fields)))) if fields else set()
+    config = {"type": kind, "name": "edge"}
+    for field in sorted(chosen):
+        config[field] = data.draw(fields[field], label=field)
+    shape = EDGE_SHAPES[rank]
+    result = check_data(spec(shape, config))
+    if result.ok:
+        assume(result.model.total_params < 2_000_000)  # Keras allocates the weights
+    args = {k: v for k, v in config.items() if k not in ("type", "name")}
+    if result.ok:  # what specc would generate: every argument written explicitly
+        args = result.model.layers[-1].spec.keras_args()
+    try:
+        klayer = getattr(keras.layers, cls.keras_class)(name="edge", **_tuplify(args))
+        out = klayer(keras.Input(shape=shape))
+        keras_error = None
+    except Exception as exc:  # noqa: BLE001
+        keras_error = exc
+    if result.ok:
+        assert keras_error is None, f"specc accepts {config} on {shape}; Keras: {keras_error!r}"
+        compare(keras, result.model.layers[-1], klayer, out, {"spec": config})
+    elif keras_error is None:
+        # specc may only be stricter than Keras where it says why on purpose
+        messages = [d.message for d in result.errors]
+        assert all(
+            "strides > 1 cannot be combined with dilation_rate > 1" in m
+            or "empty dimension" in m
+            # the batch axis or one past the rank: Keras's Softmax does not check its axis
+            # until it runs on data, its LayerNormalization takes axis 0 when there are no
+            # weights; specc refuses both on purpose
+            or (m.startswith("axis ") and "is out of range" in m)
+            for m in messages
+        ), f"specc rejects {config} on {shape} ({messages}) but Keras builds {out.shape}"

@@ -48,10 +48,12 @@ def render(template: str, context: dict) -> str:
     return _environment().get_template(template).render(**context)
 
 
-def generate(model: ModelIR, target: str, source=None) -> str:
+def generate(model: ModelIR, target: str, source=None, with_training: bool = False) -> str:
     """The source code of ``model`` for ``target`` ('keras' or 'pytorch').
 
     ``source`` (the parsed spec, optional) locates refusals at a line and column.
+    ``with_training``: append a runnable training script for the spec's ``training:``
+    section (``specc.codegen.training``); refused when the spec has none.
     """
     if target == "keras":
         from .keras import lower
@@ -60,6 +62,10 @@ def generate(model: ModelIR, target: str, source=None) -> str:
     else:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     template, context = lower(model, source)
+    if with_training:
+        from .training import training_context
+
+        template, context = training_context(model, target, source, template, context)
     return render(template, context)
 
 

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 
 CF, CL, ANY = "cf", "cl", "any"
 
+#: a module class the generated file defines itself (templates/pytorch/keras_batch_norm.py.j2):
+#: BatchNormalization with Keras's momentum and moving-variance update
+KERAS_BATCH_NORM = "KerasBatchNorm"
+HELPER_TEMPLATES = {KERAS_BATCH_NORM: "pytorch/keras_batch_norm.py.j2"}
+
 
 # --------------------------------------------------------------------------- expressions
 

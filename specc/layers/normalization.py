@@ -15,6 +15,8 @@ class BatchNormalization(Layer):
 
     Keras counts gamma/beta as trainable and the moving mean/variance as non-trainable.
     Keras momentum 0.99 means torch momentum 0.01; epsilon defaults to 1e-3 (torch: 1e-5).
+    Keras's moving variance takes the biased batch variance (torch's nn.BatchNorm: the
+    unbiased one), so the PyTorch target emits its own ``KerasBatchNorm`` module.
     """
 
     type: Literal["BatchNormalization"]
@@ -45,7 +47,8 @@ class BatchNormalization(Layer):
     torch_layout: ClassVar[str] = lw.CF
 
     def torch_lowering(self, shapes, out, layout):
-        """torch momentum = 1 - Keras momentum; eps as the spec says (Keras default 1e-3)."""
+        """A ``KerasBatchNorm`` module (Keras's momentum and moving-variance update, see
+        lowering.KERAS_BATCH_NORM_SOURCE); eps as the spec says (Keras default 1e-3)."""
         rank = len(shapes[0])
         if normalize_axis(self.axis, rank) != rank - 1:
             raise lw.Unsupported(
@@ -62,13 +65,13 @@ class BatchNormalization(Layer):
         if rank > 4:
             raise lw.Unsupported(f"no torch BatchNorm for inputs of rank {rank} (+ batch)")
         channels = shapes[0][-1]
-        cls = {1: "nn.BatchNorm1d", 2: "nn.BatchNorm1d", 3: "nn.BatchNorm2d", 4: "nn.BatchNorm3d"}
+        # KerasBatchNorm (emitted in the generated file): Keras's training-mode semantics,
+        # the biased batch variance in the moving variance, and Keras's momentum
         args = (
             ("num_features", channels),
             ("eps", self.epsilon),
-            ("momentum", round(1.0 - self.momentum, 12)),
+            ("momentum", self.momentum),
             ("affine", self.center),
-            ("track_running_stats", True),
         )
         weights = []
         if self.scale:
@@ -80,7 +83,7 @@ class BatchNormalization(Layer):
             lw.TorchWeight("moving_variance", (channels,), "running_var", trainable=False),
         ]
         return lw.TorchLowering(
-            modules=(lw.TorchModule(cls[rank], args),),
+            modules=(lw.TorchModule(lw.KERAS_BATCH_NORM, args),),
             steps=(lw.call(lw.SELF, lw.X),),
             weights=tuple(weights),
         )

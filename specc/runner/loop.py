@@ -255,9 +255,14 @@ def fit(
                     state.stopped_early = True
         save_checkpoint(out_dir, backend, state)
 
-    if state.stopped_early and monitor_spec is not None and monitor_spec.restore_best_weights:
-        if (out_dir / "best").exists():
-            backend.load(out_dir / "best")
+    # as Keras 3's EarlyStopping: the best weights come back at the end of training,
+    # whether or not it stopped early
+    if (
+        monitor_spec is not None
+        and monitor_spec.restore_best_weights
+        and (out_dir / "best").exists()
+    ):
+        backend.load(out_dir / "best")
     return state
 
 

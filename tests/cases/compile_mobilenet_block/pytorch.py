@@ -12,6 +12,44 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class KerasBatchNorm(nn.Module):
+    """keras.layers.BatchNormalization on channels-first tensors (batch, channels, ...).
+
+    Training: normalizes with the batch mean and the biased batch variance, then updates
+    running = momentum * running + (1 - momentum) * batch with that same biased variance, as
+    Keras does (nn.BatchNorm would store the unbiased one); ``momentum`` is Keras's (0.99 by
+    default, torch's 0.01). Evaluation: normalizes with the running statistics. Parameters
+    and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var).
+    """
+
+    def __init__(self, num_features: int, eps: float, momentum: float, affine: bool) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+            self.running_mean.copy_(self.running_mean * self.momentum + mean * (1 - self.momentum))
+            self.running_var.copy_(self.running_var * self.momentum + var * (1 - self.momentum))
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 class MobilenetTiny(nn.Module):
     """mobilenet_tiny (specc spec mobilenet_block.yaml)."""
 
@@ -28,12 +66,11 @@ class MobilenetTiny(nn.Module):
             bias=False,
             padding_mode="zeros",
         )
-        self.conv0_bn = nn.BatchNorm2d(
+        self.conv0_bn = KerasBatchNorm(
             num_features=16,
             eps=0.001,
-            momentum=0.01,
+            momentum=0.99,
             affine=True,
-            track_running_stats=True,
         )
         self.dw1 = nn.Conv2d(
             in_channels=16,
@@ -46,12 +83,11 @@ class MobilenetTiny(nn.Module):
             bias=False,
             padding_mode="zeros",
         )
-        self.dw1_bn = nn.BatchNorm2d(
+        self.dw1_bn = KerasBatchNorm(
             num_features=16,
             eps=0.001,
-            momentum=0.01,
+            momentum=0.99,
             affine=True,
-            track_running_stats=True,
         )
         self.pw1 = nn.Conv2d(
             in_channels=16,
@@ -64,12 +100,11 @@ class MobilenetTiny(nn.Module):
             bias=False,
             padding_mode="zeros",
         )
-        self.pw1_bn = nn.BatchNorm2d(
+        self.pw1_bn = KerasBatchNorm(
             num_features=32,
             eps=0.001,
-            momentum=0.01,
+            momentum=0.99,
             affine=True,
-            track_running_stats=True,
         )
         self.dw2 = nn.Conv2d(
             in_channels=32,
@@ -82,12 +117,11 @@ class MobilenetTiny(nn.Module):
             bias=True,
             padding_mode="zeros",
         )
-        self.dw2_bn = nn.BatchNorm2d(
+        self.dw2_bn = KerasBatchNorm(
             num_features=64,
             eps=1e-05,
-            momentum=0.1,
+            momentum=0.9,
             affine=True,
-            track_running_stats=True,
         )
         self.sep3_depthwise = nn.Conv2d(
             in_channels=64,

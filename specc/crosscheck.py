@@ -1,0 +1,819 @@
+"""`specc crosscheck`: prove that the Keras, PyTorch and ONNX builds of a spec agree, and
+say where they don't.
+
+Every backend is built from what specc generates (the Keras and PyTorch code is written to
+a temporary folder and imported from there, the ONNX graph comes from ``build_onnx``), gets
+one canonical weight set (``specc.weights``) and the same seeded inputs. Checks:
+
+- **forward**: each output, for each pair of backends (inference mode);
+- **localization**: when a pair disagrees, every layer's output is compared (Keras: a
+  sub-model over the layers' outputs; ONNX: the layer-named values added as graph outputs;
+  PyTorch: the generated ``forward``'s locals, read with a line tracer at the points
+  ``specc.codegen.pytorch.forward_taps`` names) and the first diverging layer is named;
+- **training step** (Keras and PyTorch): one SGD step (learning rate 1, so the weight
+  delta is the gradient) and one Adam step, every hyperparameter explicit, from the same
+  weights on the same batch: loss, outputs in training mode (batch statistics), gradients,
+  updated weights and BatchNormalization moving statistics. Dropout is disabled for the
+  check by building both models from a variant of the spec with every Dropout rate 0 (the
+  random masks of two frameworks cannot agree; everything else trains as written);
+- **trained** (``run_dir``): the weights of a ``specc train`` run, test-set predictions of
+  every backend: agreement of the predicted classes and each backend's accuracy.
+
+Frameworks are imported only for the backends requested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import weights as W
+from .ir import ModelIR
+from .layers import lowering as lw
+
+BACKENDS = ("keras", "pytorch", "onnx")
+MIN_AGREEMENT = 0.999  # trained check: share of identical test predictions for a pair
+SGD = {"type": "sgd", "learning_rate": 1.0, "momentum": 0.0, "nesterov": False}
+ADAM = {
+    "type": "adam",
+    "learning_rate": 0.001,
+    "beta_1": 0.9,
+    "beta_2": 0.999,
+    "epsilon": 1e-7,
+    "amsgrad": False,
+}
+
+
+class CrosscheckError(Exception):
+    """The check cannot run: ``exit_code`` 2 (a bad request) or 3 (framework/data missing)."""
+
+    def __init__(self, message: str, exit_code: int = 3):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    """One comparison: ``what`` of ``check`` between the backends of ``pair``."""
+
+    check: str  # forward | train sgd | train adam | trained
+    what: str
+    pair: tuple[str, str]
+    max_abs: float
+    max_rel: float
+    passed: bool
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.check,
+            "what": self.what,
+            "pair": list(self.pair),
+            "max_abs": _json_float(self.max_abs),
+            "max_rel": _json_float(self.max_rel),
+            "passed": self.passed,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Divergence:
+    """The first layer (topological order) whose output differs between two backends."""
+
+    pair: tuple[str, str]
+    layer: str | None  # None: every layer agrees within tolerance
+    type: str = ""
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    compared: int = 0  # layers compared
+
+    def to_dict(self) -> dict:
+        return {
+            "pair": list(self.pair),
+            "layer": self.layer,
+            "type": self.type,
+            "max_abs": _json_float(self.max_abs),
+            "max_rel": _json_float(self.max_rel),
+            "layers_compared": self.compared,
+        }
+
+    def text(self) -> str:
+        pair = " vs ".join(self.pair)
+        if self.layer is None:
+            return f"{pair}: no single layer diverges ({self.compared} layers compared)"
+        return (
+            f"{pair}: first diverging layer '{self.layer}' ({self.type}): "
+            f"max abs {_num(self.max_abs)}, max rel {_num(self.max_rel)}"
+        )
+
+
+@dataclass
+class Report:
+    spec: str
+    model: str
+    backends: list[str]
+    weights: str
+    batch: int
+    seed: int
+    atol: float
+    rtol: float
+    rows: list[Row] = field(default_factory=list)
+    divergences: list[Divergence] = field(default_factory=list)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(row.passed for row in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "spec": self.spec,
+            "model": self.model,
+            "backends": self.backends,
+            "weights": self.weights,
+            "batch": self.batch,
+            "seed": self.seed,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "ok": self.ok,
+            "rows": [row.to_dict() for row in self.rows],
+            "divergences": [d.to_dict() for d in self.divergences],
+            "accuracy": self.accuracy,
+            "notes": self.notes,
+        }
+
+    def format_text(self) -> str:
+        lines = [
+            f"crosscheck {self.model} ({self.spec}): {', '.join(self.backends)}",
+            f"weights: {self.weights}; inputs: batch {self.batch}, seed {self.seed}; "
+            f"atol {self.atol:g}, rtol {self.rtol:g}",
+            "",
+        ]
+        header = ("check", "compared", "backends", "max abs", "max rel", "result")
+        table = [
+            (
+                r.check,
+                r.what,
+                " vs ".join(r.pair),
+                _num(r.max_abs),
+                _num(r.max_rel),
+                ("PASS" if r.passed else "FAIL") + (f"  {r.note}" if r.note else ""),
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(str(row[k])) for row in [header, *table]) for k in range(5)]
+        for k, row in enumerate([header, *table]):
+            cells = [
+                str(row[i]).rjust(widths[i]) if i in (3, 4) else str(row[i]).ljust(widths[i])
+                for i in range(5)
+            ]
+            lines.append("  ".join(cells) + "  " + row[5])
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths) + "  ------")
+        if self.accuracy:
+            lines.append("")
+            lines.append(
+                "test accuracy: "
+                + ", ".join(f"{name} {acc:.4f}" for name, acc in self.accuracy.items())
+            )
+        if self.divergences:
+            lines.append("")
+            lines += [f"localization: {d.text()}" for d in self.divergences]
+        lines += [f"note: {note}" for note in self.notes]
+        lines.append("")
+        failed = sum(not r.passed for r in self.rows)
+        if failed:
+            lines.append(f"FAIL: {failed} of {len(self.rows)} comparisons disagree")
+        else:
+            lines.append(f"PASS: {len(self.rows)} comparisons agree")
+        return "\n".join(lines) + "\n"
+
+
+def _json_float(value: float):
+    return value if math.isfinite(value) else str(value)
+
+
+def _num(value: float) -> str:
+    return f"{value:.2e}" if math.isfinite(value) else str(value)
+
+
+def compare(a, b, atol: float, rtol: float, slack=0.0) -> tuple[float, float, bool]:
+    """(max abs error, max rel error, every element close).
+
+    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` (NaN only where both are NaN;
+    ``slack``, per element, is for errors propagated from an earlier comparison). The
+    relative error ``|a - b| / max(|a|, |b|)`` is taken over elements larger than ``atol``
+    only (smaller ones are judged by the absolute error)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf, math.inf, False
+    both_nan = np.isnan(a) & np.isnan(b)
+    diff = np.where(both_nan, 0.0, np.abs(a - b))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    scale = np.maximum(np.abs(a), np.abs(b))
+    scale = np.where(np.isnan(scale), 0.0, scale)
+    passed = bool(np.all(diff <= atol + rtol * scale + slack))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    big = scale > atol
+    max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
+    return max_abs, max_rel, passed
+
+
+def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
+    """Aggregate over (name, a, b, slack): the maxima, all close, and the worst name."""
+    max_abs = max_rel = 0.0
+    passed, worst, worst_score = True, "", -1.0
+    for name, a, b, slack in items:
+        ab, rel, ok = compare(a, b, atol, rtol, slack)
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a64.shape == b64.shape and a64.size:
+            bound = atol + rtol * np.maximum(np.abs(a64), np.abs(b64)) + slack
+            score = float((np.abs(a64 - b64) / bound).max())
+        else:
+            score = math.inf
+        if score > worst_score:
+            worst, worst_score = name, score
+        max_abs, max_rel, passed = max(max_abs, ab), max(max_rel, rel), passed and ok
+    return max_abs, max_rel, passed, worst
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _to_channels_last(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout == lw.CF and array.ndim >= 3:
+        return np.moveaxis(array, 1, -1)
+    return array
+
+
+class _Keras:
+    name = "keras"
+
+    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from .codegen import generate
+        from .runner.run import import_generated
+
+        path = folder / f"keras_model{tag}.py"
+        path.write_text(generate(model, "keras"), encoding="utf-8")
+        module = import_generated(path, f"specc_crosscheck_keras{tag}_{model.name}")
+        self.model = model
+        self.net = module.build_model()
+
+    def load(self, weights) -> None:
+        W.to_keras(self.net, self.model, weights)
+
+    def _call(self, net, inputs, training: bool):
+        out = net(inputs if len(inputs) > 1 else inputs[0], training=training)
+        return out if isinstance(out, (list, tuple)) else [out]
+
+    def forward(self, inputs) -> list[np.ndarray]:
+        return [np.asarray(o) for o in self._call(self.net, inputs, False)]
+
+    def intermediates(self, inputs) -> dict[str, np.ndarray]:
+        import keras
+
+        names = [layer.name for layer in self.model.layers]
+        sub = keras.Model(self.net.inputs, [self.net.get_layer(n).output for n in names])
+        outputs = sub(list(inputs), training=False)  # a functional model: always a list
+        return {n: np.asarray(o) for n, o in zip(names, outputs)}
+
+    def train_step(self, inputs, targets, loss_spec, optimizer) -> dict:
+        import tensorflow as tf
+
+        from .runner.keras_backend import keras_optimizer
+
+        keys = [k for k, _, kind in W.layout(self.model) if kind == "trainable"]
+        variables = []
+        for key in keys:
+            layer, param = key.split("/")
+            by_name = {v.name: v for v in self.net.get_layer(layer).weights}
+            variables.append(by_name[param])
+        opt = keras_optimizer(_optimizer(optimizer))
+        with tf.GradientTape() as tape:
+            outputs = self._call(self.net, inputs, True)
+            loss = _keras_loss(outputs, targets, loss_spec)
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables))
+        return {
+            "loss": float(loss),
+            "outputs": [np.asarray(o) for o in outputs],
+            "gradients": {k: np.asarray(g) for k, g in zip(keys, grads)},
+            "after": W.from_keras(self.net, self.model),
+        }
+
+
+def _optimizer(values: dict):
+    """The spec's optimizer model (specc.spec.SGD / Adam) for a dict of every argument."""
+    from . import spec
+
+    return {"sgd": spec.SGD, "adam": spec.Adam}[values["type"]].model_validate(values)
+
+
+def _keras_loss(outputs, targets, loss_spec):
+    from .runner.keras_backend import keras_loss
+
+    loss, from_logits = loss_spec
+    if loss is None:  # no training section: the mean squared error summed over outputs
+        import keras
+
+        mse = keras.losses.MeanSquaredError()
+        return sum(mse(y, o) for y, o in zip(targets, outputs))
+    return keras_loss(SimpleNamespace(loss=loss, from_logits=from_logits))(targets[0], outputs[0])
+
+
+class _Torch:
+    name = "pytorch"
+
+    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
+        import torch
+
+        from .codegen import generate
+        from .codegen.pyformat import class_name
+        from .runner.run import import_generated
+
+        path = folder / f"pytorch_model{tag}.py"
+        path.write_text(generate(model, "pytorch"), encoding="utf-8")
+        module = import_generated(path, f"specc_crosscheck_pytorch{tag}_{model.name}")
+        cls = getattr(module, class_name(model.name))
+        assert issubclass(cls, torch.nn.Module)
+        self.model = model
+        self.net = cls()
+        self.net.eval()
+
+    def load(self, weights) -> None:
+        W.to_torch(self.net, self.model, weights)
+
+    def _call(self, inputs):
+        import torch
+
+        out = self.net(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        return list(out) if isinstance(out, tuple) else [out]
+
+    def forward(self, inputs) -> list[np.ndarray]:
+        import torch
+
+        self.net.eval()
+        with torch.no_grad():
+            return [o.numpy() for o in self._call(inputs)]
+
+    def intermediates(self, inputs) -> dict[str, np.ndarray]:
+        """Run ``forward`` under a line tracer and read each layer's local variable at the
+        first line after the statements that compute it (see ``forward_taps``)."""
+        import torch
+
+        from .codegen.pytorch import forward_taps
+
+        taps, body_lines = forward_taps(self.model)
+        function = type(self.net).forward
+        source, first = inspect.getsourcelines(function)
+        body_start = first + len(source) - body_lines  # file line of the body's first line
+        code = function.__code__
+        events: list[tuple[float, dict]] = []
+
+        def local(frame, event, arg):
+            line = math.inf if event == "return" else frame.f_lineno
+            events.append((line, dict(frame.f_locals)))
+            return local
+
+        def outer(frame, event, arg):
+            return local if frame.f_code is code else None
+
+        previous = sys.gettrace()
+        self.net.eval()
+        sys.settrace(outer)
+        try:
+            with torch.no_grad():
+                self._call(inputs)
+        finally:
+            sys.settrace(previous)
+        out = {}
+        for tap in taps:
+            ready = body_start + tap.end  # the line that follows the layer's statements
+            snapshot = next((loc for line, loc in events if line >= ready), None)
+            value = None if snapshot is None else snapshot.get(tap.variable)
+            if isinstance(value, torch.Tensor):
+                out[tap.layer] = _to_channels_last(value.numpy(), tap.layout)
+        return out
+
+    def train_step(self, inputs, targets, loss_spec, optimizer) -> dict:
+        import torch
+
+        from .codegen.pytorch import plan
+        from .runner.torch_optim import make_optimizer
+
+        self.net.train()
+        opt = make_optimizer(self.net.parameters(), _optimizer(optimizer))
+        opt.zero_grad(set_to_none=True)
+        outputs = self._call(inputs)
+        loss = _torch_loss(outputs, [torch.from_numpy(y) for y in targets], loss_spec)
+        loss.backward()
+        grads = {}
+        for layer, attribute, w in plan(self.model).weights():
+            if w.trainable:
+                tensor = getattr(getattr(self.net, attribute), w.attr)
+                array = tensor.grad.detach().numpy() if tensor.grad is not None else None
+                if array is None:
+                    array = np.zeros(tuple(tensor.shape), np.float32)
+                grads[f"{layer}/{w.param}"] = W._from_torch(array, w.transform, w.keras_shape)
+        opt.step()
+        self.net.eval()
+        return {
+            "loss": float(loss.detach()),
+            "outputs": [o.detach().numpy() for o in outputs],
+            "gradients": grads,
+            "after": W.from_torch(self.net, self.model),
+        }
+
+
+def _torch_loss(outputs, targets, loss_spec):
+    import torch.nn.functional as F
+
+    from .runner.torch_backend import keras_loss
+
+    loss, from_logits = loss_spec
+    if loss is None:
+        return sum(F.mse_loss(o, y) for o, y in zip(outputs, targets))
+    return keras_loss(outputs[0], targets[0], loss, from_logits)
+
+
+class _Onnx:
+    name = "onnx"
+
+    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
+        self.model = model
+        self.proto = None
+
+    def load(self, weights) -> None:
+        from .onnx_target import build_onnx
+
+        self.proto = build_onnx(self.model, weights)
+        self.session = self._session(self.proto)
+
+    @staticmethod
+    def _session(proto):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+
+    def _feed(self, inputs):
+        return {t.name: x for t, x in zip(self.model.inputs, inputs)}
+
+    def forward(self, inputs) -> list[np.ndarray]:
+        return list(self.session.run(list(self.model.outputs), self._feed(inputs)))
+
+    def intermediates(self, inputs) -> dict[str, np.ndarray]:
+        """Every layer-named value added as a graph output, back to channels-last."""
+        import onnx
+
+        from .onnx_target import layer_layouts
+
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        graph = proto.graph
+        outputs = {o.name for o in graph.output}
+        produced = {name for node in graph.node for name in node.output}
+        layouts = layer_layouts(self.model)
+        wanted = []
+        for layer in self.model.layers:
+            if layer.name in outputs:
+                wanted.append((layer.name, lw.CL))  # graph outputs are channels-last
+            elif layer.name in produced:
+                graph.output.append(onnx.helper.make_empty_tensor_value_info(layer.name))
+                wanted.append((layer.name, layouts[layer.name]))
+        values = self._session(proto).run([n for n, _ in wanted], self._feed(inputs))
+        return {n: _to_channels_last(v, lay) for (n, lay), v in zip(wanted, values)}
+
+
+_CLASSES = {"keras": _Keras, "pytorch": _Torch, "onnx": _Onnx}
+_NEEDS = {"keras": ("keras", "tensorflow"), "pytorch": ("torch",), "onnx": ("onnx", "onnxruntime")}
+
+
+def _require(backends) -> None:
+    for name in backends:
+        missing = [m for m in _NEEDS[name] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CrosscheckError(
+                f"the {name} backend needs {', '.join(missing)}, which is not installed"
+            )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for tensor in model.inputs:
+        shape = (batch, *tensor.shape)
+        if tensor.dtype.startswith("float"):
+            out.append(rng.normal(size=shape).astype(tensor.dtype))
+        else:
+            out.append(rng.integers(0, 256, size=shape).astype(tensor.dtype))
+    return out
+
+
+def _loss_spec(model: ModelIR) -> tuple[str | None, bool]:
+    """(loss, from_logits) of the training step: the spec's, else None (summed MSE)."""
+    training = model.training or {}
+    if training and len(model.outputs) == 1:
+        from .spec import Training
+
+        parsed = Training.model_validate(training)
+        return parsed.loss, parsed.from_logits
+    return None, False
+
+
+def _targets(model: ModelIR, loss: str | None, batch: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng([seed, 2])
+    shapes = [(batch, *model.shape_of(name)) for name in model.outputs]
+    if loss in (None, "mse"):
+        return [rng.normal(size=s).astype(np.float32) for s in shapes]
+    units = shapes[0][-1]
+    if loss == "sparse_categorical_crossentropy":
+        return [rng.integers(0, units, size=batch).astype(np.int64)]
+    if loss == "categorical_crossentropy":
+        return [np.eye(units, dtype=np.float32)[rng.integers(0, units, size=batch)]]
+    return [rng.integers(0, 2, size=shapes[0]).astype(np.float32)]  # binary
+
+
+def without_dropout(model: ModelIR) -> ModelIR:
+    """The same model with every Dropout rate 0 (identical weights and layer names)."""
+    layers = [
+        dataclasses.replace(layer, spec=layer.spec.model_copy(update={"rate": 0.0}))
+        if layer.type == "Dropout"
+        else layer
+        for layer in model.layers
+    ]
+    return dataclasses.replace(model, layers=layers)
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def _pairs(names):
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def localize(model: ModelIR, built: dict, pair, inputs, atol, rtol, cache) -> Divergence:
+    """Compare every layer's output in topological order; the first one out of tolerance."""
+    for name in pair:
+        if name not in cache:
+            cache[name] = built[name].intermediates(inputs)
+    a, b = (cache[n] for n in pair)
+    compared = 0
+    for layer in model.layers:
+        if layer.name not in a or layer.name not in b:
+            continue
+        compared += 1
+        max_abs, max_rel, ok = compare(a[layer.name], b[layer.name], atol, rtol)
+        if not ok:
+            return Divergence(pair, layer.name, layer.type, max_abs, max_rel, compared)
+    return Divergence(pair, None, compared=compared)
+
+
+def crosscheck(
+    model: ModelIR,
+    *,
+    spec_path: str = "",
+    backends=BACKENDS,
+    weights: dict | None = None,
+    weights_label: str | None = None,
+    run_dir: str | Path | None = None,
+    batch: int = 8,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    seed: int = 0,
+    train_step: bool = True,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    log=None,
+) -> Report:
+    """Build every requested backend and compare them; see the module docstring."""
+    backends = list(dict.fromkeys(backends))
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise CrosscheckError(
+            f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}", exit_code=2
+        )
+    if len(backends) < 2:
+        raise CrosscheckError("crosscheck needs at least two backends", exit_code=2)
+    if batch < 1:
+        raise CrosscheckError("--batch must be at least 1", exit_code=2)
+    _require(backends)
+    run = None
+    if run_dir is not None:
+        if weights is not None:
+            raise CrosscheckError("give either weights or a run folder, not both", exit_code=2)
+        run = _read_run(model, Path(run_dir))
+        weights, weights_label = run["weights"], f"run {run_dir} (weights.npz)"
+    if weights is None:
+        weights = W.random_weights(model, seed)
+        weights_label = weights_label or f"random (seed {seed})"
+    try:
+        W.check(model, weights)
+    except ValueError as exc:
+        raise CrosscheckError(f"the weights do not fit the model: {exc}", exit_code=2) from None
+    say = log or (lambda text: None)
+    report = Report(
+        spec_path or model.file,
+        model.name,
+        backends,
+        weights_label or "given",
+        batch,
+        seed,
+        atol,
+        rtol,
+    )
+    with tempfile.TemporaryDirectory(prefix="specc-crosscheck-") as tmp:
+        folder = Path(tmp)
+        built = {}
+        for name in backends:
+            say(f"building {name}")
+            built[name] = _CLASSES[name](model, folder)
+            built[name].load(weights)
+        inputs = _inputs(model, batch, seed)
+        outputs = {name: b.forward(inputs) for name, b in built.items()}
+        cache: dict = {}
+        for pair in _pairs(backends):
+            failed = False
+            for index, out_name in enumerate(model.outputs):
+                max_abs, max_rel, ok = compare(
+                    outputs[pair[0]][index], outputs[pair[1]][index], atol, rtol
+                )
+                report.rows.append(Row("forward", out_name, pair, max_abs, max_rel, ok))
+                failed = failed or not ok
+            if failed:
+                say(f"localizing {pair[0]} vs {pair[1]}")
+                report.divergences.append(localize(model, built, pair, inputs, atol, rtol, cache))
+        if train_step:
+            if "keras" in built and "pytorch" in built:
+                _training_rows(model, weights, folder, built, report, say)
+            else:
+                report.notes.append("the training step needs both keras and pytorch: skipped")
+        if run is not None:
+            _trained_rows(model, run, built, report, data_dir, limit, say)
+    return report
+
+
+def _training_rows(model, weights, folder, built, report, say) -> None:
+    variant = without_dropout(model)
+    if any(layer.type == "Dropout" for layer in model.layers):
+        report.notes.append("training step: Dropout rates set to 0 (a variant of the spec)")
+        nets = {
+            "keras": _Keras(variant, folder, "_train"),
+            "pytorch": _Torch(variant, folder, "_train"),
+        }
+    else:
+        nets = {"keras": built["keras"], "pytorch": built["pytorch"]}
+    loss_spec = _loss_spec(model)
+    inputs = _inputs(model, report.batch, report.seed)
+    targets = _targets(model, loss_spec[0], report.batch, report.seed)
+    kinds = {key: kind for key, _, kind in W.layout(model)}
+    pair = ("keras", "pytorch")
+    atol, rtol = report.atol, report.rtol
+    for label, optimizer in (("train sgd", SGD), ("train adam", ADAM)):
+        say(f"{label}: one step")
+        results = {}
+        for name, net in nets.items():
+            net.load(weights)
+            results[name] = net.train_step(inputs, targets, loss_spec, optimizer)
+            net.load(weights)
+        k, t = results["keras"], results["pytorch"]
+        what = f"loss ({loss_spec[0] or 'mse'})"
+        report.rows.append(Row(label, what, pair, *compare(k["loss"], t["loss"], atol, rtol)))
+        for index, out_name in enumerate(model.outputs):
+            row = compare(k["outputs"][index], t["outputs"][index], atol, rtol)
+            report.rows.append(Row(label, f"{out_name} (training mode)", pair, *row))
+        slack = _step_sensitivity(optimizer, k["gradients"], t["gradients"])
+        groups = (
+            ("gradients", k["gradients"], t["gradients"], lambda key: True),
+            ("updated weights", k["after"], t["after"], lambda key: kinds[key] == "trainable"),
+            ("moving statistics", k["after"], t["after"], lambda key: kinds[key] != "trainable"),
+        )
+        for what, ka, ta, keep in groups:
+            keys = [key for key in ka if keep(key)]
+            if not keys:
+                continue
+            items = [
+                (key, ka[key], ta[key], slack.get(key, 0.0) if what == "updated weights" else 0.0)
+                for key in keys
+            ]
+            max_abs, max_rel, ok, worst = _compare_many(items, atol, rtol)
+            note = "" if ok else f"worst: {worst}"
+            report.rows.append(
+                Row(label, f"{what} ({len(keys)})", pair, max_abs, max_rel, ok, note)
+            )
+
+
+def _step_sensitivity(optimizer: dict, grads_a: dict, grads_b: dict) -> dict:
+    """How far the two gradients' difference may move the updated weights, per element.
+
+    SGD: ``lr * |dg|``. Adam's first step is ``lr * g / (|g| + eps / sqrt(1 - beta_2))``,
+    whose slope is at most ``lr * sqrt(1 - beta_2) / eps`` (316 with lr 1e-3, eps 1e-7): where
+    a gradient is mathematically zero (a bias right before BatchNormalization) its sign is
+    rounding noise, which the step amplifies up to that factor."""
+    lr = optimizer["learning_rate"]
+    if optimizer["type"] == "adam":
+        lr *= math.sqrt(1 - optimizer["beta_2"]) / optimizer["epsilon"]
+    return {
+        key: lr * np.abs(np.asarray(grads_a[key], np.float64) - np.asarray(grads_b[key]))
+        for key in grads_a
+        if key in grads_b and np.shape(grads_a[key]) == np.shape(grads_b[key])
+    }
+
+
+# --------------------------------------------------------------------------- trained runs
+
+
+def _read_run(model: ModelIR, folder: Path) -> dict:
+    from .runner.run import spec_hash
+
+    path = folder / "weights.npz"
+    if not path.is_file():
+        raise CrosscheckError(f"{folder} is not a specc run folder (no weights.npz)", exit_code=2)
+    run = {"weights": W.load(path), "normalization": None, "info": {}}
+    if (folder / "run.json").is_file():
+        run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        want = run["info"].get("spec_sha256")
+        if want and want != spec_hash(model):
+            raise CrosscheckError(
+                f"{folder} was trained from a different spec (spec_sha256 differs)", exit_code=2
+            )
+    if (folder / "normalization.json").is_file():
+        run["normalization"] = json.loads(
+            (folder / "normalization.json").read_text(encoding="utf-8")
+        )
+    return run
+
+
+def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
+    from .data import DatasetError, prepare
+    from .runner.losses import predicted_classes, probabilities
+    from .spec import Training
+
+    if not model.training:
+        raise CrosscheckError("the spec has no training: section, so no test set to predict")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise CrosscheckError("trained runs have one input and one output")
+    training = Training.model_validate(model.training)
+    say("loading the test set")
+    try:
+        data = prepare(
+            training,
+            model.inputs[0].shape,
+            data_dir,
+            output_units=model.shape_of(model.outputs[0])[-1],
+            base_dir=Path(model.file).parent,
+            limit=limit,
+            download=os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
+        )
+    except DatasetError as exc:
+        raise CrosscheckError(str(exc)) from None
+    x = data.x_test
+    if run["normalization"] is not None and data.x_test_raw is not None:
+        data.normalization = run["normalization"]  # exactly the run's preprocessing
+        x = data.transform(data.x_test_raw)
+    x = np.asarray(x, dtype=np.float32)
+    predictions, outputs = {}, {}
+    for name, backend in built.items():
+        say(f"predicting {len(x)} test samples with {name}")
+        parts = [backend.forward([x[i : i + 500]])[0] for i in range(0, len(x), 500)]
+        outputs[name] = np.concatenate(parts)
+        if training.loss != "mse":
+            probs = probabilities(outputs[name], training.loss, training.from_logits)
+            predictions[name] = predicted_classes(probs)
+            truth = data.class_indices(data.y_test)
+            report.accuracy[name] = float(np.mean(predictions[name] == truth))
+    for pair in _pairs(list(built)):
+        max_abs, max_rel, ok = compare(outputs[pair[0]], outputs[pair[1]], report.atol, report.rtol)
+        if predictions:
+            same = int(np.sum(predictions[pair[0]] == predictions[pair[1]]))
+            rate = same / max(len(x), 1)
+            ok = rate >= MIN_AGREEMENT
+            note = f"{rate:.2%} identical predictions ({same}/{len(x)})"
+        else:
+            note = ""
+        what = f"test set ({len(x)} samples)"
+        report.rows.append(Row("trained", what, pair, max_abs, max_rel, ok, note))

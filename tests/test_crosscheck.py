@@ -1,0 +1,267 @@
+"""`specc crosscheck`: every bundled spec agrees across Keras, PyTorch and ONNX (forward) and
+across Keras and PyTorch (one SGD and one Adam step); an injected fault is caught and
+localized; BatchNormalization's moving variance follows Keras; a trained MNIST run gives the
+same predictions in all three backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from specc.cli import app
+from specc.codegen import generate
+from specc.codegen.pytorch import forward_taps
+from specc.crosscheck import compare, crosscheck, without_dropout
+from specc.layers import lowering as lw
+from specc.layers.normalization import BatchNormalization
+from specc.pipeline import check_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+def _model(name: str):
+    result = check_file(ROOT / "specs" / name)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    return result.model
+
+
+# --------------------------------------------------------------------------- no framework
+
+
+def test_compare_tolerances():
+    a = np.array([1.0, 0.0, 1e-7])
+    assert compare(a, a, 1e-5, 1e-4) == (0.0, 0.0, True)
+    max_abs, max_rel, ok = compare(a, a + [2e-4, 0, 0], 1e-5, 1e-4)
+    assert not ok and max_abs == pytest.approx(2e-4) and max_rel == pytest.approx(2e-4, rel=1e-3)
+    assert compare(a, a + [1e-5, 0, 0], 1e-5, 1e-4)[2]  # within atol + rtol * |a|
+    assert compare([np.nan], [np.nan], 1e-5, 1e-4)[2]
+    assert not compare([np.nan], [0.0], 1e-5, 1e-4)[2]
+    assert compare(np.zeros(2), np.zeros(3), 1e-5, 1e-4) == (np.inf, np.inf, False)
+    assert compare([0.0], [1e-3], 1e-5, 1e-4, slack=1e-3)[2]
+
+
+def test_without_dropout_keeps_names_and_weights():
+    model = _model("keras_mnist_cnn.yaml")
+    variant = without_dropout(model)
+    assert [layer.name for layer in variant.layers] == [layer.name for layer in model.layers]
+    assert [layer.spec.rate for layer in variant.layers if layer.type == "Dropout"] == [0.0, 0.0]
+    assert [layer.spec.rate for layer in model.layers if layer.type == "Dropout"] == [0.25, 0.5]
+    assert "p=0.0" in generate(variant, "pytorch") and "p=0.25" in generate(model, "pytorch")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_forward_taps_point_into_the_generated_forward(spec):
+    """Each tap names a local the generated forward assigns, in the body's last lines."""
+    model = _model(spec.name)
+    taps, body_lines = forward_taps(model)
+    assert [tap.layer for tap in taps] == [layer.name for layer in model.layers]
+    body = generate(model, "pytorch").rstrip("\n").split("\n")[-body_lines:]
+    assert body[-1].strip().startswith("return") or body[-1].strip() == ")"
+    for tap in taps:
+        assert 0 <= tap.end <= body_lines
+        assert tap.layout in (lw.CF, lw.CL)
+        assert any(line.strip().startswith(f"{tap.variable} = ") for line in body[: tap.end]) or (
+            tap.variable in [t.name for t in model.inputs] or tap.variable == "x"
+        )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backends", "keras,tflite"], "unknown backend 'tflite'"),
+        (["--backends", "onnx"], "at least two backends"),
+        (["--weights", "w.npz", "--run", "runs/x"], "not both"),
+        (["--run", "no/such/run", "--backends", "pytorch,onnx"], "not a specc run folder"),
+    ],
+)
+def test_usage_errors(args, message):
+    result = CliRunner().invoke(app, ["crosscheck", "specs/mnist_mlp.json", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_invalid_spec_exits_1():
+    result = CliRunner().invoke(app, ["crosscheck", "tests/cases/error_kernel_too_large/spec.yaml"])
+    assert result.exit_code == 1
+
+
+# --------------------------------------------------------------------------- frameworks
+
+
+@pytest.fixture(scope="module")
+def frameworks():
+    pytest.importorskip("keras")
+    pytest.importorskip("onnxruntime")
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_spec_agrees(spec, frameworks):
+    report = crosscheck(_model(spec.name), batch=4, seed=1)
+    assert report.ok, report.format_text()
+    checks = {row.check for row in report.rows}
+    assert checks == {"forward", "train sgd", "train adam"}
+    pairs = {row.pair for row in report.rows if row.check == "forward"}
+    assert pairs == {("keras", "pytorch"), ("keras", "onnx"), ("pytorch", "onnx")}
+    assert not report.divergences
+
+
+def _with_module(change):
+    """BatchNormalization.torch_lowering with its module changed by ``change(module)``."""
+    original = BatchNormalization.torch_lowering
+
+    def lowering(self, shapes, out, layout):
+        low = original(self, shapes, out, layout)
+        modules = tuple(change(module, len(shapes[0])) for module in low.modules)
+        return lw.TorchLowering(modules, low.steps, low.weights, low.out_layout, low.comment)
+
+    return lowering
+
+
+def _wrong_epsilon(module, rank):
+    args = tuple((k, 0.1 if k == "eps" else v) for k, v in module.args)
+    return lw.TorchModule(module.cls, args, module.suffix)
+
+
+def _torch_batch_norm(module, rank):
+    """What the PyTorch target used to emit: nn.BatchNorm (unbiased running variance)."""
+    cls = {1: "nn.BatchNorm1d", 2: "nn.BatchNorm1d", 3: "nn.BatchNorm2d"}[rank]
+    args = tuple((k, round(1 - v, 12) if k == "momentum" else v) for k, v in module.args)
+    return lw.TorchModule(cls, args, module.suffix)
+
+
+@pytest.mark.slow
+def test_injected_fault_is_caught_and_localized(frameworks, monkeypatch):
+    monkeypatch.setattr(BatchNormalization, "torch_lowering", _with_module(_wrong_epsilon))
+    assert "eps=0.1," in generate(_model("residual_block.yaml"), "pytorch")
+    result = CliRunner().invoke(
+        app, ["crosscheck", "specs/residual_block.yaml", "--no-train-step", "--format", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    forward = {tuple(row["pair"]): row["passed"] for row in report["rows"]}
+    assert forward == {
+        ("keras", "pytorch"): False,
+        ("keras", "onnx"): True,
+        ("pytorch", "onnx"): False,
+    }
+    found = {tuple(d["pair"]): d["layer"] for d in report["divergences"]}
+    assert found == {("keras", "pytorch"): "stem_bn", ("pytorch", "onnx"): "stem_bn"}
+    assert all(d["type"] == "BatchNormalization" for d in report["divergences"])
+    # the text report names it too
+    text = CliRunner().invoke(
+        app, ["crosscheck", "specs/residual_block.yaml", "--no-train-step", "--batch", "2"]
+    )
+    assert text.exit_code == 1
+    assert "first diverging layer 'stem_bn' (BatchNormalization)" in text.output
+    assert "FAIL" in text.output
+
+
+@pytest.mark.slow
+def test_torch_running_variance_would_be_caught(frameworks, monkeypatch):
+    """nn.BatchNorm's unbiased running variance fails the training step; KerasBatchNorm
+    (what the target emits now) passes it (test_every_spec_agrees)."""
+    monkeypatch.setattr(BatchNormalization, "torch_lowering", _with_module(_torch_batch_norm))
+    assert "nn.BatchNorm2d(" in generate(_model("residual_block.yaml"), "pytorch")
+    report = crosscheck(_model("residual_block.yaml"), backends=["keras", "pytorch"], batch=2)
+    failed = {(row.check, row.what) for row in report.rows if not row.passed}
+    assert failed == {
+        ("train sgd", "moving statistics (12)"),
+        ("train adam", "moving statistics (12)"),
+    }, report.format_text()
+    assert all("moving_variance" in row.note for row in report.rows if not row.passed)
+
+
+@pytest.mark.slow
+def test_keras_batch_norm_matches_keras_statistics(frameworks):
+    """The emitted module: biased variance in the running statistics, as Keras."""
+    torch = frameworks
+    model = _model("residual_block.yaml")
+    code = generate(model, "pytorch")
+    namespace: dict = {}
+    exec(compile(code, "residual_net.py", "exec"), namespace)
+    bn = namespace["KerasBatchNorm"](num_features=1, eps=1e-3, momentum=0.0, affine=True)
+    bn.train()
+    bn(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
+    assert float(bn.running_var[0]) == pytest.approx(1.25)  # Keras: 1.25; nn.BatchNorm: 1.667
+    assert float(bn.running_mean[0]) == pytest.approx(1.5)
+
+
+@pytest.mark.slow
+def test_only_requested_frameworks_are_imported(frameworks):
+    code = (
+        "import sys\n"
+        "from specc.pipeline import check_file\n"
+        "from specc.crosscheck import crosscheck\n"
+        "r = crosscheck(check_file('specs/mnist_mlp.json').model, backends=['pytorch', 'onnx'])\n"
+        "assert r.ok\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'torch', 'onnxruntime')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "['onnxruntime', 'torch']"
+
+
+@pytest.mark.slow
+def test_trained_mnist_run_agrees(frameworks, data_dir, tmp_path):
+    if not (data_dir / "mnist").is_dir():
+        pytest.skip(f"no MNIST in {data_dir}")
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "specs/mnist_mlp.json",
+            "--backend",
+            "pytorch",
+            "--epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(run),
+            "--offline",
+            "--quiet",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    result = CliRunner().invoke(
+        app,
+        [
+            "crosscheck",
+            "specs/mnist_mlp.json",
+            "--run",
+            str(run),
+            "--data-dir",
+            str(data_dir),
+            "--limit",
+            "2000",
+            "--no-train-step",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    rows = [row for row in report["rows"] if row["check"] == "trained"]
+    assert len(rows) == 3 and all(row["passed"] for row in rows)
+    for row in rows:
+        same, total = row["note"].split("(")[1].split(")")[0].split("/")
+        assert int(total) == 2000 and int(same) / int(total) >= 0.999
+    metrics = json.loads((run / "metrics.json").read_text())
+    accuracy = report["accuracy"]
+    assert set(accuracy) == {"keras", "pytorch", "onnx"}
+    assert accuracy["pytorch"] == pytest.approx(metrics["accuracy"])
+    assert max(accuracy.values()) - min(accuracy.values()) <= 0.001
