@@ -267,7 +267,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
     # layers that no output depends on (not worth saying while the graph itself is wrong)
     if any(d.severity == "error" for d in report.items):
         return Graph(model_inputs, order, outputs, broken), report.items
-    needed = _ancestors(outputs, {n.name: n for n in nodes})
+    needed = ancestors(outputs, {n.name: n for n in nodes})
     for node in nodes:
         if node.name not in needed and node.name not in broken:
             report.at(
@@ -328,7 +328,8 @@ def _find_cycle(start: Node, cyclic: dict[str, Node]) -> list[str] | None:
     return None
 
 
-def _ancestors(outputs: list[str], by_name: dict[str, Node]) -> set[str]:
+def ancestors(outputs: list[str], by_name: dict) -> set[str]:
+    """Names of the outputs and everything they read, transitively (nodes have ``inputs``)."""
     seen: set[str] = set()
     stack = list(outputs)
     while stack:

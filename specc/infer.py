@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .diagnostics import Diagnostic
 from .errors import layer_label
-from .graph import Graph
+from .graph import Graph, ancestors
 from .ir import LayerIR, ModelIR, TensorIR
 from .layers.base import ShapeError, fmt_shape
 from .source import Source
@@ -143,17 +143,7 @@ def check_resources(model: ModelIR, source: Source) -> list[Diagnostic]:
 
 
 def _needed(model: ModelIR) -> set[str]:
-    by_name = {layer.name: layer for layer in model.layers}
-    seen: set[str] = set()
-    stack = list(model.outputs)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name in by_name:
-            stack.extend(by_name[name].inputs)
-    return seen
+    return ancestors(model.outputs, {layer.name: layer for layer in model.layers})
 
 
 def check_training(spec: Spec, model: ModelIR, source: Source) -> list[Diagnostic]:

@@ -34,6 +34,7 @@ import numpy as np
 from .diagnostics import Diagnostic, SpecError
 from .ir import LayerIR, ModelIR
 from .layers.base import normalize_axis
+from .layers.lowering import keras_fans
 
 MIN_OPSET = 13
 DEFAULT_OPSET = 17
@@ -409,18 +410,6 @@ def _params(layer: LayerIR, in_shape: tuple[int, ...]) -> list[_Param]:
     return out
 
 
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Keras's compute_fans on the Keras-layout shape."""
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
 def _initialize(key: str, param: _Param, seed: int) -> np.ndarray:
     """A numpy-only seeded Keras-style initializer; each weight has its own stream."""
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
@@ -429,7 +418,7 @@ def _initialize(key: str, param: _Param, seed: int) -> np.ndarray:
         return np.zeros(shape, np.float32)
     if param.init == "ones":
         return np.ones(shape, np.float32)
-    fan_in, fan_out = _fans(shape)
+    fan_in, fan_out = keras_fans(shape)
     family, dist = param.init.split("_")
     scale = {"glorot": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in, "lecun": 1.0 / fan_in}[family]
     if dist == "uniform":

@@ -13,7 +13,29 @@ from __future__ import annotations
 import torch
 
 
-class KerasAdam(torch.optim.Optimizer):
+class _KerasRule(torch.optim.Optimizer):
+    """One parameter at a time: Keras's ``_apply_weight_decay`` then ``update_step``."""
+
+    def _update(self, p: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if group["weight_decay"]:
+                    p.sub_(p * (group["lr"] * group["weight_decay"]))
+                self._update(p, self.state[p], group)
+        return loss
+
+
+class KerasAdam(_KerasRule):
     """keras.optimizers.Adam / AdamW (decoupled ``weight_decay``: ``w -= lr*wd*w`` first)."""
 
     def __init__(
@@ -36,40 +58,27 @@ class KerasAdam(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, b1, b2, eps = group["lr"], group["beta_1"], group["beta_2"], group["epsilon"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.zeros_like(p)
-                    if group["amsgrad"]:
-                        state["v_hat"] = torch.zeros_like(p)
-                if group["weight_decay"]:
-                    p.sub_(p * (lr * group["weight_decay"]))
-                state["step"] += 1
-                t = state["step"]
-                alpha = lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
-                m, v = state["m"], state["v"]
-                m.add_((p.grad - m) * (1 - b1))
-                v.add_((p.grad.square() - v) * (1 - b2))
-                if group["amsgrad"]:
-                    torch.maximum(state["v_hat"], v, out=state["v_hat"])
-                    v = state["v_hat"]
-                p.sub_(m * alpha / (v.sqrt() + eps))
-        return loss
+    def _update(self, p, state, group):
+        lr, b1, b2, eps = group["lr"], group["beta_1"], group["beta_2"], group["epsilon"]
+        if not state:
+            state["step"] = 0
+            state["m"] = torch.zeros_like(p)
+            state["v"] = torch.zeros_like(p)
+            if group["amsgrad"]:
+                state["v_hat"] = torch.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        alpha = lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
+        m, v = state["m"], state["v"]
+        m.add_((p.grad - m) * (1 - b1))
+        v.add_((p.grad.square() - v) * (1 - b2))
+        if group["amsgrad"]:
+            torch.maximum(state["v_hat"], v, out=state["v_hat"])
+            v = state["v_hat"]
+        p.sub_(m * alpha / (v.sqrt() + eps))
 
 
-class KerasRMSprop(torch.optim.Optimizer):
+class KerasRMSprop(_KerasRule):
     """keras.optimizers.RMSprop, including ``momentum`` and ``centered``."""
 
     def __init__(
@@ -92,40 +101,27 @@ class KerasRMSprop(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, rho, eps = group["lr"], group["rho"], group["epsilon"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["velocity"] = torch.zeros_like(p)
-                    state["momentum"] = torch.zeros_like(p)
-                    state["average_gradient"] = torch.zeros_like(p)
-                if group["weight_decay"]:
-                    p.sub_(p * (lr * group["weight_decay"]))
-                g = p.grad
-                velocity = state["velocity"]
-                velocity.mul_(rho).add_(g.square() * (1 - rho))
-                if group["centered"]:
-                    average = state["average_gradient"]
-                    average.mul_(rho).add_(g * (1 - rho))
-                    denominator = velocity - average.square() + eps
-                else:
-                    denominator = velocity + eps
-                increment = lr * g / denominator.sqrt()
-                if group["momentum"] > 0:
-                    state["momentum"].mul_(group["momentum"]).add_(increment)
-                    p.sub_(state["momentum"])
-                else:
-                    p.sub_(increment)
-        return loss
+    def _update(self, p, state, group):
+        lr, rho, eps = group["lr"], group["rho"], group["epsilon"]
+        if not state:
+            state["velocity"] = torch.zeros_like(p)
+            state["momentum"] = torch.zeros_like(p)
+            state["average_gradient"] = torch.zeros_like(p)
+        g = p.grad
+        velocity = state["velocity"]
+        velocity.mul_(rho).add_(g.square() * (1 - rho))
+        if group["centered"]:
+            average = state["average_gradient"]
+            average.mul_(rho).add_(g * (1 - rho))
+            denominator = velocity - average.square() + eps
+        else:
+            denominator = velocity + eps
+        increment = lr * g / denominator.sqrt()
+        if group["momentum"] > 0:
+            state["momentum"].mul_(group["momentum"]).add_(increment)
+            p.sub_(state["momentum"])
+        else:
+            p.sub_(increment)
 
 
 def make_optimizer(params, optimizer) -> torch.optim.Optimizer:
