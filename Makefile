@@ -25,19 +25,21 @@ check-no-cuda:
 		exit 1; fi
 
 # The main job on an embedded default: check every bundled spec, show a summary, compile to
-# every target, and train the digits CNN (scikit-learn's bundled digits: no download) in both
-# frameworks.
+# every target, train the digits CNN (scikit-learn's bundled digits: no download) in both
+# frameworks, and crosscheck Keras, PyTorch and ONNX (random weights, then the trained run).
 DEMO_OUT ?= out/demo
 demo: $(STAMP)
 	$(BIN)/specc validate specs/*.yaml specs/*.json
 	$(BIN)/specc summary specs/mnist_cnn.yaml
 	$(BIN)/specc summary specs/residual_block.yaml
-	@mkdir -p $(DEMO_OUT)
+	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	$(BIN)/specc compile specs/residual_block.yaml --target keras -o $(DEMO_OUT)/residual_keras.py
 	$(BIN)/specc compile specs/residual_block.yaml --target pytorch -o $(DEMO_OUT)/residual_pytorch.py
 	$(BIN)/specc compile specs/residual_block.yaml --target onnx -o $(DEMO_OUT)/residual.onnx
 	$(BIN)/specc train specs/digits_cnn.yaml --backend pytorch --epochs 5 --out $(DEMO_OUT)/digits-pytorch
 	$(BIN)/specc train specs/digits_cnn.yaml --backend keras --epochs 5 --out $(DEMO_OUT)/digits-keras
+	$(BIN)/specc crosscheck specs/residual_block.yaml
+	$(BIN)/specc crosscheck specs/digits_cnn.yaml --run $(DEMO_OUT)/digits-pytorch
 	@echo "demo outputs in $(DEMO_OUT)/"
 
 test: $(STAMP)

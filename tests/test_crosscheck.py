@@ -5,6 +5,7 @@ same predictions in all three backends."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from specc.cli import app
 from specc.codegen import generate
+from specc.codegen.pyformat import class_name
 from specc.codegen.pytorch import forward_taps
 from specc.crosscheck import compare, crosscheck, without_dropout
 from specc.layers import lowering as lw
@@ -58,18 +60,41 @@ def test_without_dropout_keeps_names_and_weights():
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_forward_taps_point_into_the_generated_forward(spec):
-    """Each tap names a local the generated forward assigns, in the body's last lines."""
+    """Each tap names a local the generated forward assigns; the body ends forward."""
     model = _model(spec.name)
     taps, body_lines = forward_taps(model)
     assert [tap.layer for tap in taps] == [layer.name for layer in model.layers]
-    body = generate(model, "pytorch").rstrip("\n").split("\n")[-body_lines:]
+    code = generate(model, "pytorch")
+    model_class = next(
+        node
+        for node in ast.parse(code).body
+        if isinstance(node, ast.ClassDef) and node.name == class_name(model.name)
+    )
+    forward = next(node for node in model_class.body if getattr(node, "name", "") == "forward")
+    body = code.split("\n")[forward.end_lineno - body_lines : forward.end_lineno]
     assert body[-1].strip().startswith("return") or body[-1].strip() == ")"
+    inputs = {"x", *(t.name for t in model.inputs)}
     for tap in taps:
         assert 0 <= tap.end <= body_lines
         assert tap.layout in (lw.CF, lw.CL)
-        assert any(line.strip().startswith(f"{tap.variable} = ") for line in body[: tap.end]) or (
-            tap.variable in [t.name for t in model.inputs] or tap.variable == "x"
-        )
+        assigned = any(line.strip().startswith(f"{tap.variable} = ") for line in body[: tap.end])
+        assert assigned or tap.variable in inputs, tap
+
+
+def test_helper_class_never_clashes_with_the_model_class():
+    from specc.pipeline import check_data
+
+    data = {
+        "version": 1,
+        "name": "keras_batch_norm",
+        "inputs": [{"name": "x", "shape": [4]}],
+        "layers": [{"type": "BatchNormalization", "name": "bn"}],
+    }
+    code = generate(check_data(data).model, "pytorch")
+    assert "class KerasBatchNorm_(nn.Module):" in code
+    assert "class KerasBatchNorm(nn.Module):" in code
+    assert "self.bn = KerasBatchNorm_(" in code
+    compile(code, "keras_batch_norm.py", "exec")
 
 
 @pytest.mark.parametrize(
