@@ -421,8 +421,12 @@ class _Torch:
         self.net.train()
         opt = make_optimizer(self.net.parameters(), _optimizer(optimizer))
         opt.zero_grad(set_to_none=True)
-        outputs = self._call(inputs)
-        loss = _torch_loss(outputs, [torch.from_numpy(y) for y in targets], loss_spec)
+        from .runner.torch_backend import LogitsTap
+
+        tap = LogitsTap(self.net)
+        with tap:
+            outputs = self._call(inputs)
+        loss = _torch_loss(outputs, [torch.from_numpy(y) for y in targets], loss_spec, tap)
         loss.backward()
         grads = {}
         for layer, attribute, w in plan(self.model).weights():
@@ -442,7 +446,7 @@ class _Torch:
         }
 
 
-def _torch_loss(outputs, targets, loss_spec):
+def _torch_loss(outputs, targets, loss_spec, tap=None):
     import torch.nn.functional as F
 
     from .runner.torch_backend import keras_loss
@@ -450,7 +454,7 @@ def _torch_loss(outputs, targets, loss_spec):
     loss, from_logits = loss_spec
     if loss is None:
         return sum(F.mse_loss(o, y) for o, y in zip(outputs, targets))
-    return keras_loss(outputs[0], targets[0], loss, from_logits)
+    return keras_loss(outputs[0], targets[0], loss, from_logits, tap)
 
 
 class _Onnx:

@@ -12,16 +12,83 @@ from .losses import EPSILON
 from .torch_optim import make_optimizer
 
 
+class LogitsTap:
+    """Records the inputs of the softmax / sigmoid calls a generated module makes.
+
+    Keras (TensorFlow backend) computes cross-entropy from the *logits* when the model's
+    output comes straight from a softmax or sigmoid (``_keras_logits``), which is stable and
+    never clips; from other probabilities it clips them to [1e-7, 1 - 1e-7]. The generated
+    module keeps the spec's final softmax, so while the tap is active the module's ``F``
+    and ``torch`` names point to thin proxies that remember ``output -> (logits, dim)``.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.namespace = type(module).forward.__globals__
+        self.seen: dict[int, tuple[str, torch.Tensor, int]] = {}
+
+    def _proxy(self, real, names: tuple[str, ...]):
+        tap = self
+
+        class Proxy:
+            def __getattr__(self, attribute):
+                value = getattr(real, attribute)
+                if attribute not in names:
+                    return value
+
+                def recorded(x, *args, **kwargs):
+                    out = value(x, *args, **kwargs)
+                    dim = kwargs.get("dim", args[0] if args else -1)
+                    tap.seen[id(out)] = (attribute, x, dim)
+                    return out
+
+                return recorded
+
+        return Proxy()
+
+    def __enter__(self):
+        self.saved = {name: self.namespace.get(name) for name in ("F", "torch")}
+        if self.saved["F"] is F:
+            self.namespace["F"] = self._proxy(F, ("softmax", "sigmoid"))
+        if self.saved["torch"] is torch:
+            self.namespace["torch"] = self._proxy(torch, ("softmax", "sigmoid"))
+        self.seen.clear()
+        return self
+
+    def __exit__(self, *exc):
+        self.namespace.update(self.saved)
+        return False
+
+    def logits(self, outputs: torch.Tensor, kind: str) -> torch.Tensor | None:
+        """The logits ``outputs`` came from through ``kind`` ('softmax' over the last axis,
+        or 'sigmoid'), or None."""
+        found = self.seen.get(id(outputs))
+        if found is None or found[0] != kind:
+            return None
+        _, x, dim = found
+        if kind == "softmax" and dim not in (-1, outputs.ndim - 1):
+            return None
+        return x
+
+
 def keras_loss(
-    outputs: torch.Tensor, y: torch.Tensor, loss: str, from_logits: bool
+    outputs: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    from_logits: bool,
+    tap: LogitsTap | None = None,
 ) -> torch.Tensor:
     """The loss Keras computes for the same outputs and labels (mean over the batch).
 
-    From probabilities, Keras renormalizes and clips to [1e-7, 1 - 1e-7] before the log;
-    from logits it uses log-softmax (stable). The module keeps the spec's final softmax.
+    With ``from_logits``, or when ``tap`` saw the final softmax / sigmoid, from the logits
+    (stable, as Keras does); otherwise from the probabilities, renormalized and clipped to
+    [1e-7, 1 - 1e-7] before the log, as Keras does.
     """
     if loss == "mse":
         return F.mse_loss(outputs, y.reshape(outputs.shape).to(outputs.dtype))
+    if not from_logits and tap is not None:
+        logits = tap.logits(outputs, "sigmoid" if loss == "binary_crossentropy" else "softmax")
+        if logits is not None:
+            outputs, from_logits = logits, True
     if loss == "binary_crossentropy":
         target = y.reshape(outputs.shape).to(outputs.dtype)
         if from_logits:
@@ -59,6 +126,7 @@ class TorchBackend:
         self.module = module
         self.training = training
         self.optimizer = make_optimizer(module.parameters(), training.optimizer)
+        self.tap = LogitsTap(module)
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
@@ -72,8 +140,9 @@ class TorchBackend:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         yt = torch.from_numpy(np.asarray(y))
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = self.module(xt)
-        loss = keras_loss(outputs, yt, self.training.loss, self.training.from_logits)
+        with self.tap:
+            outputs = self.module(xt)
+        loss = keras_loss(outputs, yt, self.training.loss, self.training.from_logits, self.tap)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach()), batch_accuracy(
