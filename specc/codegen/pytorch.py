@@ -99,6 +99,8 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     taken: set[str] = set()
     plans = []
     for layer in model.layers:
+        if any(name not in layouts for name in layer.inputs):
+            continue  # downstream of a refused layer: that refusal is the one to report
         shapes = [model.shape_of(name) for name in layer.inputs]
         want = layer.spec.torch_layout
         if want == lw.ANY:
