@@ -16,7 +16,21 @@ Measures:
       inference (`check_text` of YAML) of generated specs of 10 .. 10,000 layers, with the
       time per layer (flat per-layer time = linear growth);
   (c) cold `python -c "import specc"` and `python -c "import specc.pipeline"`, plus the
-      modules that cost most to import (`python -X importtime`).
+      modules that cost most to import (`python -X importtime`);
+  (d) cold `specc compile` per target (keras, pytorch, onnx) and the generated code's size;
+  (e) this machine's matrix-multiply peak (torch.matmul 2048 x 2048, fp32 and bf16);
+  (f) training throughput on real MNIST (a slice, one warm-up epoch, then measured epochs)
+      of the CNN and the MLP: specc-generated Keras vs hand-written Keras, specc-generated
+      PyTorch vs a hand-written PyTorch loop, with thread and bf16 variants; achieved
+      FLOP/s from specc's MAC count as a fraction of the peak;
+  (g) CNN inference latency (batch 1) and throughput (batch 64): onnxruntime on specc's
+      ONNX vs PyTorch eager vs Keras;
+  (h) full mode only: `specc train` of both specs with both backends to the tutorials'
+      accuracy (per-epoch test accuracy, wall time).
+
+The framework measurements run in fresh processes (`bench/workers.py`). A full run writes
+BENCHMARKS.md (`--no-markdown` to skip); `/proc/loadavg` is recorded before and after each
+section because the machine is shared.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class TrainOptions:
     progress: bool = True
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
+    precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
+    threads: int | None = None  # framework intra-op threads (None: the framework's default)
 
 
 def spec_hash(model: ModelIR) -> str:
@@ -60,7 +62,15 @@ def import_generated(path: Path, name: str):
     return module
 
 
-def build_backend(model: ModelIR, backend: str, code_path: Path, training):
+def build_backend(
+    model: ModelIR,
+    backend: str,
+    code_path: Path,
+    training,
+    *,
+    precision: str = "fp32",
+    threads: int | None = None,
+):
     """Generate the model code into ``code_path``, import it, build the model and its backend."""
     from ..codegen import generate
 
@@ -71,6 +81,11 @@ def build_backend(model: ModelIR, backend: str, code_path: Path, training):
 
         from .keras_backend import KerasBackend
 
+        if threads is not None:  # before TensorFlow runs its first op
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
         keras.utils.set_random_seed(training.seed)  # the initial weights are part of the run
         return KerasBackend(module.build_model(), training)
     import torch
@@ -82,7 +97,7 @@ def build_backend(model: ModelIR, backend: str, code_path: Path, training):
 
     cls = getattr(module, class_name(model.name))
     assert issubclass(cls, torch.nn.Module)
-    return TorchBackend(cls(), training)
+    return TorchBackend(cls(), training, precision=precision, threads=threads)
 
 
 def _framework_version(backend: str) -> dict:
@@ -141,6 +156,8 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
     }
     training = Training.model_validate({**model.training, **overrides})
     _require(options.backend)
+    if options.precision != "fp32" and options.backend != "pytorch":
+        raise RunError(f"--precision {options.precision} is available with --backend pytorch")
 
     out_dir = Path(options.out_dir or f"runs/{model.name}-{options.backend}")
     if out_dir.exists() and (out_dir / "checkpoint.json").exists() and not options.resume:
@@ -171,7 +188,12 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
     from .loop import Progress, fit
 
     backend = build_backend(
-        model, options.backend, out_dir / f"model_{options.backend}.py", training
+        model,
+        options.backend,
+        out_dir / f"model_{options.backend}.py",
+        training,
+        precision=options.precision,
+        threads=options.threads,
     )
     state = fit(
         backend,
@@ -194,6 +216,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         "epochs": state.epoch,
         "stopped_early": state.stopped_early,
         "batch_size": training.batch_size,
+        "precision": options.precision,
         "seed": training.seed,
         "train_seconds": round(state.train_seconds, 3),
         "wall_seconds": round(time.time() - started, 3),

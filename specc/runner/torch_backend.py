@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from .losses import EPSILON
 from .torch_optim import make_optimizer
 
+PRECISIONS = ("fp32", "bf16")
+
 
 class LogitsTap:
     """Records the inputs of the softmax / sigmoid calls a generated module makes.
@@ -122,9 +124,24 @@ class TorchBackend:
 
     name = "pytorch"
 
-    def __init__(self, module: torch.nn.Module, training):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        training,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+    ):
+        """``precision="bf16"``: the training forward pass runs under bf16 autocast (the
+        weights, optimizer state, loss and evaluation stay float32); it is opt-in because it
+        changes the numerics. ``threads``: torch's intra-op threads (None: torch's default)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.module = module
         self.training = training
+        self.precision = precision
         self.optimizer = make_optimizer(module.parameters(), training.optimizer)
         self.tap = LogitsTap(module)
 
@@ -140,14 +157,28 @@ class TorchBackend:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         yt = torch.from_numpy(np.asarray(y))
         self.optimizer.zero_grad(set_to_none=True)
-        with self.tap:
-            outputs = self.module(xt)
+        if self.precision == "bf16":
+            with self.tap, torch.autocast("cpu", dtype=torch.bfloat16):
+                outputs = self.module(xt)
+            outputs = self._float32(outputs)
+        else:
+            with self.tap:
+                outputs = self.module(xt)
         loss = keras_loss(outputs, yt, self.training.loss, self.training.from_logits, self.tap)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach()), batch_accuracy(
             outputs.detach(), yt, self.training.loss, self.training.from_logits
         )
+
+    def _float32(self, outputs: torch.Tensor) -> torch.Tensor:
+        """bf16 outputs as float32, keeping what the tap saw (the loss runs in float32)."""
+        full = outputs.float()
+        found = self.tap.seen.get(id(outputs))
+        if found is not None:
+            kind, logits, dim = found
+            self.tap.seen[id(full)] = (kind, logits.float(), dim)
+        return full
 
     @torch.no_grad()
     def predict(self, x, batch_size: int):
