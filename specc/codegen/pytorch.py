@@ -99,8 +99,6 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     taken: set[str] = set()
     plans = []
     for layer in model.layers:
-        if any(name not in layouts for name in layer.inputs):
-            continue  # downstream of a refused layer: that refusal is the one to report
         shapes = [model.shape_of(name) for name in layer.inputs]
         want = layer.spec.torch_layout
         if want == lw.ANY:
@@ -119,6 +117,9 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
                     hint=exc.hint,
                 )
             )
+            # keep planning what follows, to report every refusal at once
+            layouts[layer.name] = want
+            ranks[layer.name] = len(layer.output_shape)
             continue
         attributes = {}
         for module in lowering.modules:

@@ -95,6 +95,8 @@ class _Conv(Layer):
             "dilation_rate": self.dilation_rate,
             "activation": self.activation,
             "use_bias": self.use_bias,
+            # not keras.config.image_data_format(): a user's keras.json must not change the meaning
+            "data_format": "channels_last",
         }
 
 

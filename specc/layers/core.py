@@ -88,6 +88,9 @@ class Flatten(Layer):
     def output_shape(self, shapes):
         return (prod(shapes[0]),)
 
+    def keras_args(self):
+        return {"data_format": "channels_last"}  # the order the next Dense's rows follow
+
     #: channels-last, as Keras: the following Dense takes Keras's kernel unpermuted
     torch_layout: ClassVar[str] = lw.CL
 

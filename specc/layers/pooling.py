@@ -32,6 +32,7 @@ class _Pooling(Layer):
             "pool_size": self.pool_size,
             "strides": self.effective_strides,
             "padding": self.padding,
+            "data_format": "channels_last",
         }
 
     # -- PyTorch ------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class _GlobalPooling(Layer):
         return (*(1,) * self.rank, shape[-1]) if self.keepdims else (shape[-1],)
 
     def keras_args(self):
-        return {"keepdims": self.keepdims}
+        return {"keepdims": self.keepdims, "data_format": "channels_last"}
 
     torch_layout: ClassVar[str] = lw.CF
     torch_reduce: ClassVar[str] = "mean"

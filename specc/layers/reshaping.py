@@ -44,7 +44,7 @@ class ZeroPadding2D(Layer):
         return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
 
     def keras_args(self):
-        return {"padding": self.padding}
+        return {"padding": self.padding, "data_format": "channels_last"}
 
     torch_layout: ClassVar[str] = lw.CF
 
@@ -72,7 +72,11 @@ class UpSampling2D(Layer):
         return (shape[0] * self.size[0], shape[1] * self.size[1], shape[2])
 
     def keras_args(self):
-        return {"size": self.size, "interpolation": self.interpolation}
+        return {
+            "size": self.size,
+            "interpolation": self.interpolation,
+            "data_format": "channels_last",
+        }
 
     torch_layout: ClassVar[str] = lw.CF
 

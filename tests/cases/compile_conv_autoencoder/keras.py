@@ -19,6 +19,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.ZeroPadding2D(
                 padding=((2, 2), (2, 2)),
+                data_format="channels_last",
                 name="pad",
             ),
             keras.layers.Conv2D(
@@ -29,6 +30,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation=None,
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -46,6 +48,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="elu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -59,6 +62,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(2, 2),
                 activation="selu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -72,6 +76,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="swish",
                 use_bias=True,
+                data_format="channels_last",
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
                 name="dec1",
@@ -79,6 +84,7 @@ def build_model() -> keras.Model:
             keras.layers.UpSampling2D(
                 size=(2, 2),
                 interpolation="nearest",
+                data_format="channels_last",
                 name="up",
             ),
             keras.layers.Conv2DTranspose(
@@ -89,6 +95,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="softplus",
                 use_bias=True,
+                data_format="channels_last",
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
                 name="dec2",
@@ -101,6 +108,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="sigmoid",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",

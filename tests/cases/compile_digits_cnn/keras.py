@@ -25,6 +25,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -34,6 +35,7 @@ def build_model() -> keras.Model:
                 pool_size=(2, 2),
                 strides=(2, 2),
                 padding="valid",
+                data_format="channels_last",
                 name="max_pooling2d",
             ),
             keras.layers.Conv2D(
@@ -44,6 +46,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -51,6 +54,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.GlobalAveragePooling2D(
                 keepdims=False,
+                data_format="channels_last",
                 name="global_average_pooling2d",
             ),
             keras.layers.Dropout(

@@ -23,6 +23,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -32,6 +33,7 @@ def build_model() -> keras.Model:
         pool_size=(3, 3),
         strides=(2, 2),
         padding="same",
+        data_format="channels_last",
         name="stem_pool",
     )(stem)
     branch1x1 = keras.layers.Conv2D(
@@ -42,6 +44,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -55,6 +58,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -68,6 +72,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -81,6 +86,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -94,6 +100,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -103,6 +110,7 @@ def build_model() -> keras.Model:
         pool_size=(3, 3),
         strides=(1, 1),
         padding="same",
+        data_format="channels_last",
         name="branch_pool",
     )(stem_pool)
     branch_pool_proj = keras.layers.Conv2D(
@@ -113,6 +121,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -124,6 +133,7 @@ def build_model() -> keras.Model:
     )([branch1x1, branch3x3, branch5x5, branch_pool_proj])
     pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
+        data_format="channels_last",
         name="pool",
     )(mixed)
     drop = keras.layers.Dropout(

@@ -31,6 +31,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -40,6 +41,7 @@ def build_model() -> keras.Model:
         pool_size=(3, 3),
         strides=(2, 2),
         padding="same",
+        data_format="channels_last",
         name="stem_pool",
     )(stem)
     branch1x1 = keras.layers.Conv2D(
@@ -50,6 +52,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -63,6 +66,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -76,6 +80,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -89,6 +94,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -102,6 +108,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -111,6 +118,7 @@ def build_model() -> keras.Model:
         pool_size=(3, 3),
         strides=(1, 1),
         padding="same",
+        data_format="channels_last",
         name="branch_pool",
     )(stem_pool)
     branch_pool_proj = keras.layers.Conv2D(
@@ -121,6 +129,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -132,6 +141,7 @@ def build_model() -> keras.Model:
     )([branch1x1, branch3x3, branch5x5, branch_pool_proj])
     pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
+        data_format="channels_last",
         name="pool",
     )(mixed)
     drop = keras.layers.Dropout(

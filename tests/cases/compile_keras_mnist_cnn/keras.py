@@ -25,6 +25,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -38,6 +39,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -47,6 +49,7 @@ def build_model() -> keras.Model:
                 pool_size=(2, 2),
                 strides=(2, 2),
                 padding="valid",
+                data_format="channels_last",
                 name="max_pooling2d",
             ),
             keras.layers.Dropout(
@@ -54,7 +57,10 @@ def build_model() -> keras.Model:
                 seed=None,
                 name="dropout",
             ),
-            keras.layers.Flatten(name="flatten"),
+            keras.layers.Flatten(
+                data_format="channels_last",
+                name="flatten",
+            ),
             keras.layers.Dense(
                 units=128,
                 activation="relu",

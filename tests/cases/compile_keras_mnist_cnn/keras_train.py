@@ -33,6 +33,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -46,6 +47,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1, 1),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 groups=1,
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
@@ -55,6 +57,7 @@ def build_model() -> keras.Model:
                 pool_size=(2, 2),
                 strides=(2, 2),
                 padding="valid",
+                data_format="channels_last",
                 name="max_pooling2d",
             ),
             keras.layers.Dropout(
@@ -62,7 +65,10 @@ def build_model() -> keras.Model:
                 seed=None,
                 name="dropout",
             ),
-            keras.layers.Flatten(name="flatten"),
+            keras.layers.Flatten(
+                data_format="channels_last",
+                name="flatten",
+            ),
             keras.layers.Dense(
                 units=128,
                 activation="relu",

@@ -25,7 +25,10 @@ def build_model() -> keras.Model:
                 dtype="float32",
                 name="image",
             ),
-            keras.layers.Flatten(name="flatten"),
+            keras.layers.Flatten(
+                data_format="channels_last",
+                name="flatten",
+            ),
             keras.layers.Dense(
                 units=512,
                 activation="relu",

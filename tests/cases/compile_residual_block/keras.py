@@ -23,6 +23,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -50,6 +51,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -75,6 +77,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -105,6 +108,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -132,6 +136,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -153,6 +158,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -177,6 +183,7 @@ def build_model() -> keras.Model:
     )(b2_add)
     pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
+        data_format="channels_last",
         name="pool",
     )(b2_out)
     logits = keras.layers.Dense(

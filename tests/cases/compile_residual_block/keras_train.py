@@ -33,6 +33,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -60,6 +61,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -85,6 +87,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -115,6 +118,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -142,6 +146,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -163,6 +168,7 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation=None,
         use_bias=False,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -187,6 +193,7 @@ def build_model() -> keras.Model:
     )(b2_add)
     pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
+        data_format="channels_last",
         name="pool",
     )(b2_out)
     logits = keras.layers.Dense(

@@ -25,6 +25,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1,),
                 activation="relu",
                 use_bias=True,
+                data_format="channels_last",
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
                 name="conv1d",
@@ -33,6 +34,7 @@ def build_model() -> keras.Model:
                 pool_size=(2,),
                 strides=(2,),
                 padding="valid",
+                data_format="channels_last",
                 name="max_pooling1d",
             ),
             keras.layers.Conv1D(
@@ -43,6 +45,7 @@ def build_model() -> keras.Model:
                 dilation_rate=(1,),
                 activation="leaky_relu",
                 use_bias=True,
+                data_format="channels_last",
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
                 name="conv1d_1",
@@ -51,6 +54,7 @@ def build_model() -> keras.Model:
                 pool_size=(3,),
                 strides=(2,),
                 padding="same",
+                data_format="channels_last",
                 name="average_pooling1d",
             ),
             keras.layers.Conv1D(
@@ -61,12 +65,14 @@ def build_model() -> keras.Model:
                 dilation_rate=(2,),
                 activation="tanh",
                 use_bias=True,
+                data_format="channels_last",
                 kernel_initializer="glorot_uniform",
                 bias_initializer="zeros",
                 name="conv1d_2",
             ),
             keras.layers.GlobalMaxPooling1D(
                 keepdims=False,
+                data_format="channels_last",
                 name="global_max_pooling1d",
             ),
             keras.layers.Dense(

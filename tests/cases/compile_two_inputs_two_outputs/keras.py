@@ -28,12 +28,14 @@ def build_model() -> keras.Model:
         dilation_rate=(1, 1),
         activation="relu",
         use_bias=True,
+        data_format="channels_last",
         groups=1,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         name="conv",
     )(image)
     flat = keras.layers.Flatten(
+        data_format="channels_last",
         name="flat",
     )(conv)
     meta_dense = keras.layers.Dense(
