@@ -40,12 +40,16 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from report import EXPLORATION, benchmarks_md  # bench/report.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,7 +141,8 @@ def versions() -> dict:
         if installed(dist):
             out["tensorflow"] = metadata.version(dist)
             break
-    out["torch"] = metadata.version("torch") if installed("torch") else None
+    for dist in ("torch", "onnx", "onnxruntime", "numpy"):
+        out[dist] = metadata.version(dist) if installed(dist) else None
     return out
 
 
@@ -332,6 +337,277 @@ def importtime_top(n: int = 12) -> list[dict]:
     return rows[:n]
 
 
+# --------------------------------------------------------------------------- load
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+def section(results: dict, key: str, call, *args):
+    """Run one section, recording the load average before and after it."""
+    before = loadavg()
+    started = time.perf_counter()
+    value = call(*args)
+    results.setdefault("load", {})[key] = {
+        "before": before,
+        "after": loadavg(),
+        "seconds": time.perf_counter() - started,
+    }
+    results[key] = value
+    print(
+        f"  {key}: {time.perf_counter() - started:.1f} s, load {before} -> {loadavg()}",
+        file=sys.stderr,
+    )
+    return value
+
+
+def data_dir() -> str | None:
+    for candidate in (os.environ.get("SPECC_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "mnist").is_dir():
+            return str(candidate)
+    return None
+
+
+def worker(*args: str, timeout: float = 1800, env: dict | None = None) -> dict:
+    """Run `bench/workers.py ARGS` in a fresh process; its last stdout line is JSON."""
+    proc = subprocess.run(
+        [str(PYTHON), str(ROOT / "bench" / "workers.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"workers.py {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- (d) compile
+
+TARGETS = {"keras": "model_keras.py", "pytorch": "model_pytorch.py", "onnx": "model.onnx"}
+
+
+def bench_compile(runs: int, out_dir: Path) -> dict:
+    """Cold `specc compile` per target (round-robin) and the size of what it writes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out: dict = {}
+    for spec in (SPEC, "specs/mnist_mlp.json"):
+        stem = Path(spec).stem
+        cmds = {
+            target: [
+                str(SPECC),
+                "compile",
+                spec,
+                "--target",
+                target,
+                "-o",
+                str(out_dir / f"{stem}_{name}"),
+            ]
+            for target, name in TARGETS.items()
+        }
+        samples: dict[str, list[float]] = {t: [] for t in cmds}
+        for cmd in cmds.values():
+            run_cold(cmd, "")
+        for _ in range(runs):
+            for target, cmd in cmds.items():
+                samples[target].append(run_cold(cmd, ""))
+        rows = {}
+        for target, cmd in cmds.items():
+            path = Path(cmd[-1])
+            row = {"command": " ".join(_short(c) for c in cmd[:-2]) + f" -o {path.name}"}
+            row.update(spread(samples[target]))
+            row["bytes"] = path.stat().st_size
+            if target != "onnx":
+                row["lines"] = len(path.read_text().splitlines())
+            rows[target] = row
+        out[stem] = rows
+    return out
+
+
+# --------------------------------------------------------------------------- (e)-(g) frameworks
+
+
+def _summary_macs(spec: str) -> int:
+    proc = subprocess.run(
+        [str(SPECC), "summary", spec, "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(json.loads(proc.stdout)["macs"])
+
+
+def bench_peak(quick: bool) -> dict:
+    """The fp32 / bf16 matmul peak, best of two worker runs (the machine is shared)."""
+    args = ["--n", "1024", "--reps", "3"] if quick else []
+    runs = [worker("peak", *args) for _ in range(1 if quick else 2)]
+    best = runs[0]
+    for other in runs[1:]:
+        for key in ("fp32_gflops", "bf16_gflops"):
+            for threads, value in other[key].items():
+                best[key][threads] = max(best[key][threads], value)
+    best["runs"] = len(runs)
+    return best
+
+
+def bench_training(quick: bool, data: str, peak: dict) -> dict:
+    samples = (
+        {"mnist_cnn": 256, "mnist_mlp": 512} if quick else {"mnist_cnn": 12000, "mnist_mlp": 12000}
+    )
+    epochs = "1" if quick else "3"
+    models = ["mnist_cnn"] if quick else ["mnist_cnn", "mnist_mlp"]
+    specs = {"mnist_cnn": SPEC, "mnist_mlp": "specs/mnist_mlp.json"}
+    peak_fp32 = max(peak["fp32_gflops"].values())
+    out: dict = {}
+    for model in models:
+        macs = _summary_macs(specs[model])
+        rows: dict = {}
+        common = ["--model", model, "--samples", str(samples[model]), "--epochs", epochs]
+        common += ["--data-dir", data]
+        # one process per configuration (threads are process-wide): torch at its default
+        # threads, torch at 1 thread, Keras
+        configs = [
+            (["--framework", "torch", "--data-only"], None),
+            (["--framework", "torch", "--threads", "1"], None),
+            (["--framework", "keras"], None),
+        ]
+        for extra, env in configs[::2] if quick else configs:
+            result = worker("train", *extra, *common, env=env)
+            rows.update(result["contenders"])
+            n = result["samples"]
+        for row in rows.values():
+            gflops = 6 * macs * row["median"] / 1e9
+            row["gflops"] = gflops
+            row["fraction_of_fp32_peak"] = gflops / peak_fp32
+        out[model] = {
+            "macs_per_sample": macs,
+            "samples": n,
+            "measured_epochs": int(epochs),
+            "contenders": rows,
+        }
+    return out
+
+
+def bench_inference(quick: bool, onnx_path: Path) -> dict:
+    """One process per framework, the processes taking turns (``rounds`` times); per-call
+    times pooled per contender."""
+    rounds, b1, b64 = (1, 10, 2) if quick else (3, 100, 15)
+    calls: dict[str, dict[str, list[float]]] = {"1": {}, "64": {}}
+    for _ in range(rounds):
+        # quick: Keras's ~5 s import is left out
+        for framework in ("onnxruntime", "torch") if quick else ("onnxruntime", "torch", "keras"):
+            args = ["infer", "--framework", framework, "--onnx", str(onnx_path)]
+            args += ["--rounds", "3", "--calls-b1", str(b1), "--calls-b64", str(b64)]
+            for batch, rows in worker(*args)["calls"].items():
+                for name, samples in rows.items():
+                    calls[batch].setdefault(name, []).extend(samples)
+    out: dict = {"process_rounds": rounds}
+    for batch, rows in calls.items():
+        out[batch] = {}
+        for name, samples in rows.items():
+            row = spread(samples)
+            row.pop("samples")
+            row["p90"] = sorted(samples)[int(0.9 * (len(samples) - 1))]
+            row["samples_per_second"] = int(batch) / row["median"]
+            out[batch][name] = row
+        base = out[batch]["onnxruntime (specc ONNX)"]["median"]
+        for row in out[batch].values():
+            row["ratio_to_onnxruntime"] = row["median"] / base
+    return out
+
+
+# --------------------------------------------------------------------------- (h) accuracy
+
+TUTORIAL = {"mnist_cnn": 0.991, "mnist_mlp": 0.978}
+
+
+def bench_accuracy(data: str, out_dir: Path, smoke: list[str] = ()) -> dict:
+    """`specc train` with the spec's settings (5 epochs, full MNIST), once per backend; the
+    per-epoch test accuracy from history.json (validation_split: test)."""
+    runs = [
+        ("mnist_cnn", SPEC, "keras", []),
+        ("mnist_cnn", SPEC, "pytorch", []),
+        ("mnist_cnn", SPEC, "pytorch", ["SPECC_MALLOC_TUNE=0"]),
+        ("mnist_cnn", SPEC, "pytorch", ["--precision", "bf16"]),
+        ("mnist_mlp", "specs/mnist_mlp.json", "keras", []),
+        ("mnist_mlp", "specs/mnist_mlp.json", "pytorch", []),
+    ]
+    out: dict = {}
+    for model, spec, backend, options in runs:
+        label = f"{model} {backend}" + "".join(f" {e}" for e in options)
+        env = dict(e.split("=", 1) for e in options if "=" in e)  # NAME=value: environment
+        extra = [e for e in options if "=" not in e]
+        run_dir = out_dir / label.replace(" ", "_").replace("--", "")
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        cmd = [
+            str(SPECC),
+            "train",
+            spec,
+            "--backend",
+            backend,
+            "--data-dir",
+            data,
+            "--out",
+            str(run_dir),
+            "--quiet",
+            *extra,
+            *smoke,
+        ]
+        start = time.perf_counter()
+        subprocess.run(
+            cmd,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        )
+        wall = time.perf_counter() - start
+        history = json.loads((run_dir / "history.json").read_text())
+        run = json.loads((run_dir / "run.json").read_text())
+        target = TUTORIAL[model]
+        reached = next(
+            (row["epoch"] for row in history if row.get("val_accuracy", 0) >= target), None
+        )
+        elapsed = 0.0
+        reached_seconds = None
+        for row in history:
+            elapsed += row["seconds"]
+            if reached is not None and row["epoch"] == reached:
+                reached_seconds = elapsed
+                break
+        out[label] = {
+            "command": " ".join(
+                [
+                    *(f"{k}={v}" for k, v in env.items()),
+                    f"specc train {spec} --backend {backend} --data-dir $SPECC_DATA_DIR",
+                    *extra,
+                ]
+            ),
+            "model": model,
+            "backend": backend,
+            "options": extra,
+            "target": target,
+            "val_accuracy": [row.get("val_accuracy") for row in history],
+            "epoch_seconds": [row["seconds"] for row in history],
+            "final_test_accuracy": history[-1].get("val_accuracy"),
+            "epochs_to_target": reached,
+            "train_seconds_to_target": reached_seconds,
+            "train_seconds": run["train_seconds"],
+            "samples_per_second": run["samples_per_second"],
+            "wall_seconds": wall,
+        }
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -372,7 +648,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 60 s)")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--runs", type=int, help="cold runs per contender")
+    parser.add_argument(
+        "--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md (full runs)"
+    )
+    parser.add_argument(
+        "--markdown-from", metavar="JSON", help="only rewrite BENCHMARKS.md from a results file"
+    )
     args = parser.parse_args(argv)
+    if args.markdown_from:
+        results = json.loads(Path(args.markdown_from).read_text())
+        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        print("wrote BENCHMARKS.md")
+        return 0
 
     quick = args.quick
     cold_runs = args.runs or (2 if quick else 10)
@@ -382,21 +669,50 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     started = time.time()
-    results = {
+    results: dict = {
         "name": name,
         "quick": quick,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python bench/run.py" + (" --quick" if quick else ""),
         "machine": machine(),
         "versions": versions(),
-        "cold": bench_cold(cold_runs),
-        "import": bench_import(3 if quick else 10),
-        "warm": bench_warm(sizes, repeats),
+        "loadavg_start": loadavg(),
     }
+    section(results, "cold", bench_cold, cold_runs)
+    section(results, "import", bench_import, 3 if quick else 10)
+    section(results, "warm", bench_warm, sizes, repeats)
+    work = Path(tempfile.mkdtemp(prefix="specc-bench-"))
+    try:
+        section(results, "compile", bench_compile, args.runs or (1 if quick else 5), work)
+        frameworks = installed("torch") and installed("keras") and installed("onnxruntime")
+        data = data_dir()
+        if frameworks:
+            peak = section(results, "peak", bench_peak, quick)
+            if data:
+                section(results, "training", bench_training, quick, data, peak)
+            section(results, "inference", bench_inference, quick, work / "mnist_cnn_model.onnx")
+            if data and not quick:
+                section(results, "explore", worker, "explore", "--data-dir", data)
+                section(results, "accuracy", bench_accuracy, data, work / "runs")
+        results["skipped"] = [
+            what
+            for what, ok in (
+                ("frameworks (torch, keras, onnxruntime)", frameworks),
+                ("MNIST", data),
+            )
+            if not ok
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["loadavg_end"] = loadavg()
     results["elapsed_s"] = time.time() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
+    if not quick and not args.no_markdown:
+        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        print("wrote BENCHMARKS.md")
     print(f"\nwrote {path.relative_to(ROOT)} in {results['elapsed_s']:.1f} s")
     return 0
 

@@ -47,3 +47,12 @@ def test_bench_quick(tmp_path):
     assert results["import"]["import specc"]["median"] > 0
     assert results["import"]["importtime_top"], "no -X importtime rows parsed"
     assert "| cold: specc summary |" in proc.stdout
+    compiled = results["compile"]["mnist_cnn"]
+    assert set(compiled) == {"keras", "pytorch", "onnx"}
+    assert all(row["bytes"] > 0 and row["median"] > 0 for row in compiled.values())
+    if "training" in results:  # frameworks and MNIST available
+        rows = results["training"]["mnist_cnn"]["contenders"]
+        for name in ("specc PyTorch", "hand-written PyTorch", "specc Keras", "hand-written Keras"):
+            assert rows[name]["median"] > 0 and rows[name]["fraction_of_fp32_peak"] > 0, name
+    if "inference" in results:
+        assert results["inference"]["1"]["onnxruntime (specc ONNX)"]["median"] > 0

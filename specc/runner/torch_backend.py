@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,34 @@ from .losses import EPSILON
 from .torch_optim import make_optimizer
 
 PRECISIONS = ("fp32", "bf16")
+
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Keep freed blocks of up to 32 MiB in the process heap (glibc ``mallopt``).
+
+    glibc serves blocks above its mmap threshold (128 KiB at start) with fresh ``mmap``
+    pages and unmaps them on free, so every training step page-faults its activation
+    and gradient buffers in again (a batch of 64 through the MNIST CNN's first conv is
+    5.5 MB): measured 2x slower CNN training on this machine. Process-wide, once; no
+    effect on numerics. ``SPECC_MALLOC_TUNE=0`` leaves the allocator alone. Returns
+    whether the settings were applied.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is None:
+        _ALLOCATOR_TUNED = False
+        if sys.platform.startswith("linux") and os.environ.get("SPECC_MALLOC_TUNE", "1") != "0":
+            try:
+                libc = ctypes.CDLL(None)
+                m_trim_threshold, m_mmap_threshold = -1, -3
+                _ALLOCATOR_TUNED = bool(
+                    libc.mallopt(m_mmap_threshold, 32 << 20)
+                    and libc.mallopt(m_trim_threshold, 64 << 20)
+                )
+            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+                pass
+    return _ALLOCATOR_TUNED
 
 
 class LogitsTap:
@@ -139,6 +170,7 @@ class TorchBackend:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if threads is not None:
             torch.set_num_threads(threads)
+        tune_allocator()
         self.module = module
         self.training = training
         self.precision = precision
