@@ -73,10 +73,19 @@ class KerasBackend:
         )
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
-    def predict(self, x, batch_size: int):
-        return self.model.predict(
-            np.asarray(x, dtype=np.float32), batch_size=max(batch_size, 256), verbose=0
-        )
+    def evaluate(self, x, y, batch_size: int):
+        """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y)
+        step = max(batch_size, 256)
+        parts = []
+        total = 0.0
+        for start in range(0, len(x), step):
+            xb, yb = x[start : start + step], y[start : start + step]
+            total += float(self.model.test_on_batch(xb, yb, return_dict=True)["loss"]) * len(xb)
+            parts.append(np.asarray(self.model.predict_on_batch(xb)))
+        outputs = np.concatenate(parts) if parts else np.zeros((0,))
+        return outputs, total / max(len(x), 1)
 
     def snapshot(self):
         return self.model.get_weights()

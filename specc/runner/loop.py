@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..fsutil import atomic_write_text
-from .losses import loss_value, predicted_classes, probabilities, top_k_accuracy, true_classes
+from .losses import predicted_classes, probabilities, top_k_accuracy, true_classes
 
 CHECKPOINT_POINTER = "checkpoint.json"
 
@@ -33,7 +33,10 @@ class Backend(Protocol):
         """One optimizer step; returns (mean loss, accuracy) on the batch."""
         ...
 
-    def predict(self, x, batch_size: int): ...
+    def evaluate(self, x, y, batch_size: int):
+        """(outputs, mean loss) in inference mode, the loss as Keras's evaluate computes it."""
+        ...
+
     def snapshot(self) -> object: ...
     def restore(self, snapshot: object) -> None: ...
     def save(self, folder: Path) -> None:
@@ -75,10 +78,10 @@ def scheduled_lr(training, epoch: int, epochs: int, state: LoopState) -> float:
 
 
 def evaluate(backend: Backend, x, y, training, batch_size: int) -> dict:
-    """Loss and metrics on a data split, computed in numpy with Keras's formulas."""
-    outputs = backend.predict(x, batch_size)
+    """Loss (the backend's, as Keras's evaluate) and metrics (numpy) on a data split."""
+    outputs, loss = backend.evaluate(x, y, batch_size)
     probs = probabilities(outputs, training.loss, training.from_logits)
-    result = {"loss": loss_value(y, outputs, training.loss, training.from_logits)}
+    result = {"loss": loss}
     if training.loss != "mse":
         predicted = predicted_classes(probs)
         truth = true_classes(y)

@@ -1,5 +1,6 @@
-"""Keras's loss and metric formulas in numpy, used for validation and test figures of both
-backends so that their reports are computed the same way."""
+"""Metric formulas in numpy (probabilities, classes, top-k), used for the validation and test
+figures of both backends so that their reports are computed the same way. The losses come
+from each backend, computed as Keras's evaluate computes them."""
 
 from __future__ import annotations
 
@@ -28,34 +29,6 @@ def probabilities(outputs, loss: str, from_logits: bool):
     if not from_logits or loss == "mse":
         return outputs
     return _sigmoid(outputs) if loss == "binary_crossentropy" else _softmax(outputs)
-
-
-def loss_value(y, outputs, loss: str, from_logits: bool) -> float:
-    """Mean loss over the samples, as Keras computes it."""
-    import numpy as np
-
-    outputs = np.asarray(outputs, dtype=np.float64)
-    y = np.asarray(y)
-    if loss == "mse":
-        return float(np.mean((outputs - y.reshape(outputs.shape)) ** 2))
-    if loss == "binary_crossentropy":
-        if from_logits:  # log(1 + exp(-|z|)) form, as tf.nn.sigmoid_cross_entropy_with_logits
-            z = outputs
-            t = y.reshape(z.shape).astype(np.float64)
-            return float(np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))))
-        p = np.clip(outputs, EPSILON, 1 - EPSILON)
-        t = y.reshape(p.shape).astype(np.float64)
-        return float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
-    if from_logits:
-        z = outputs - outputs.max(axis=-1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    else:
-        p = outputs / outputs.sum(axis=-1, keepdims=True)
-        log_p = np.log(np.clip(p, EPSILON, 1 - EPSILON))
-    if loss == "sparse_categorical_crossentropy":
-        labels = y.astype(np.int64).reshape(-1)
-        return float(-np.mean(log_p[np.arange(len(labels)), labels]))
-    return float(-np.mean((y * log_p).sum(axis=-1)))
 
 
 def predicted_classes(probs):

@@ -242,7 +242,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
     """metrics.json, history files, plots, the saved model, canonical weights, model.onnx."""
     from .. import weights as canonical
-    from .losses import loss_value, predicted_classes, probabilities
+    from .losses import predicted_classes, probabilities
     from .report import (
         classification_metrics,
         plot_confusion,
@@ -252,10 +252,8 @@ def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state,
         write_json,
     )
 
-    outputs = backend.predict(data.x_test, training.batch_size)
-    metrics: dict = {
-        "test_loss": loss_value(data.y_test, outputs, training.loss, training.from_logits)
-    }
+    outputs, test_loss = backend.evaluate(data.x_test, data.y_test, training.batch_size)
+    metrics: dict = {"test_loss": test_loss}
     write_history(out_dir, state.history)
     if state.history:
         plot_history(state.history, out_dir / "curves.png")

@@ -213,15 +213,27 @@ class TorchBackend:
         return full
 
     @torch.no_grad()
-    def predict(self, x, batch_size: int):
+    def evaluate(self, x, y, batch_size: int):
+        """(outputs, mean loss) in inference mode; the loss as Keras's evaluate computes it
+        (from the logits when the model ends in softmax / sigmoid)."""
         self.module.eval()
         parts = []
-        for start in range(0, len(x), max(batch_size, 256)):
+        total = 0.0
+        step = max(batch_size, 256)
+        for start in range(0, len(x), step):
             chunk = torch.from_numpy(
-                np.ascontiguousarray(x[start : start + max(batch_size, 256)], dtype=np.float32)
+                np.ascontiguousarray(x[start : start + step], dtype=np.float32)
             )
-            parts.append(self.module(chunk).numpy())
-        return np.concatenate(parts) if parts else np.zeros((0,))
+            target = torch.from_numpy(np.asarray(y[start : start + step]))
+            with self.tap:
+                outputs = self.module(chunk)
+            loss = keras_loss(
+                outputs, target, self.training.loss, self.training.from_logits, self.tap
+            )
+            total += float(loss) * len(chunk)
+            parts.append(outputs.numpy())
+        outputs = np.concatenate(parts) if parts else np.zeros((0,))
+        return outputs, total / max(len(x), 1)
 
     def snapshot(self):
         return {k: v.clone() for k, v in self.module.state_dict().items()}
