@@ -782,6 +782,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise CrosscheckError("trained runs have one input and one output")
     training = Training.model_validate(model.training)
+    if data_dir is None:  # where the run found its data, unless told otherwise
+        data_dir = run["info"].get("data_dir")
     say("loading the test set")
     try:
         data = prepare(

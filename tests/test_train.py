@@ -75,6 +75,7 @@ def test_train_writes_a_complete_run(backend, mnist_dir, tmp_path):
     assert history[1]["loss"] < history[0]["loss"]
     run = json.loads((out / "run.json").read_text())
     assert run["backend"] == backend and run["epochs"] == 2 and run["samples_per_second"] > 0
+    assert run["data_dir"] == str(mnist_dir.resolve())  # `specc crosscheck --run` finds the data
     # the trained model is the compiled model: same bytes as `specc compile`
     compiled = specc("compile", "specs/mnist_cnn.yaml", "--target", backend)
     assert (out / f"model_{backend}.py").read_text() == compiled.stdout

@@ -213,6 +213,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         "model": model.name,
         "backend": options.backend,
         "dataset": data.dataset,
+        "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
         "epochs": state.epoch,
         "stopped_early": state.stopped_early,
         "batch_size": training.batch_size,
