@@ -31,9 +31,15 @@ def _plan(model: ModelIR):
 
 
 def save(path: str | Path, weights: dict[str, np.ndarray]) -> None:
-    """Write a canonical weights file (uncompressed .npz, keys in the given order)."""
-    with open(path, "wb") as handle:
-        np.savez(handle, **{k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
+    """Write a canonical weights file (uncompressed .npz, keys in the given order), atomically:
+    a kill mid-write leaves the previous file or none, never a torn one."""
+    import io
+
+    from .fsutil import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load(path: str | Path) -> dict[str, np.ndarray]:
