@@ -54,6 +54,7 @@ goldens: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -c "from specc.reference import layer_reference_markdown as f; print(f())" > docs/layers.md
 	$(BIN)/specc schema -o docs/spec.schema.json
+	$(BIN)/python -c "from specc.diagcodes import markdown; print(markdown())" > docs/diagnostics.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check specc tests bench examples

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from . import __version__
+from . import diagcodes as codes
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
@@ -66,7 +67,7 @@ def _print_diagnostics(diagnostics) -> None:
 
 
 def _is_usage_problem(result) -> bool:
-    return any(d.code == "io" for d in result.diagnostics)
+    return any(d.code == codes.IO for d in result.diagnostics)
 
 
 @app.command()
@@ -331,7 +332,7 @@ def train(
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(
-            EXIT_USAGE if any(d.code == "io" for d in exc.diagnostics) else EXIT_INVALID
+            EXIT_USAGE if any(d.code == codes.IO for d in exc.diagnostics) else EXIT_INVALID
         ) from None
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-from .diagnostics import Diagnostic, did_you_mean
+from . import diagcodes as codes
+from .diagnostics import Diagnostic, closest, did_you_mean, json_path
 from .layers.base import NAME_PATTERN
 from .source import Source
 
@@ -158,12 +159,71 @@ def _field_name(path: tuple) -> str:
     return text
 
 
+_MARKERS = ("function-before", "function-after", "tagged-union", "constrained-", "literal[")
+_MISMATCH = set(_TYPE_WORDS) | {"model_type", "is_instance_of"}
+
+
+def _branch(data: object, loc: tuple) -> tuple[tuple, str] | None:
+    """For an error inside one branch of a union: (loc up to the union, the branch), else None."""
+    node = data
+    for i, seg in enumerate(loc):
+        if isinstance(node, dict) and isinstance(seg, str) and seg in node:
+            node = node[seg]
+        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            node = node[seg]
+        elif isinstance(seg, str) and (
+            not isinstance(node, dict | list) or "[" in seg or seg.startswith(_MARKERS)
+        ):
+            return loc[:i], seg
+        elif isinstance(node, dict) and isinstance(seg, str) and seg == node.get("type"):
+            continue
+        else:
+            return None
+    return None
+
+
+def _mismatch(err: dict, depth: int) -> bool:
+    """The value is not of the kind this union branch takes (a string for a mapping branch)."""
+    if len(err["loc"]) != depth + 1:
+        return False
+    if err["type"] in _MISMATCH:
+        return True
+    if err["type"] == "literal_error":
+        expected = (err.get("ctx") or {}).get("expected", "")
+        wants_text = "'" in expected
+        return isinstance(err.get("input"), str) != wants_text
+    return False
+
+
+def _meant_branches(data: object, errors: list[dict]) -> list[dict]:
+    """One root cause, one diagnostic: where a value may take several forms (a dataset name
+    or a mapping, a fraction or 'test'), keep the errors of the form the user wrote."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for err in errors:
+        found = _branch(data, tuple(err["loc"]))
+        if found:
+            groups.setdefault(found[0], {}).setdefault(found[1], []).append(err)
+    drop: set[int] = set()
+    for prefix, branches in groups.items():
+        if len(branches) < 2:
+            continue
+        depth = len(prefix)
+        meant = [b for b, errs in branches.items() if not all(_mismatch(e, depth) for e in errs)]
+        keep = meant or list(branches)[:1]
+        for branch, errs in branches.items():
+            if branch not in keep:
+                drop.update(id(e) for e in errs)
+    return [e for e in errors if id(e) not in drop]
+
+
 def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
     """One diagnostic per distinct problem of a pydantic ValidationError, located in ``source``."""
     data = source.data
     seen: set = set()
     out: list[Diagnostic] = []
-    errors = exc.errors(include_url=False)
+    errors = _meant_branches(data, exc.errors(include_url=False))
+    typos: set = set()  # (layer path, field) pairs a did-you-mean hint names
+    missing: dict = {}  # (layer path, field) -> index in out
     for err in errors:
         kind = err["type"]
         path = _data_path(data, err["loc"])
@@ -172,15 +232,8 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         ctx = err.get("ctx") or {}
         hint = None
         prefer_key = False
-        code = "invalid-value"
+        code = codes.INVALID_VALUE
 
-        if kind == "literal_error" and isinstance(value, dict):
-            # a mapping given where a name or a mapping may go: the mapping branch's
-            # errors say what is wrong, "not one of: mnist, ..." would mislead
-            if any(
-                e is not err and e["loc"][: len(err["loc"]) - 1] == err["loc"][:-1] for e in errors
-            ):
-                continue
         if kind == "missing" and err["loc"] and isinstance(err["loc"][-1], int):
             # a fixed-size list (kernel_size: [3] for a pair) is too short
             wanted = 1 + max(
@@ -196,23 +249,30 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         elif kind == "missing":
             model = _model_for(data, path[:-1])
             message = f"missing required field '{path[-1]}'"
-            code = "missing-field"
+            if len(path) > 1 and path[:1] != ("layers",):
+                message += f" in {json_path(path[:-1])}"
+            code = codes.MISSING_FIELD
             if path[:1] == ("layers",) and model is not None:
                 required = [
                     n for n, f in model.model_fields.items() if f.is_required() and n != "type"
                 ]
                 hint = f"{model.__name__} requires: {', '.join(required)}"
-            loc_path = path[:-1]
+            loc_path = path  # located at the mapping that lacks it
         elif kind == "extra_forbidden":
             model = _model_for(data, path[:-1])
             message = f"unknown field '{path[-1]}'"
             if model is not None and path[:1] == ("layers",):
                 message += f" for {model.__name__}"
+            elif len(path) > 1:
+                message += f" in {json_path(path[:-1])}"
+            suggestion = closest(path[-1], _user_fields(model))
+            if suggestion:
+                typos.add((path[:-1], suggestion))
             hint = did_you_mean(path[-1], _user_fields(model))
             if hint is None and model is not None:
                 hint = f"known fields: {', '.join(_user_fields(model))}"
             prefer_key = True
-            code = "unknown-field"
+            code = codes.UNKNOWN_FIELD
             loc_path = path
         elif kind == "union_tag_invalid":
             tag = ctx.get("tag")
@@ -229,19 +289,19 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)):
                     hint = "see `specc schema` for every type"
             loc_path = path + ("type",)
-            code = "unknown-type"
+            code = codes.UNKNOWN_TYPE
         elif kind == "union_tag_not_found":
             message = "missing required field 'type'"
             hint = "for example 'type: Dense'; see `specc schema` for every layer type"
             loc_path = path
-            code = "missing-field"
+            code = codes.MISSING_FIELD
         elif kind == "literal_error":
             expected = re.findall(r"'([^']+)'|(\d+)", ctx.get("expected", ""))
             choices = [a or b for a, b in expected]
             if path == ("version",):
                 message = f"unknown format version {_show(value)}; this specc reads version 1"
                 hint = "write 'version: 1'"
-                code = "version"
+                code = codes.VERSION
             else:
                 message = f"{field}: {_show(value)} is not one of: {', '.join(choices)}"
                 hint = did_you_mean(value, choices)
@@ -263,7 +323,7 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 "names start with a letter and hold letters, digits and '_' (at most 64 characters)"
             )
             loc_path = path
-            code = "invalid-name"
+            code = codes.INVALID_NAME
         elif kind in _TYPE_WORDS:
             message = f"{field} must be {_TYPE_WORDS[kind]}, got {_show(value)}"
             if kind == "tuple_type" and field in ("padding",):
@@ -273,11 +333,11 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
             if kind == "float_type" and isinstance(value, str):
                 hint = "write numbers without quotes, e.g. 0.001"
             loc_path = path
-            code = "invalid-type"
+            code = codes.INVALID_TYPE
         elif kind == "int_parsing_size":  # an integer beyond 64 bits
             if path == ("version",):
                 message = f"unknown format version {_show(value)}; this specc reads version 1"
-                code = "version"
+                code = codes.VERSION
             else:
                 message = f"{field} is too large, got {_show(value)}"
             loc_path = path
@@ -303,28 +363,20 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         if key in seen:
             continue
         seen.add(key)
-        line, col = source.locate(loc_path, prefer_key=prefer_key)
+        if kind == "missing" and not isinstance(err["loc"][-1], int):
+            missing[len(out)] = (path[:-1], path[-1])
         out.append(
-            Diagnostic(
-                message=message,
-                file=source.file,
-                line=line,
-                column=col,
+            Diagnostic.at(
+                source,
+                loc_path,
+                code,
+                message,
                 layer=_subject(data, path),
                 hint=hint,
-                code=code,
+                prefer_key=prefer_key,
             )
         )
     # 'filtres' unknown + 'filters' missing is one typo: keep the did-you-mean only
-    typos = {
-        (d.layer, d.hint.split("'")[1])
-        for d in out
-        if d.code == "unknown-field" and d.hint and d.hint.startswith("did you mean")
-    }
-    out = [
-        d
-        for d in out
-        if not (d.code == "missing-field" and (d.layer, d.message.split("'")[1]) in typos)
-    ]
+    out = [d for i, d in enumerate(out) if missing.get(i) not in typos]
     out.sort(key=lambda d: (d.line, d.column))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from . import diagcodes as codes
 from .diagnostics import Diagnostic, did_you_mean
 from .errors import layer_label
 from .layers import keras_default_name
@@ -47,21 +48,20 @@ class _Reporter:
         name: str | None = None,
         hint: str | None = None,
         prefer_key: bool = False,
-        severity: str = "error",
-        code: str = "graph",
+        severity: str | None = None,
+        code: codes.Code = codes.GRAPH,
     ) -> None:
-        line, col = self.source.locate(path, prefer_key=prefer_key)
         label = layer_label(self.source.data, index, name) if index is not None else None
         self.items.append(
-            Diagnostic(
+            Diagnostic.at(
+                self.source,
+                path,
+                code,
                 message,
-                file=self.source.file,
-                line=line,
-                column=col,
                 layer=label,
                 hint=hint,
                 severity=severity,
-                code=code,
+                prefer_key=prefer_key,
             )
         )
 
@@ -103,7 +103,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
             report.at(
                 ("inputs", k, "name"),
                 f"duplicate input name '{tensor.name}'",
-                code="duplicate-name",
+                code=codes.DUPLICATE_NAME,
             )
         owner[tensor.name] = ("inputs", k, "name")
     for index, (layer, name) in enumerate(zip(spec.layers, names)):
@@ -116,7 +116,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                 f"duplicate name '{name}' (first defined at line {line}, column {col})",
                 index=index,
                 name=name,
-                code="duplicate-name",
+                code=codes.DUPLICATE_NAME,
             )
             duplicates.add(index)
             continue
@@ -139,7 +139,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
             hint="add an 'inputs:' section, e.g. inputs: [{name: image, shape: [28, 28, 1]}], "
             "or start 'layers' with {type: Input, shape: [...]}",
             prefer_key=True,
-            code="no-inputs",
+            code=codes.NO_INPUTS,
         )
     input_names = [t[0] for t in model_inputs]
     known = set(input_names) | set(names)
@@ -163,7 +163,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                         index=index,
                         name=name,
                         hint=did_you_mean(ref, sorted(known - {name})),
-                        code="unknown-reference",
+                        code=codes.UNKNOWN_REFERENCE,
                     )
                     broken.add(name)
                 elif ref == name:
@@ -172,7 +172,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                         "a layer cannot read its own output",
                         index=index,
                         name=name,
-                        code="cycle",
+                        code=codes.CYCLE,
                     )
                     broken.add(name)
         elif previous is None:
@@ -184,7 +184,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                     index=index,
                     name=name,
                     hint="add 'inputs: [<name>]' to this layer",
-                    code="ambiguous-input",
+                    code=codes.AMBIGUOUS_INPUT,
                 )
             broken.add(name)
             refs = []
@@ -201,7 +201,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                     name=name,
                     prefer_key=True,
                     hint="merge several inputs first with Concatenate or Add",
-                    code="arity",
+                    code=codes.ARITY,
                 )
                 broken.add(name)
             elif arity is None and count < 2:
@@ -212,7 +212,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                     name=name,
                     prefer_key=True,
                     hint="list them: inputs: [a, b]",
-                    code="arity",
+                    code=codes.ARITY,
                 )
                 broken.add(name)
             elif arity == 2 and count != 2:
@@ -222,7 +222,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                     index=index,
                     name=name,
                     prefer_key=True,
-                    code="arity",
+                    code=codes.ARITY,
                 )
                 broken.add(name)
         nodes.append(Node(index, name, layer, refs))
@@ -243,7 +243,7 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                 name=node.name,
                 prefer_key=True,
                 hint="a layer may only read model inputs and layers that do not depend on it",
-                code="cycle",
+                code=codes.CYCLE,
             )
 
     # outputs
@@ -255,10 +255,12 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                     ("outputs", j),
                     f"unknown output '{ref}'",
                     hint=did_you_mean(ref, sorted(known)),
-                    code="unknown-reference",
+                    code=codes.UNKNOWN_REFERENCE,
                 )
             elif ref in outputs:
-                report.at(("outputs", j), f"output '{ref}' is listed twice", code="duplicate-name")
+                report.at(
+                    ("outputs", j), f"output '{ref}' is listed twice", code=codes.DUPLICATE_NAME
+                )
             else:
                 outputs.append(ref)
     else:
@@ -275,16 +277,13 @@ def resolve(spec: Spec, source: Source) -> tuple[Graph, list[Diagnostic]]:
                 "does not reach any output; it will not be part of the model",
                 index=node.index,
                 name=node.name,
-                severity="warning",
                 hint="list it under 'outputs:' or remove it",
-                code="unused",
+                code=codes.UNUSED,
             )
     for k, name in enumerate(input_names):
         if name not in needed and outputs:
             path = ("inputs", k) if k < len(spec.inputs) else ("layers",)
-            report.at(
-                path, f"input '{name}' is not used by any output", severity="warning", code="unused"
-            )
+            report.at(path, f"input '{name}' is not used by any output", code=codes.UNUSED)
 
     return Graph(model_inputs, order, outputs, broken), report.items
 

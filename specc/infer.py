@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from . import diagcodes as codes
 from .diagnostics import Diagnostic
 from .errors import layer_label
 from .graph import Graph, ancestors
 from .ir import LayerIR, ModelIR, TensorIR
 from .layers.base import ShapeError, fmt_shape
 from .source import Source
-from .spec import BUILTIN_DATASETS, Spec
+from .spec import Spec
 
 
 def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, list[Diagnostic]]:
@@ -35,19 +36,17 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
         except ShapeError as exc:
             failed.add(node.name)
             path = ("layers", node.index) + ((exc.field,) if exc.field else ())
-            line, col = source.locate(path)
             message = exc.message
             if in_shapes and "input" not in message and fmt_shape(in_shapes[0]) not in message:
                 message += f" (input shape {fmt_shape(in_shapes[0])})"
             diagnostics.append(
-                Diagnostic(
+                Diagnostic.at(
+                    source,
+                    path,
+                    codes.SHAPE,
                     message,
-                    file=source.file,
-                    line=line,
-                    column=col,
                     layer=layer_label(source.data, node.index, node.name),
                     hint=exc.hint,
-                    code="shape",
                 )
             )
             continue
@@ -79,7 +78,6 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
     # only what the outputs need is part of the model (unused layers were warned about)
     needed = _needed(model)
     model.layers = [layer for layer in model.layers if layer.name in needed]
-    diagnostics.extend(check_training(spec, model, source))
     diagnostics.extend(check_resources(model, source))
     return model, diagnostics
 
@@ -126,17 +124,15 @@ def check_resources(model: ModelIR, source: Source) -> list[Diagnostic]:
                 if what == "weights"
                 else (lambda layer: layer.activations),
             )
-            line, col = source.locate(("layers", biggest.index))
             out.append(
-                Diagnostic(
+                Diagnostic.at(
+                    source,
+                    ("layers", biggest.index),
+                    codes.TOO_LARGE,
                     f"the model's {what} need {readable_bytes(need)} (float32) for {detail}, "
                     f"above the {readable_bytes(limit)} limit; the largest is layer '{biggest.name}' "
                     f"({biggest.type}, output {fmt_shape(biggest.output_shape)}, {biggest.params:,} params)",
-                    file=source.file,
-                    line=line,
-                    column=col,
                     hint=f"if this is intended, raise the limit: SPECC_MAX_MEMORY={-(-need // 1024**3)}GB",
-                    code="too-large",
                 )
             )
     return out
@@ -144,51 +140,3 @@ def check_resources(model: ModelIR, source: Source) -> list[Diagnostic]:
 
 def _needed(model: ModelIR) -> set[str]:
     return ancestors(model.outputs, {layer.name: layer for layer in model.layers})
-
-
-def check_training(spec: Spec, model: ModelIR, source: Source) -> list[Diagnostic]:
-    """Cross-checks between the training section and the model: classes and input size."""
-    training = spec.training
-    if training is None or not isinstance(training.dataset, str):
-        return []
-    out: list[Diagnostic] = []
-    sample, classes = BUILTIN_DATASETS[training.dataset]
-
-    def report(path, message, hint=None):
-        line, col = source.locate(path)
-        out.append(
-            Diagnostic(message, file=source.file, line=line, column=col, hint=hint, code="training")
-        )
-
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        report(
-            ("training", "dataset"),
-            f"dataset '{training.dataset}' feeds one input and one output; the model has "
-            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
-        )
-        return out
-    size = 1
-    for d in model.inputs[0].shape:
-        size *= d
-    want = sample[0] * sample[1] * sample[2]
-    if size != want:
-        report(
-            ("training", "dataset"),
-            f"dataset '{training.dataset}' has samples of shape {fmt_shape(sample)} ({want} values) "
-            f"but input '{model.inputs[0].name}' has shape {fmt_shape(model.inputs[0].shape)} "
-            f"({size} values)",
-            hint=f"use an input shape of {list(sample)}",
-        )
-    out_shape = model.shape_of(model.outputs[0])
-    last = out_shape[-1]
-    if (
-        training.loss in ("sparse_categorical_crossentropy", "categorical_crossentropy")
-        and last != classes
-    ):
-        report(
-            ("training", "loss"),
-            f"dataset '{training.dataset}' has {classes} classes but output "
-            f"'{model.outputs[0]}' has {last} units (shape {fmt_shape(out_shape)})",
-            hint=f"end the model with Dense {classes}",
-        )
-    return out

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import diagcodes as codes
 from .diagnostics import Diagnostic, SpecError
 from .ir import LayerIR, ModelIR
 from .layers.base import normalize_axis
@@ -262,16 +263,13 @@ class _Locator:
         self.source = source
 
     def __call__(self, layer: LayerIR | None) -> dict:
-        file = self.source.file if self.source is not None else self.model.file
-        line, column = 1, 1
-        if self.source is not None and layer is not None:
-            line, column = self.source.locate(("layers", layer.index))
-        return {
-            "file": file,
-            "line": line,
-            "column": column,
-            "layer": _where(layer) if layer is not None else None,
-        }
+        where = _where(layer) if layer is not None else None
+        if self.source is None or layer is None:
+            file = self.source.file if self.source is not None else self.model.file
+            return {"file": file, "layer": where}
+        located = Diagnostic.at(self.source, ("layers", layer.index), codes.ONNX_UNSUPPORTED, "")
+        fields = ("file", "line", "column", "path", "excerpt", "span")
+        return {name: getattr(located, name) for name in fields} | {"layer": where}
 
 
 def _refuse(model: ModelIR, opset: int, at: _Locator) -> None:
@@ -284,7 +282,7 @@ def _refuse(model: ModelIR, opset: int, at: _Locator) -> None:
                     f"opset {opset!r} is not supported: the ONNX target builds opsets "
                     f"{MIN_OPSET} to {top} (default {DEFAULT_OPSET})",
                     **at(None),
-                    code="onnx-opset",
+                    code=codes.ONNX_OPSET,
                     hint=f"use --opset {DEFAULT_OPSET}",
                 )
             ]
@@ -296,7 +294,7 @@ def _refuse(model: ModelIR, opset: int, at: _Locator) -> None:
                 Diagnostic(
                     f"{layer.type} has no ONNX lowering (opset {opset})",
                     **at(layer),
-                    code="onnx-unsupported",
+                    code=codes.ONNX_UNSUPPORTED,
                 )
             )
             continue
@@ -306,7 +304,7 @@ def _refuse(model: ModelIR, opset: int, at: _Locator) -> None:
                 Diagnostic(
                     f"{need[1]} needs opset >= {need[0]}, the model is built for opset {opset}",
                     **at(layer),
-                    code="onnx-opset",
+                    code=codes.ONNX_OPSET,
                     hint=f"use --opset {max(need[0], DEFAULT_OPSET)}",
                 )
             )
@@ -317,7 +315,7 @@ def _refuse(model: ModelIR, opset: int, at: _Locator) -> None:
                     f"input '{tensor.name}' has dtype {tensor.dtype}, which the ONNX target "
                     "does not support",
                     **at(None),
-                    code="onnx-unsupported",
+                    code=codes.ONNX_UNSUPPORTED,
                 )
             )
     if problems:
@@ -455,7 +453,7 @@ def _weights_for(
                     f"the weights have no '{key}' (expected shape {_fmt(want)}, Keras layout "
                     f"{param.layout})",
                     **at(layer),
-                    code="onnx-weights",
+                    code=codes.ONNX_WEIGHTS,
                 )
             )
             continue
@@ -465,7 +463,7 @@ def _weights_for(
                 Diagnostic(
                     f"weight '{key}' has dtype {value.dtype}, expected a floating-point array",
                     **at(layer),
-                    code="onnx-weights",
+                    code=codes.ONNX_WEIGHTS,
                 )
             )
         elif tuple(value.shape) != want:
@@ -474,7 +472,7 @@ def _weights_for(
                     f"weight '{key}' has shape {_fmt(value.shape)}, expected {_fmt(want)} "
                     f"(Keras layout {param.layout})",
                     **at(layer),
-                    code="onnx-weights",
+                    code=codes.ONNX_WEIGHTS,
                 )
             )
         else:
@@ -484,7 +482,7 @@ def _weights_for(
             Diagnostic(
                 f"the weights have '{key}', which is not a weight of this spec",
                 **at(None),
-                code="onnx-weights",
+                code=codes.ONNX_WEIGHTS,
                 hint="is the weights file for another spec?",
             )
         )

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import diagcodes as codes
 from .diagnostics import Diagnostic
 
 Path_ = tuple  # a path into the data: ("layers", 3, "filters")
@@ -35,6 +36,7 @@ class Source:
     file: str = "<spec>"
     values: dict = field(default_factory=dict)  # path -> (line, col) of the value
     keys: dict = field(default_factory=dict)  # path -> (line, col) of the mapping key
+    text: str = ""  # the text it was parsed from ("" for Python data)
 
     def locate(self, path: Path_, prefer_key: bool = False) -> tuple[int, int]:
         """Best position for ``path``: the value itself, else its nearest located parent."""
@@ -58,7 +60,7 @@ def load_source(text: str | bytes, file: str = "<spec>", fmt: str | None = None)
             Diagnostic(
                 f"file is {len(text):,} characters; specs larger than {MAX_BYTES:,} are refused",
                 file=file,
-                code="too-large",
+                code=codes.TOO_LARGE,
             )
         )
     if not text.strip():
@@ -66,7 +68,7 @@ def load_source(text: str | bytes, file: str = "<spec>", fmt: str | None = None)
             Diagnostic(
                 "file is empty",
                 file=file,
-                code="empty",
+                code=codes.EMPTY,
                 hint="a spec needs at least 'inputs' and 'layers'; see docs/spec.md",
             )
         )
@@ -84,21 +86,21 @@ def read_source(path: str | Path) -> Source:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ParseError(Diagnostic("no such file", file=name, code="io")) from None
+        raise ParseError(Diagnostic("no such file", file=name, code=codes.IO)) from None
     except IsADirectoryError:
         raise ParseError(
-            Diagnostic("is a directory, not a spec file", file=name, code="io")
+            Diagnostic("is a directory, not a spec file", file=name, code=codes.IO)
         ) from None
     except OSError as exc:
         raise ParseError(
-            Diagnostic(f"cannot read file: {exc.strerror}", file=name, code="io")
+            Diagnostic(f"cannot read file: {exc.strerror}", file=name, code=codes.IO)
         ) from None
     if len(raw) > MAX_BYTES:
         raise ParseError(
             Diagnostic(
                 f"file is {len(raw):,} bytes; specs larger than {MAX_BYTES:,} bytes are refused",
                 file=name,
-                code="too-large",
+                code=codes.TOO_LARGE,
             )
         )
     return load_source(raw, file=name)
@@ -117,14 +119,17 @@ def _decode(raw: bytes, file: str) -> str:
                 file=file,
                 line=line,
                 column=col,
-                code="encoding",
+                code=codes.ENCODING,
             )
         ) from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise ParseError(
             Diagnostic(
-                "file contains NUL bytes: not a text spec", file=file, line=line, code="encoding"
+                "file contains NUL bytes: not a text spec",
+                file=file,
+                line=line,
+                code=codes.ENCODING,
             )
         )
     return text
@@ -161,19 +166,21 @@ def _load_yaml(text: str, file: str) -> Source:
                 context += f" that starts at line {started.line + 1}, column {started.column + 1}"
             problem = f"{exc.problem} ({context})"
         raise ParseError(
-            Diagnostic(f"invalid YAML: {problem}", file=file, line=line, column=col, code="syntax")
+            Diagnostic.from_position(
+                Source(None, file, text=text), line, col, codes.SYNTAX, f"invalid YAML: {problem}"
+            )
         ) from None
     except yaml.YAMLError as exc:
-        raise ParseError(Diagnostic(f"invalid YAML: {exc}", file=file, code="syntax")) from None
+        raise ParseError(Diagnostic(f"invalid YAML: {exc}", file=file, code=codes.SYNTAX)) from None
     except RecursionError:
         raise ParseError(
-            Diagnostic("YAML is nested too deeply", file=file, code="too-deep")
+            Diagnostic("YAML is nested too deeply", file=file, code=codes.TOO_DEEP)
         ) from None
     finally:
         loader.dispose()
     if root is None:
-        raise ParseError(Diagnostic("file is empty", file=file, code="empty"))
-    source = Source(data=None, file=file)
+        raise ParseError(Diagnostic("file is empty", file=file, code=codes.EMPTY))
+    source = Source(data=None, file=file, text=text)
     builder = _YamlBuilder(source, yaml)
     source.data = builder.build(root, ())
     return source
@@ -186,16 +193,10 @@ class _YamlBuilder:
         self.count = 0
         self.constructor = yaml_module.constructor.SafeConstructor()
 
-    def _error(self, node, message: str, code: str = "syntax") -> ParseError:
+    def _error(self, node, message: str, code: codes.Code = codes.SYNTAX) -> ParseError:
         mark = node.start_mark
         return ParseError(
-            Diagnostic(
-                message,
-                file=self.source.file,
-                line=mark.line + 1,
-                column=mark.column + 1,
-                code=code,
-            )
+            Diagnostic.from_position(self.source, mark.line + 1, mark.column + 1, code, message)
         )
 
     def build(self, node, path: tuple, depth: int = 0):
@@ -204,13 +205,15 @@ class _YamlBuilder:
             raise self._error(
                 node,
                 f"document expands to more than {MAX_VALUES:,} values (YAML aliases?)",
-                code="too-large",
+                code=codes.TOO_LARGE,
             )
         if depth > MAX_DEPTH:
-            raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels", code="too-deep")
+            raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels", code=codes.TOO_DEEP)
         if node.tag not in _SAFE_TAGS:
             raise self._error(
-                node, f"unsupported YAML tag '{node.tag}'; specs hold plain data only", code="tag"
+                node,
+                f"unsupported YAML tag '{node.tag}'; specs hold plain data only",
+                code=codes.TAG,
             )
         mark = node.start_mark
         self.source.values[path] = (mark.line + 1, mark.column + 1)
@@ -225,7 +228,9 @@ class _YamlBuilder:
         result: dict = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise self._error(key_node, "YAML merge keys ('<<') are not supported", code="tag")
+                raise self._error(
+                    key_node, "YAML merge keys ('<<') are not supported", code=codes.TAG
+                )
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self._error(key_node, "mapping keys must be plain strings")
             key = self.build(key_node, path + ("<key>",), depth + 1)
@@ -233,7 +238,7 @@ class _YamlBuilder:
             if not isinstance(key, str):
                 key = str(key) if key is not None else "null"
             if key in result:
-                raise self._error(key_node, f"duplicate key '{key}'", code="duplicate-key")
+                raise self._error(key_node, f"duplicate key '{key}'", code=codes.DUPLICATE_KEY)
             kmark = key_node.start_mark
             self.source.keys[path + (key,)] = (kmark.line + 1, kmark.column + 1)
             result[key] = self.build(value_node, path + (key,), depth + 1)
@@ -251,7 +256,7 @@ class _JsonParser:
     def __init__(self, text: str, file: str):
         self.text = text
         self.file = file
-        self.source = Source(data=None, file=file)
+        self.source = Source(data=None, file=file, text=text)
         self.newlines = [m.start() for m in re.finditer("\n", text)]
         self.count = 0
 
@@ -260,10 +265,10 @@ class _JsonParser:
         start = self.newlines[line - 1] + 1 if line else 0
         return line + 1, offset - start + 1
 
-    def error(self, offset: int, message: str, code: str = "syntax") -> ParseError:
+    def error(self, offset: int, message: str, code: codes.Code = codes.SYNTAX) -> ParseError:
         line, col = self.position(offset)
         return ParseError(
-            Diagnostic(f"invalid JSON: {message}", file=self.file, line=line, column=col, code=code)
+            Diagnostic.from_position(self.source, line, col, code, f"invalid JSON: {message}")
         )
 
     def parse(self) -> Source:
@@ -280,9 +285,9 @@ class _JsonParser:
     def value(self, pos: int, path: tuple, depth: int):
         self.count += 1
         if depth > MAX_DEPTH:
-            raise self.error(pos, f"nesting deeper than {MAX_DEPTH} levels", code="too-deep")
+            raise self.error(pos, f"nesting deeper than {MAX_DEPTH} levels", code=codes.TOO_DEEP)
         if self.count > MAX_VALUES:
-            raise self.error(pos, f"more than {MAX_VALUES:,} values", code="too-large")
+            raise self.error(pos, f"more than {MAX_VALUES:,} values", code=codes.TOO_LARGE)
         text = self.text
         if pos >= len(text):
             raise self.error(pos, "unexpected end of file")
@@ -329,25 +334,31 @@ class _JsonParser:
         if self.text.startswith("}", pos):
             return result, pos + 1
         while True:
+            comma = pos - 1
             pos = self.skip(pos)
+            if self.text.startswith("}", pos) and self.text.startswith(",", comma):
+                raise self.error(comma, "trailing comma before '}'")
             if not self.text.startswith('"', pos):
                 raise self.error(pos, "expected a string key in double quotes")
             key_pos = pos
             key, pos = self.string(pos)
             if key in result:
-                raise self.error(key_pos, f"duplicate key '{key}'", code="duplicate-key")
+                raise self.error(key_pos, f"duplicate key '{key}'", code=codes.DUPLICATE_KEY)
             self.source.keys[path + (key,)] = self.position(key_pos)
             pos = self.skip(pos)
             if not self.text.startswith(":", pos):
                 raise self.error(pos, "expected ':' after a key")
             pos = self.skip(pos + 1)
             result[key], pos = self.value(pos, path + (key,), depth + 1)
+            end = pos
             pos = self.skip(pos)
             if self.text.startswith(",", pos):
                 pos += 1
                 continue
             if self.text.startswith("}", pos):
                 return result, pos + 1
+            if "\n" in self.text[end:pos]:  # a missing comma: point after the value
+                raise self.error(end, "expected ',' or '}' after this value")
             raise self.error(pos, "expected ',' or '}'")
 
     def array(self, pos: int, path: tuple, depth: int):
@@ -356,13 +367,19 @@ class _JsonParser:
         if self.text.startswith("]", pos):
             return result, pos + 1
         while True:
+            comma = pos - 1
             pos = self.skip(pos)
+            if self.text.startswith("]", pos) and result and self.text.startswith(",", comma):
+                raise self.error(comma, "trailing comma before ']'")
             item, pos = self.value(pos, path + (len(result),), depth + 1)
             result.append(item)
+            end = pos
             pos = self.skip(pos)
             if self.text.startswith(",", pos):
                 pos += 1
                 continue
             if self.text.startswith("]", pos):
                 return result, pos + 1
+            if "\n" in self.text[end:pos]:  # a missing comma: point after the value
+                raise self.error(end, "expected ',' or ']' after this value")
             raise self.error(pos, "expected ',' or ']'")

@@ -40,7 +40,7 @@ def test_invalid_spec_exits_1_with_located_message(tmp_path):
     )
     result = invoke("validate", str(spec))
     assert result.exit_code == 1
-    assert f"{spec}:5:5: layers[0] Dense: missing required field 'units'" in result.stderr
+    assert f"{spec}:5:5: error: layers[0] Dense: missing required field 'units'" in result.stderr
 
 
 def test_one_bad_file_among_good_ones_exits_1(tmp_path):
@@ -69,7 +69,7 @@ def test_usage_errors_exit_2(args):
 
 def test_missing_file_message():
     result = invoke("validate", "nope.yaml")
-    assert "nope.yaml:1:1: no such file" in result.stderr
+    assert "nope.yaml:1:1: error: no such file" in result.stderr
 
 
 def test_validate_json_diagnostics_are_data(tmp_path):

@@ -540,7 +540,7 @@ def test_layer_needing_a_newer_opset_is_refused():
     assert diag.file == "specs/two_inputs_two_outputs.yaml"
     assert "needs opset >= 17" in diag.message and "opset 16" in diag.message
     assert diag.format().startswith(
-        "specs/two_inputs_two_outputs.yaml:1:1: layers[5] LayerNormalization 'hidden_norm': "
+        "specs/two_inputs_two_outputs.yaml:1:1: error: layers[5] LayerNormalization 'hidden_norm': "
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from .. import diagcodes as codes
 from ..diagnostics import Diagnostic, SpecError
 from ..ir import ModelIR
 
@@ -84,17 +85,10 @@ def refusal(
 
     if path is None and layer is not None:
         path = ("layers", layer.index) + ((field,) if field else ())
-    line, column = source.locate(path or ()) if source is not None else (1, 1)
     label = None
     if layer is not None:
         data = source.data if source is not None else None
         label = layer_label(data, layer.index, layer.name)
-    return Diagnostic(
-        message,
-        file=model.file,
-        line=line,
-        column=column,
-        layer=label,
-        hint=hint,
-        code="unsupported",
-    )
+    if source is None:
+        return Diagnostic(message, file=model.file, layer=label, hint=hint, code=codes.UNSUPPORTED)
+    return Diagnostic.at(source, path or (), codes.UNSUPPORTED, message, layer=label, hint=hint)

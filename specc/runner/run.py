@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from .. import diagcodes as codes
 from ..diagnostics import Diagnostic, SpecError
 from ..fsutil import atomic_write_text
 from ..ir import ModelIR
@@ -139,7 +140,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
                     "the spec has no 'training:' section, so there is nothing to train on",
                     file=str(spec_path),
                     hint="add training: {dataset: mnist, ...}; see docs/spec.md",
-                    code="no-training",
+                    code=codes.NO_TRAINING,
                 )
             ]
         )
