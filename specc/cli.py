@@ -1,7 +1,13 @@
 """The `specc` command line.
 
-Exit codes: 0 success, 1 invalid spec (diagnostics printed), 2 usage error (bad option,
-missing file, unwritable output), 3 the run cannot proceed (dataset or framework missing).
+Exit codes: 0 success, 1 invalid spec (diagnostics printed; with --strict also warnings),
+2 usage error (bad option, missing file, unwritable output), 3 the run cannot proceed
+(dataset, framework or another optional package missing).
+
+One grammar on every command: ``--format/-f`` for what is printed, ``--out/-o`` for what is
+written (``--output`` is an alias), ``--quiet/-q``, ``--batch-size``, ``--seed``,
+``--data-dir``, ``--limit``; ``--backend`` picks one framework (train), ``--backends`` a
+comma-separated list (crosscheck; ``--backend`` is accepted there too).
 """
 
 from __future__ import annotations
@@ -61,6 +67,47 @@ def _check(path: Path):
     return check_file(path)
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    """Files as given; directories replaced by the spec files under them (recursively,
+    *.yaml, *.yml, *.json, sorted). A directory without any is a usage error."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in SPEC_SUFFIXES and p.is_file()
+            )
+            if not found:
+                typer.echo(f"error: {path}: no *.yaml, *.yml or *.json spec files", err=True)
+                raise typer.Exit(EXIT_USAGE)
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _status(result, strict: bool = False) -> int:
+    """The exit status for one checked spec."""
+    if _is_usage_problem(result):
+        return EXIT_USAGE
+    if not result.ok or (strict and result.warnings):
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _wrote(path: Path, what: str, quiet: bool = False) -> None:
+    """Every success that writes a file says what it wrote (on stderr, so stdout stays data)."""
+    if quiet:
+        return
+    try:
+        size = f", {path.stat().st_size:,} bytes"
+    except OSError:
+        size = ""
+    typer.echo(f"wrote {path} ({what}{size})", err=True)
+
+
 def _print_diagnostics(diagnostics) -> None:
     for diag in diagnostics:
         typer.echo(diag.format(), err=True)
@@ -70,29 +117,36 @@ def _is_usage_problem(result) -> bool:
     return any(d.code == codes.IO for d in result.diagnostics)
 
 
-@app.command()
+@app.command(short_help="Check specs: syntax, fields, graph, shapes and training section.")
 def validate(
     specs: list[Path] = typer.Argument(
-        ..., help="Spec files (.yaml, .yml or .json).", show_default=False
+        ...,
+        help="Spec files (.yaml, .yml or .json) or directories (searched recursively).",
+        show_default=False,
     ),
     format: DiagnosticFormat = typer.Option(
-        DiagnosticFormat.text, "--format", "-f", help="Output format."
+        DiagnosticFormat.text, "--format", "-f", help="Output format: text or json."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too (for CI jobs)."),
 ) -> None:
-    """Check specs: syntax, fields, graph and shapes. Reports every problem of every file."""
+    """Check specs: syntax, fields, graph, shapes, and that the training section fits the
+    model. Reports every problem of every file, each located with a caret under the value.
+
+    Exit 0 when every spec is valid, 1 when one has errors (or warnings with --strict),
+    2 when a file cannot be read."""
     reports = []
     status = EXIT_OK
-    for path in specs:
+    for path in _spec_files(specs):
         result = _check(path)
-        if _is_usage_problem(result):
-            status = max(status, EXIT_USAGE)
-        elif not result.ok:
-            status = max(status, EXIT_INVALID)
+        status = max(status, _status(result, strict))
         reports.append((path, result))
         if format is DiagnosticFormat.text:
             _print_diagnostics(result.diagnostics)
-            if result.ok and not quiet:
+            if result.ok and strict and result.warnings:
+                count = len(result.warnings)
+                typer.echo(f"{path}: failed: {count} warning{'s' * (count > 1)} with --strict")
+            elif result.ok and not quiet:
                 model = result.model
                 typer.echo(
                     f"{path}: ok ({model.name}: {len(model.layers)} layers, "
@@ -102,7 +156,7 @@ def validate(
         payload = [
             {
                 "file": str(path),
-                "ok": result.ok,
+                "ok": result.ok and not (strict and result.warnings),
                 "diagnostics": [d.to_dict() for d in result.diagnostics],
             }
             for path, result in reports
@@ -111,33 +165,50 @@ def validate(
     raise typer.Exit(status)
 
 
-@app.command()
+@app.command(short_help="Print layer shapes, parameters and MACs as Keras counts them.")
 def summary(
-    spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
-    format: SummaryFormat = typer.Option(
-        SummaryFormat.text, "--format", "-f", help="Output format."
+    specs: list[Path] = typer.Argument(
+        ...,
+        help="Spec files or directories (searched recursively for *.yaml, *.yml, *.json).",
+        show_default=False,
     ),
+    format: SummaryFormat = typer.Option(
+        SummaryFormat.text, "--format", "-f", help="Output format: text, json or markdown."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
 ) -> None:
-    """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts them."""
+    """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts
+    them. With several specs, one summary after another (json: a list)."""
     from .summary import format_markdown, format_text, summarize
 
-    result = _check(spec)
-    _print_diagnostics(result.diagnostics)
-    if not result.ok:
-        raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
-    if format is SummaryFormat.json:
-        typer.echo(json.dumps(summarize(result.model), indent=2))
-    elif format is SummaryFormat.markdown:
-        typer.echo(format_markdown(result.model), nl=False)
-    else:
-        typer.echo(format_text(result.model), nl=False)
+    files = _spec_files(specs)
+    status = EXIT_OK
+    summaries = []
+    for k, path in enumerate(files):
+        result = _check(path)
+        _print_diagnostics(result.diagnostics)
+        status = max(status, _status(result, strict))
+        if not result.ok:
+            continue
+        if format is SummaryFormat.json:
+            summaries.append(summarize(result.model))
+            continue
+        if k and len(files) > 1:
+            typer.echo("")
+        text = (format_markdown if format is SummaryFormat.markdown else format_text)(result.model)
+        typer.echo(text, nl=False)
+    if format is SummaryFormat.json and summaries:
+        payload = summaries[0] if len(files) == 1 else summaries
+        typer.echo(json.dumps(payload, indent=2))
+    raise typer.Exit(status)
 
 
-@app.command()
+@app.command(short_help="Print the JSON Schema of the spec language.")
 def schema(
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to this file instead of stdout."
+        None, "--out", "-o", "--output", help="Write to this file instead of stdout."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not say what was written."),
 ) -> None:
     """Print the JSON Schema of the spec language (for editors' YAML language servers)."""
     from .schema import json_schema
@@ -147,6 +218,7 @@ def schema(
         typer.echo(text, nl=False)
         return
     _write(output, text)
+    _wrote(output, "JSON Schema", quiet)
 
 
 def _write(path: Path, text: str) -> None:
@@ -167,15 +239,24 @@ class Target(str, Enum):
     onnx_text = "onnx-text"
 
 
-@app.command("compile")
+@app.command("compile", short_help="Generate Keras or PyTorch code, or an ONNX graph.")
 def compile_(
     spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
     target: Target = typer.Option(
-        ..., "--target", "-t", help="What to generate.", show_default=False
+        ...,
+        "--target",
+        "-t",
+        help="What to generate: keras, pytorch, onnx (binary) or onnx-text.",
+        show_default=False,
     ),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to this file (required for --target onnx)."
+        None,
+        "--out",
+        "-o",
+        "--output",
+        help="Write to this file instead of stdout (required for --target onnx).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not say what was written."),
     weights: Path | None = typer.Option(
         None, "--weights", help="ONNX: canonical weights .npz (default: seeded Keras-style init)."
     ),
@@ -211,6 +292,8 @@ def compile_(
             typer.echo(code, nl=False)
             return
         _write(output, code)
+        what = f"{target.value} code" + (" with a training script" if with_training else "")
+        _wrote(output, what, quiet)
         return
     if with_training:
         typer.echo("--with-training writes Python: use --target keras or pytorch", err=True)
@@ -221,7 +304,9 @@ def compile_(
     import importlib.util
 
     if importlib.util.find_spec("onnx") is None:
-        typer.echo("the ONNX target needs the onnx package: pip install 'specc[onnx]'", err=True)
+        from .extras import message
+
+        typer.echo(f"error: {message('onnx', 'the ONNX target')}", err=True)
         raise typer.Exit(EXIT_RUN)
     from .onnx_target import build_onnx, onnx_text, write_onnx
 
@@ -231,6 +316,7 @@ def compile_(
             write_onnx(
                 result.model, output, canonical, opset=opset, seed=seed, source=result.source
             )
+            _wrote(output, f"ONNX model, opset {opset}", quiet)
             return
         text = onnx_text(
             build_onnx(result.model, canonical, opset=opset, seed=seed, source=result.source)
@@ -242,6 +328,7 @@ def compile_(
         typer.echo(text, nl=False)
     else:
         _write(output, text)
+        _wrote(output, f"ONNX text, opset {opset}", quiet)
 
 
 def _load_weights(path: Path) -> dict:
@@ -265,7 +352,7 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-@app.command()
+@app.command(short_help="Train on the spec's dataset; write metrics, plots, model, weights.")
 def train(
     spec: Path = typer.Argument(
         ..., help="Spec file with a training: section.", show_default=False
@@ -284,7 +371,7 @@ def train(
         help="Where the dataset files are (else $SPECC_DATA_DIR, else the cache).",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Run folder (default runs/<name>-<backend>)."
+        None, "--out", "-o", "--output", help="Run folder (default runs/<name>-<backend>)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     limit: int | None = typer.Option(
@@ -351,11 +438,14 @@ class CrosscheckFormat(str, Enum):
     json = "json"
 
 
-@app.command()
+@app.command(short_help="Check that the Keras, PyTorch and ONNX builds agree.")
 def crosscheck(
     spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
     backends: str = typer.Option(
-        "keras,pytorch,onnx", "--backends", help="Comma-separated backends to compare."
+        "keras,pytorch,onnx",
+        "--backends",
+        "--backend",
+        help="Comma-separated backends to compare (keras, pytorch, onnx).",
     ),
     weights: Path | None = typer.Option(
         None, "--weights", help="Canonical weights .npz (default: seeded random weights)."
@@ -363,7 +453,9 @@ def crosscheck(
     run: Path | None = typer.Option(
         None, "--run", help="A `specc train` run folder: its weights, and its test set predicted."
     ),
-    batch: int = typer.Option(8, "--batch", min=1, help="Samples in the seeded input batch."),
+    batch: int = typer.Option(
+        8, "--batch-size", "--batch", min=1, help="Samples in the seeded input batch."
+    ),
     atol: float = typer.Option(1e-5, "--atol", min=0.0, help="Absolute tolerance."),
     rtol: float = typer.Option(1e-4, "--rtol", min=0.0, help="Relative tolerance."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights, inputs and labels."),
@@ -379,7 +471,7 @@ def crosscheck(
         None, "--limit", min=1, help="With --run: predict only the first N test samples."
     ),
     format: CrosscheckFormat = typer.Option(
-        CrosscheckFormat.text, "--format", "-f", help="Output format."
+        CrosscheckFormat.text, "--format", "-f", help="Output format: text or json."
     ),
 ) -> None:
     """Check that the Keras, PyTorch and ONNX builds agree (forward, training step, trained
@@ -424,11 +516,22 @@ def crosscheck(
 
 def main() -> None:
     """Console entry point."""
+    from .extras import MissingPackage, message, missing_module
+
     try:
         app()
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except MissingPackage as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_RUN)
+    except ModuleNotFoundError as exc:  # an optional package imported deep inside a command
+        module = missing_module(exc)
+        if module is None:
+            raise
+        typer.echo(f"error: {message(module)}", err=True)
+        sys.exit(EXIT_RUN)
 
 
 if __name__ == "__main__":

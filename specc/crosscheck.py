@@ -518,9 +518,9 @@ def _require(backends) -> None:
     for name in backends:
         missing = [m for m in _NEEDS[name] if importlib.util.find_spec(m) is None]
         if missing:
-            raise CrosscheckError(
-                f"the {name} backend needs {', '.join(missing)}, which is not installed"
-            )
+            from .extras import message
+
+            raise CrosscheckError(message(missing[0], f"the {name} backend of crosscheck"))
 
 
 # --------------------------------------------------------------------------- inputs

@@ -266,8 +266,10 @@ def load_digits(*, test_size: int = DIGITS_TEST_SIZE, seed: int = DIGITS_SPLIT_S
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError as exc:
+        from ..extras import message
+
         raise DatasetError(
-            "the 'digits' dataset is scikit-learn's bundled copy: pip install scikit-learn"
+            message("sklearn", "the 'digits' dataset (scikit-learn's bundled copy)")
         ) from exc
     bunch = sk_load_digits()
     x = bunch.images.astype(np.uint8)[..., None]
@@ -371,7 +373,9 @@ def load_folder(
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as exc:
-        raise DatasetError("image-folder datasets need Pillow: pip install pillow") from exc
+        from ..extras import message
+
+        raise DatasetError(message("PIL", "image-folder datasets")) from exc
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"image folder not found: {root}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,14 @@ def apply_normalization(x: np.ndarray, stats: dict) -> np.ndarray:
     return out
 
 
-def _labels(y, loss: str, num_classes: int | None, output_units: int | None, name: str):
+def _labels(
+    y,
+    loss: str,
+    num_classes: int | None,
+    output_units: int | None,
+    name: str,
+    output_size: int | None = None,
+):
     """Labels in the form ``loss`` expects; checks they fit the model's output units."""
     is_class = num_classes is not None and y.dtype == np.int64 and y.ndim == 1
     if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
@@ -140,6 +148,11 @@ def _labels(y, loss: str, num_classes: int | None, output_units: int | None, nam
         if loss == "sparse_categorical_crossentropy":
             return y, "sparse"
         return one_hot(y, num_classes), "one_hot"
+    if loss != "mse" and not is_class:
+        raise DatasetError(
+            f"{loss} needs class labels (integers 0..k-1); {name} has labels of dtype "
+            f"{y.dtype} and shape {tuple(y.shape[1:])}: use loss: mse for such targets"
+        )
     if is_class and (output_units == 1 or (output_units is None and num_classes == 2)):
         if y.size and y.max() > 1:
             raise DatasetError(
@@ -154,6 +167,11 @@ def _labels(y, loss: str, num_classes: int | None, output_units: int | None, nam
                 f"({loss} compares one-hot labels with the outputs)"
             )
         return one_hot(y, num_classes), "one_hot"
+    if output_size is not None and y.ndim >= 1 and math.prod(y.shape[1:]) != output_size:
+        raise DatasetError(
+            f"{name} has targets of shape {tuple(y.shape[1:])} ({math.prod(y.shape[1:])} values) "
+            f"but the model outputs {output_size} values a sample: {loss} compares them"
+        )
     return np.asarray(y, np.float32), "raw"
 
 
@@ -167,6 +185,7 @@ def prepare(
     data_dir: str | os.PathLike | None = None,
     *,
     output_units: int | None = None,
+    output_size: int | None = None,
     base_dir: str | os.PathLike | None = None,
     download: bool = True,
     verify: bool = True,
@@ -237,12 +256,14 @@ def prepare(
     )
 
     loss = _get(training, "loss", "sparse_categorical_crossentropy")
-    y_train, label_mode = _labels(y_train, loss, info.num_classes, output_units, info.name)
-    y_test, _ = _labels(y_test, loss, info.num_classes, output_units, info.name)
+    y_train, label_mode = _labels(
+        y_train, loss, info.num_classes, output_units, info.name, output_size
+    )
+    y_test, _ = _labels(y_test, loss, info.num_classes, output_units, info.name, output_size)
     if validation == "test":
         y_val = y_test
     elif y_val is not None:
-        y_val, _ = _labels(y_val, loss, info.num_classes, output_units, info.name)
+        y_val, _ = _labels(y_val, loss, info.num_classes, output_units, info.name, output_size)
 
     aug = _get(training, "augmentation")
     augmentation = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -113,13 +114,12 @@ def _framework_version(backend: str) -> dict:
 
 
 def _require(backend: str) -> None:
-    module = "keras" if backend == "keras" else "torch"
-    if importlib.util.find_spec(module) is None:
-        extra = "keras" if backend == "keras" else "torch"
-        raise RunError(
-            f"the {backend} backend needs {module}, which is not installed; "
-            f"install it with: pip install 'specc[{extra}]' -c constraints.txt"
-        )
+    from ..extras import message
+
+    modules = ("keras", "tensorflow") if backend == "keras" else ("torch",)
+    for module in (*modules, "numpy", "matplotlib"):
+        if importlib.util.find_spec(module) is None:
+            raise RunError(message(module, f"training with the {backend} backend"))
 
 
 def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
@@ -176,6 +176,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         model.inputs[0].shape,
         options.data_dir,
         output_units=output_units,
+        output_size=math.prod(model.shape_of(model.outputs[0])),
         base_dir=Path(spec_path).parent,
         limit=options.limit,
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
