@@ -72,7 +72,7 @@ bench-quick: $(STAMP)
 
 # The long hypothesis profiles: thousands of random specs and mutated inputs.
 fuzz: $(STAMP)
-	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py tests/test_train_after_validate.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -173,6 +173,16 @@ ONNX_WEIGHTS = _code(
 )
 
 
+EXAMPLE = "tests/cases/error_all_at_once/spec.yaml"  # relative to the repository
+
+
+def _example_output() -> list[str]:
+    """What `specc validate EXAMPLE` prints (run from the repository root)."""
+    from .pipeline import check_file
+
+    return [line for d in check_file(EXAMPLE).diagnostics for line in d.format().splitlines()]
+
+
 def markdown() -> str:
     """docs/diagnostics.md: the registry as a table per stage."""
     lines = [
@@ -183,12 +193,13 @@ def markdown() -> str:
         "Every problem specc reports is a *diagnostic*: a severity, a code from the table",
         "below, a message, the file, line and column, and the JSON path of the value",
         "(`layers[3].filters`, `training.optimizer`). The text format shows the source line",
-        "with a caret under the value; `--format json` gives every field:",
+        "with a caret under the value; `--format json` gives every field. Every independent",
+        "problem is reported in one run, each once:",
         "",
-        "```text",
-        "specs/bad.yaml:9:14: error: layers[1] Dense 'dense': units must be > 0, got 0",
-        "    9 |       units: 0",
-        "      |              ^",
+        "<!-- runnable exit=1 -->",
+        "```console",
+        f"$ specc validate {EXAMPLE}",
+        *_example_output(),
         "```",
         "",
         "`specc validate --strict` makes warnings fail too (exit 1).",

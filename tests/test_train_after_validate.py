@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, Phase, assume, given, note, settings
 from hypothesis import strategies as st
 
+from specc import diagcodes as codes
+from specc.codegen import CodegenError, generate
 from specc.pipeline import check_data
 
 torch = pytest.importorskip("torch")
@@ -24,10 +26,12 @@ np = pytest.importorskip("numpy")
 
 LONG = os.environ.get("SPECC_FUZZ") == "long"
 PROFILE = settings(
-    max_examples=2000 if LONG else 6,
+    max_examples=int(os.environ.get("SPECC_TRAIN_EXAMPLES", 2000 if LONG else 6)),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     derandomize=not LONG,
+    # a failing run is readable as drawn; shrinking re-trains dozens of times
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, *([Phase.shrink] if LONG else [])],
 )
 
 ACTIVATIONS = ["softmax", "sigmoid", "linear", "relu", "tanh"]
@@ -165,6 +169,13 @@ def test_validated_specs_train_without_exceptions(case):
     note(yaml.safe_dump(spec, sort_keys=False))
     result = check_data(spec)
     assume(result.ok)
+    for target in ("keras", "pytorch"):  # `specc compile --with-training`: a script, or a
+        try:  # clean located refusal (exit 1) of what scripts do not carry
+            script = generate(result.model, target, result.source, with_training=True)
+        except CodegenError as exc:
+            assert all(d.code == codes.UNSUPPORTED for d in exc.diagnostics)
+            continue
+        compile(script, f"train_{target}.py", "exec")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "spec.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -173,7 +184,7 @@ def test_validated_specs_train_without_exceptions(case):
         options = TrainOptions(
             backend="pytorch",
             epochs=1,
-            limit=40,
+            limit=24,
             out_dir=str(Path(folder) / "run"),
             progress=False,
             export_onnx=False,
