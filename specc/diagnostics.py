@@ -70,6 +70,8 @@ class Diagnostic:
     # the source line the diagnostic points into, and how many characters the caret covers
     excerpt: str | None = field(default=None, repr=False, compare=False)
     span: int = field(default=1, repr=False, compare=False)
+    # False for data without text positions (check_data): the path locates it
+    positioned: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         code = codes.lookup(self.code)  # an unregistered code is a bug: fail loudly
@@ -133,8 +135,10 @@ class Diagnostic:
                 span = _span(excerpt, column)
             else:
                 excerpt = None
+        positioned = bool(text) or bool(getattr(source, "values", None))
         return cls(
             message,
+            positioned=positioned,
             file=getattr(source, "file", "<spec>"),
             line=line,
             column=column,
@@ -151,6 +155,8 @@ class Diagnostic:
         """``file:line:col: error: subject: message``, then the source line with a caret
         under the value (when known) and the hint."""
         where = f"{self.file}:{self.line}:{self.column}"
+        if not self.positioned and self.path is not None:  # Python data: its JSON path
+            where = f"{self.file}:{self.path}" if self.path else self.file
         subject = f"{self.layer}: " if self.layer else ""
         text = f"{where}: {self.severity}: {subject}{self.message}"
         if excerpt and self.excerpt is not None:
