@@ -282,13 +282,15 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
             else:
                 message = f"{field or 'type'}: unknown type '{tag}'"
             hint = did_you_mean(tag, expected) or f"one of: {', '.join(expected)}"
-            raw = _data_lookup(data, path + ("type",))
+            loc_path = path + ("type",)
+            raw = _data_lookup(data, loc_path)
+            if isinstance(_data_lookup(data, path), str):  # shorthand: optimizer: adamm
+                raw, loc_path = _data_lookup(data, path), path
             if not isinstance(raw, str):  # pydantic shows str(tag): '['Dense']', '1.5'
                 example = "Dense" if path[:1] == ("layers",) else (expected or ["..."])[0]
                 message = f"type must be a string such as '{example}', got {_show(raw)}"
                 if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)):
                     hint = "see `specc schema` for every type"
-            loc_path = path + ("type",)
             code = codes.UNKNOWN_TYPE
         elif kind == "union_tag_not_found":
             message = "missing required field 'type'"

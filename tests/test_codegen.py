@@ -252,7 +252,9 @@ layers:
         generate(result.model, "pytorch", result.source)
     lines = [d.format() for d in info.value.diagnostics]
     assert len(lines) == 4, lines
-    assert lines[0].startswith("refused.yaml:3:45: error: pytorch target: input 'x' has dtype int32")
+    assert lines[0].startswith(
+        "refused.yaml:3:45: error: pytorch target: input 'x' has dtype int32"
+    )
     assert lines[1].startswith("refused.yaml:5:48: error: layers[0] BatchNormalization 'bn'")
     assert "refused.yaml:6:" in lines[2] and "refused.yaml:7:" in lines[3]
 
