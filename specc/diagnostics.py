@@ -126,15 +126,16 @@ class Diagnostic:
     ) -> Diagnostic:
         """A diagnostic at ``line:column`` of ``source`` (anything with ``file`` and ``text``)."""
         text = getattr(source, "text", None) or ""
-        excerpt = None
         span = 1
-        lines = text.split("\n")
-        if text and 1 <= line <= len(lines):
-            excerpt = lines[line - 1].rstrip("\r")
-            if excerpt.strip():
-                span = _span(excerpt, column)
-            else:
-                excerpt = None
+        if hasattr(source, "line_text"):
+            excerpt = source.line_text(line)
+        else:
+            lines = text.split("\n")
+            excerpt = lines[line - 1].rstrip("\r") if text and 1 <= line <= len(lines) else None
+        if excerpt is not None and excerpt.strip():
+            span = _span(excerpt, column)
+        else:
+            excerpt = None
         positioned = bool(text) or bool(getattr(source, "values", None))
         return cls(
             message,

@@ -178,13 +178,19 @@ def _check_valid_parts(source: Source, exc) -> list[Diagnostic]:
         return []
     graph, found = resolve(spec, source)
     graph.broken |= broken
-    _, more = infer(spec, graph, source)
+    model, more = infer(spec, graph, source)
+    if model is not None and not has_errors(found + more) and spec.training is not None:
+        from .training_check import check_training
+
+        more = more + check_training(spec, model, source)
+
+    import re
+
+    layer_path = re.compile(r"layers\[(\d+)\](?:$|[.\[])")
 
     def about_placeholder(diag: Diagnostic) -> bool:
-        return any(
-            diag.path == f"layers[{i}]" or (diag.path or "").startswith(f"layers[{i}].")
-            for i in placeholders
-        )
+        match = layer_path.match(diag.path or "")
+        return match is not None and int(match.group(1)) in placeholders
 
     return [
         d

@@ -37,6 +37,15 @@ class Source:
     values: dict = field(default_factory=dict)  # path -> (line, col) of the value
     keys: dict = field(default_factory=dict)  # path -> (line, col) of the mapping key
     text: str = ""  # the text it was parsed from ("" for Python data)
+    _lines: list | None = field(default=None, repr=False, compare=False)
+
+    def line_text(self, line: int) -> str | None:
+        """Line ``line`` (1-based) of the text, without its newline; None when out of range."""
+        if self._lines is None:
+            self._lines = self.text.split("\n") if self.text else []
+        if 1 <= line <= len(self._lines):
+            return self._lines[line - 1].rstrip("\r")
+        return None
 
     def locate(self, path: Path_, prefer_key: bool = False) -> tuple[int, int]:
         """Best position for ``path``: the value itself, else its nearest located parent."""
