@@ -39,9 +39,8 @@ def _output_activation(model: ModelIR) -> str | None:
         spec = layer.spec
         if layer.type == "Softmax":
             return "softmax"
-        activation = getattr(spec, "activation", None)
-        if isinstance(activation, str):
-            return activation
+        if "activation" in type(spec).model_fields:
+            return getattr(spec, "activation", None) or "linear"  # Keras's default: none
         if layer.type in ("Flatten", "Reshape", "Dropout") and len(layer.inputs) == 1:
             layer = by_name.get(layer.inputs[0])  # shape-only layers keep the activation
             continue
