@@ -253,7 +253,7 @@ def test_without_a_training_section_compile_refuses_with_a_location(tmp_path):
     )
     assert run.exit_code == 1, run.output
     assert re.search(
-        r"conv_autoencoder\.yaml:\d+:\d+: --with-training: the spec has no", run.stderr
+        r"conv_autoencoder\.yaml:\d+:\d+: error: --with-training: the spec has no", run.stderr
     )
     assert not out.exists()
     usage = CliRunner().invoke(
