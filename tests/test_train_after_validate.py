@@ -159,6 +159,15 @@ def case(draw) -> tuple[dict, dict | None]:
     return spec, arrays
 
 
+def _log(outcome: str, detail: list) -> None:
+    """With SPECC_TRAIN_LOG=FILE, one line per example (for counting outcomes)."""
+    path = os.environ.get("SPECC_TRAIN_LOG")
+    if path:
+        what = getattr(detail[0], "code", None) or str(detail[0])[:80] if detail else ""
+        with open(path, "a") as log:
+            log.write(f"{outcome}\t{what}\n")
+
+
 @PROFILE
 @given(case())
 def test_validated_specs_train_without_exceptions(case):
@@ -168,6 +177,7 @@ def test_validated_specs_train_without_exceptions(case):
     spec, arrays = case
     note(yaml.safe_dump(spec, sort_keys=False))
     result = check_data(spec)
+    _log("refused" if not result.ok else "accepted", result.diagnostics[:1])
     assume(result.ok)
     for target in ("keras", "pytorch"):  # `specc compile --with-training`: a script, or a
         try:  # clean located refusal (exit 1) of what scripts do not carry
@@ -197,7 +207,9 @@ def test_validated_specs_train_without_exceptions(case):
             if arrays is None:
                 raise
             note(f"npz refused when read: {exc}")
+            _log("npz-refused-when-read", [exc])
             return
+        _log("trained", [])
         assert "test_loss" in metrics
         assert (Path(folder) / "run" / "metrics.json").is_file()
         assert (Path(folder) / "run" / "weights.npz").is_file()
