@@ -624,7 +624,7 @@ def crosscheck(
     if len(backends) < 2:
         raise CrosscheckError("crosscheck needs at least two backends", exit_code=2)
     if batch < 1:
-        raise CrosscheckError("--batch must be at least 1", exit_code=2)
+        raise CrosscheckError("--batch-size must be at least 1", exit_code=2)
     _require(backends)
     run = None
     if run_dir is not None:
