@@ -125,14 +125,7 @@ def apply_normalization(x: np.ndarray, stats: dict) -> np.ndarray:
     return out
 
 
-def _labels(
-    y,
-    loss: str,
-    num_classes: int | None,
-    output_units: int | None,
-    name: str,
-    output_size: int | None = None,
-):
+def _label_form(y, loss: str, num_classes: int | None, output_units: int | None, name: str):
     """Labels in the form ``loss`` expects; checks they fit the model's output units."""
     is_class = num_classes is not None and y.dtype == np.int64 and y.ndim == 1
     if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
@@ -167,12 +160,32 @@ def _labels(
                 f"({loss} compares one-hot labels with the outputs)"
             )
         return one_hot(y, num_classes), "one_hot"
-    if output_size is not None and y.ndim >= 1 and math.prod(y.shape[1:]) != output_size:
-        raise DatasetError(
-            f"{name} has targets of shape {tuple(y.shape[1:])} ({math.prod(y.shape[1:])} values) "
-            f"but the model outputs {output_size} values a sample: {loss} compares them"
-        )
     return np.asarray(y, np.float32), "raw"
+
+
+def _labels(
+    y,
+    loss: str,
+    num_classes: int | None,
+    output_units: int | None,
+    name: str,
+    output_size: int | None = None,
+):
+    """Labels in the form ``loss`` expects (see ``_label_form``), and when ``output_size``
+    (values per sample of the model's output) is given, refused unless they fit it."""
+    labels, mode = _label_form(y, loss, num_classes, output_units, name)
+    size = num_classes if mode == "sparse" else math.prod(labels.shape[1:])
+    if output_size is not None and size is not None and size != output_size:
+        what = (
+            f"{num_classes} classes"
+            if mode == "sparse"
+            else f"labels of shape {tuple(labels.shape[1:])}"
+        )
+        raise DatasetError(
+            f"{name} gives {what} ({size} values a sample) but the model outputs "
+            f"{output_size} values a sample: {loss} compares them"
+        )
+    return labels, mode
 
 
 def _get(obj, key, default=None):
