@@ -179,7 +179,8 @@ def _check_valid_parts(source: Source, exc) -> list[Diagnostic]:
     graph, found = resolve(spec, source)
     graph.broken |= broken
     model, more = infer(spec, graph, source)
-    if model is not None and not has_errors(found + more) and spec.training is not None:
+    guessed = "outputs" in bad or "inputs" in bad  # the model trained would be another
+    if model is not None and not guessed and not has_errors(found + more) and spec.training:
         from .training_check import check_training
 
         more = more + check_training(spec, model, source)
