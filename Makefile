@@ -52,7 +52,7 @@ goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
 
 docs: $(STAMP)
-	$(BIN)/python -c "from specc.reference import layer_reference_markdown as f; print(f())" > docs/layers.md
+	$(BIN)/python -m specc.reference
 	$(BIN)/specc schema -o docs/spec.schema.json
 
 lint: $(STAMP)

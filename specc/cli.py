@@ -6,6 +6,7 @@ missing file, unwritable output), 3 the run cannot proceed (dataset or framework
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from enum import Enum
@@ -193,54 +194,56 @@ def compile_(
     Keras and PyTorch code needs neither framework installed; ONNX needs the onnx package.
     Nothing is written when the spec or the request is refused.
     """
-    from .codegen import CodegenError, generate
+    from . import targets
     from .diagnostics import SpecError
 
     result = _check(spec)
     _print_diagnostics(result.diagnostics)
     if not result.ok:
         raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
-    if target in (Target.keras, Target.pytorch):
-        try:
-            code = generate(result.model, target.value, result.source, with_training)
-        except CodegenError as exc:
-            _print_diagnostics(exc.diagnostics)
-            raise typer.Exit(EXIT_INVALID) from None
-        if output is None:
-            typer.echo(code, nl=False)
-            return
-        _write(output, code)
-        return
-    if with_training:
+    name = "onnx" if target is Target.onnx_text else target.value
+    plugin = targets.get(name)
+    binary = target is Target.onnx
+    if with_training and name not in ("keras", "pytorch"):
         typer.echo("--with-training writes Python: use --target keras or pytorch", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if target is Target.onnx and output is None:
-        typer.echo("--target onnx writes a binary file: give it with -o model.onnx", err=True)
+    if binary and output is None:
+        typer.echo(f"--target {target.value} writes a binary file: give it with -o FILE", err=True)
         raise typer.Exit(EXIT_USAGE)
-    import importlib.util
-
-    if importlib.util.find_spec("onnx") is None:
-        typer.echo("the ONNX target needs the onnx package: pip install 'specc[onnx]'", err=True)
+    if name == "onnx" and importlib.util.find_spec("onnx") is None:
+        typer.echo(f"the ONNX target needs the onnx package: {plugin.install_hint()}", err=True)
         raise typer.Exit(EXIT_RUN)
-    from .onnx_target import build_onnx, onnx_text, write_onnx
-
-    try:
+    options: dict = {"with_training": with_training}
+    if name == "onnx":
         canonical = _load_weights(weights) if weights is not None else None
-        if target is Target.onnx:
-            write_onnx(
-                result.model, output, canonical, opset=opset, seed=seed, source=result.source
-            )
-            return
-        text = onnx_text(
-            build_onnx(result.model, canonical, opset=opset, seed=seed, source=result.source)
-        )
+        options = {
+            "weights": canonical,
+            "opset": opset,
+            "seed": seed,
+            "format": "binary" if binary else "text",
+        }
+    try:
+        produced = plugin.emit(result.model, result.source, **options)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
-    if output is None:
-        typer.echo(text, nl=False)
+    if isinstance(produced, bytes):
+        _write_bytes(output, produced)
+    elif output is None:
+        typer.echo(produced, nl=False)
     else:
-        _write(output, text)
+        _write(output, produced)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically (nothing half-written); an unwritable path is a usage error."""
+    from .fsutil import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load_weights(path: Path) -> dict:

@@ -8,7 +8,6 @@ trained model is the compiled model, not a second builder that could drift.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -51,7 +50,7 @@ class TrainOptions:
 
 
 def spec_hash(model: ModelIR) -> str:
-    return hashlib.sha256(json.dumps(model.to_dict(), sort_keys=True).encode()).hexdigest()
+    return model.sha256()
 
 
 def import_generated(path: Path, name: str):
@@ -72,9 +71,9 @@ def build_backend(
     threads: int | None = None,
 ):
     """Generate the model code into ``code_path``, import it, build the model and its backend."""
-    from ..codegen import generate
+    from .. import targets
 
-    atomic_write_text(code_path, generate(model, backend))
+    atomic_write_text(code_path, targets.get(backend).emit(model))
     module = import_generated(code_path, f"specc_generated_{backend}_{model.name}")
     if backend == "keras":
         import keras
@@ -295,10 +294,15 @@ def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state,
         weights = canonical.from_torch(backend.module, model)
     canonical.save(out_dir / "weights.npz", weights)
     if options.export_onnx and importlib.util.find_spec("onnx") is not None:
+        from .. import targets
+        from ..diagnostics import SpecError
         from ..fsutil import atomic_write_bytes
-        from ..onnx_target import build_onnx
 
-        proto = build_onnx(model, weights=weights)
-        atomic_write_bytes(out_dir / "model.onnx", proto.SerializeToString())
+        try:
+            graph = targets.get("onnx").emit(model, weights=weights)
+        except SpecError as exc:  # a layer the ONNX target refuses: the run is still good
+            print(f"model.onnx not written: {exc.diagnostics[0].message}", file=sys.stderr)
+        else:
+            atomic_write_bytes(out_dir / "model.onnx", graph)
     write_json(out_dir / "normalization.json", data.normalization)
     return metrics
