@@ -23,12 +23,14 @@ from specc.layers.normalization import BatchNormalization
 from specc.pipeline import check_file
 from specc.targets.pytorch.codegen import forward_taps
 
+from .conftest import MODEL_SPECS
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
 
 
-def _model(name: str):
-    result = check_file(ROOT / "specs" / name)
+def _model(name):
+    result = check_file(name if isinstance(name, Path) else ROOT / "specs" / name)
     assert result.ok, [d.format() for d in result.diagnostics]
     return result.model
 
@@ -124,9 +126,11 @@ def frameworks():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "spec", MODEL_SPECS, ids=lambda p: p.parent.name if p.stem == "spec" else p.stem
+)
 def test_every_spec_agrees(spec, frameworks):
-    report = crosscheck(_model(spec.name), batch=4, seed=1)
+    report = crosscheck(_model(spec), batch=4, seed=1)
     assert report.ok, report.format_text()
     checks = {row.check for row in report.rows}
     assert checks == {"forward", "train sgd", "train adam"}
