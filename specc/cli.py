@@ -37,6 +37,8 @@ class SummaryFormat(str, Enum):
 class DiagnosticFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"  # SARIF 2.1.0 log (specc/formats.py)
+    github = "github"  # GitHub Actions workflow annotations (specc/formats.py)
 
 
 def _version(value: bool) -> None:
@@ -107,6 +109,14 @@ def validate(
             for path, result in reports
         ]
         typer.echo(json.dumps(payload, indent=2))
+    elif format in (DiagnosticFormat.sarif, DiagnosticFormat.github):
+        from .formats import github_annotations, sarif_log
+
+        every = [d for _, result in reports for d in result.diagnostics]
+        if format is DiagnosticFormat.sarif:
+            typer.echo(json.dumps(sarif_log(every), indent=2))
+        else:
+            typer.echo(github_annotations(every), nl=False)
     raise typer.Exit(status)
 
 
