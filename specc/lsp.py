@@ -201,17 +201,24 @@ def definition_of(doc: Document, name: str) -> tuple[int, int, int] | None:
     src = doc.source
     if src is None or not isinstance(src.data, dict):
         return None
-    for i, entry in enumerate(src.data.get("inputs") or []):
+
+    def at_name(path: tuple) -> tuple[int, int, int]:
+        line, col = src.values.get(path, src.locate(path[:-1]))
+        text = doc.lines[line - 1] if line - 1 < len(doc.lines) else ""
+        if text[col - 1 : col] in ("'", '"'):
+            col += 1  # inside the quotes of a JSON or quoted YAML string
+        return line, col, len(name)
+
+    inputs = src.data.get("inputs")
+    for i, entry in enumerate(inputs if isinstance(inputs, list) else []):
         if isinstance(entry, dict) and entry.get("name") == name:
-            line, col = src.values.get(("inputs", i, "name"), src.locate(("inputs", i)))
-            return line, col, len(name)
+            return at_name(("inputs", i, "name"))
     layers = src.data.get("layers")
     if not isinstance(layers, list):
         return None
     for i, entry in enumerate(layers):
         if isinstance(entry, dict) and entry.get("name") == name:
-            line, col = src.values.get(("layers", i, "name"), src.locate(("layers", i)))
-            return line, col, len(name)
+            return at_name(("layers", i, "name"))
     if doc.model is not None:  # a Keras default name (conv2d_1): the layer's entry
         for layer in doc.model.layers:
             if layer.name == name:
@@ -230,7 +237,7 @@ def _product(shape) -> str:
 def layer_markdown(doc: Document, layer: LayerIR) -> str:
     model = doc.model
     assert model is not None
-    inputs = ", ".join(f"`{name}` {shape_text(model.shape_of(name))}" for name in layer.inputs)
+    inputs = ", ".join(f"`{name}` `{shape_text(model.shape_of(name))}`" for name in layer.inputs)
     lines = [
         f"**{layer.name}** · `{layer.type}`",
         "",
@@ -427,8 +434,9 @@ def completions(
     value = re.search(r"(?:^|[\s{,])(\w+):\s+([\w.\-]*)$", before) or re.search(
         r"(?:^|[\s{,])(\w+):()$", before
     )
-    in_list = re.search(r"(?:^|[\s{,])(inputs|outputs):\s*\[[^\]]*$", before)
-    if in_list or (value and value.group(1) in ("inputs", "outputs") and section != "inputs"):
+    in_list = re.search(r"(?:^|[\s{,])(inputs|outputs):\s*\[[^\]{]*$", before)
+    ref_key = in_list.group(1) if in_list else (value.group(1) if value else None)
+    if (ref_key == "inputs" and section == "layers") or ref_key == "outputs":
         return [_item(n, T.CompletionItemKind.Reference) for n in _defined_names(doc, lines)]
     if value:
         key = value.group(1)

@@ -253,3 +253,128 @@ def test_round_trip_latency_through_the_server(tmp_path):
 
     latencies = run(scenario())
     assert statistics.median(latencies) < 0.100, latencies
+
+
+SPEC_WITH_TRAINING = (
+    "version: 1\n"
+    "name: net\n"
+    "inputs: [{name: image, shape: [28, 28, 1]}]\n"
+    "layers:\n"
+    "  - type: Conv2D\n"
+    "    name: conv\n"
+    "    filters: 8\n"
+    "    kernel_size: 3\n"
+    "    activation: \n"
+    "  - {type: UpSampling2D, interpolation: , name: up}\n"
+    "  - {type: Flatten, inputs: [], name: flat}\n"
+    "  - {type: Dense, units: 10, }\n"
+    "training:\n"
+    "  dataset: mnist\n"
+    "  optimizer: {type: }\n"
+    "  schedule:\n"
+    "    type: \n"
+    "  loss: sparse_categorical_crossentropy\n"
+)
+
+
+def _labels(line_text: str, col: int | None = None) -> set[str]:
+    """Completion labels at the end of (or at ``col`` in) the first line equal to ``line_text``."""
+    from specc.lsp import analyze, completions
+
+    lines = SPEC_WITH_TRAINING.splitlines()
+    line = lines.index(line_text)
+    doc = analyze("file:///x.yaml", SPEC_WITH_TRAINING, "/x.yaml")
+    items = completions(lines, line, len(line_text) if col is None else col, doc)
+    return {item.label for item in items}
+
+
+def test_completion_contexts():
+    from specc.layers import ACTIVATIONS
+
+    # enum values of a block-style layer's field (the item's type is on an earlier line)
+    assert _labels("    activation: ") == set(ACTIVATIONS)
+    # enum values in a flow mapping
+    up = "  - {type: UpSampling2D, interpolation: , name: up}"
+    assert _labels(up, up.index(": , ") + 2) == {
+        "nearest",
+        "bilinear",
+    }
+    # field names of the layer being edited, after '{... , '
+    dense = "  - {type: Dense, units: 10, }"
+    fields = _labels(dense, dense.index("}"))
+    assert {"units", "activation", "use_bias", "kernel_initializer"} <= fields
+    assert "filters" not in fields
+    # names inside inputs: [...] (the spec's inputs and named layers)
+    flatten = "  - {type: Flatten, inputs: [], name: flat}"
+    names = _labels(flatten, flatten.index("[") + 1)
+    assert {"image", "conv", "up", "flat"} <= names
+    # training: optimizer and schedule types come from the training section's unions
+    optimizer = "  optimizer: {type: }"
+    assert _labels(optimizer, optimizer.index("}")) == {"sgd", "adam", "adamw", "rmsprop"}
+    assert _labels("    type: ") == {"step", "cosine", "reduce_on_plateau"}
+    # top-level keys at column 0
+    assert _labels("training:", 0) >= {"version", "name", "inputs", "layers", "outputs", "training"}
+
+
+def test_no_name_completion_inside_model_inputs():
+    from specc.lsp import completions
+
+    line = "inputs: [{name: image, shape: [28, "
+    assert completions([line], 0, len(line), None) == []
+
+
+def test_every_position_of_partial_documents_is_safe():
+    """Typing a spec from scratch: at each prefix of a few bundled specs (every 40 characters),
+    hover, completion, definition and hints at every line answer without raising."""
+    from specc.lsp import (
+        _reference_at,
+        analyze,
+        completions,
+        definition_of,
+        hover_markdown,
+        inlay_hints,
+        totals_lens,
+    )
+
+    for spec in (ROOT / "specs" / "residual_block.yaml", ROOT / "specs" / "mnist_mlp.json"):
+        full = spec.read_text()
+        for end in [*range(0, len(full), 40), len(full)]:
+            text = full[:end]
+            doc = analyze(spec.as_uri(), text, str(spec))
+            lines = text.splitlines() or [""]
+            for line_no, line in enumerate(lines):
+                for col in sorted({0, len(line) // 2, len(line)}):
+                    hover_markdown(doc, line_no + 1, col + 1)
+                    completions(lines, line_no, col, doc)
+                    name = _reference_at(doc, line_no + 1, col + 1)
+                    if name is not None:
+                        definition_of(doc, name)
+            inlay_hints(doc)
+            totals_lens(doc)
+
+
+def test_definition_in_json_points_inside_the_quotes():
+    import json
+
+    from specc.lsp import _reference_at, analyze, definition_of
+
+    text = json.dumps(
+        {
+            "version": 1,
+            "name": "m",
+            "inputs": [{"name": "x", "shape": [4]}],
+            "layers": [{"type": "Dense", "name": "dense", "units": 3, "inputs": ["x"]}],
+            "outputs": ["dense"],
+        },
+        indent=2,
+    )
+    lines = text.splitlines()
+    doc = analyze("file:///m.json", text, "/m.json")
+    out = next(i for i, line in enumerate(lines) if line.strip() == '"dense"')
+    assert _reference_at(doc, out + 1, lines[out].index("dense") + 1) == "dense"
+    name_line = next(i for i, line in enumerate(lines) if '"name": "dense"' in line)
+    assert definition_of(doc, "dense") == (name_line + 1, lines[name_line].index("dense") + 1, 5)
+    x_ref = next(i for i, line in enumerate(lines) if line.strip() == '"x"')
+    assert _reference_at(doc, x_ref + 1, lines[x_ref].index("x") + 1) == "x"
+    x_line = next(i for i, line in enumerate(lines) if '"name": "x"' in line)
+    assert definition_of(doc, "x") == (x_line + 1, lines[x_line].index('"x"') + 2, 1)
