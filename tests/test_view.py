@@ -1,5 +1,5 @@
-"""`specc view`: argument handling and the missing-package paths. Netron itself is replaced
-by a recording stand-in: no server is started and no browser opened."""
+"""`specc view` (and `specc lsp`): argument handling and the missing-package paths.
+Netron is replaced by a recording stand-in: no server is started and no browser opened."""
 
 from __future__ import annotations
 
@@ -94,3 +94,10 @@ def test_bad_arguments(tmp_path, fake_netron):
     port = runner.invoke(app, ["view", str(SPEC), "--port", "0"])
     assert port.exit_code == 2
     assert fake_netron == []
+
+
+def test_lsp_without_pygls_exits_3_with_the_install_command(monkeypatch):
+    _without(monkeypatch, "pygls")
+    result = runner.invoke(app, ["lsp"])
+    assert result.exit_code == 3
+    assert "pip install 'specc[lsp]'" in result.stderr
