@@ -24,7 +24,8 @@ check-no-cuda:
 		echo "error: nvidia-* packages were installed; use the CPU torch pinned in $(CONSTRAINTS)" >&2; \
 		exit 1; fi
 
-# The main job on an embedded default: check every bundled spec, show a summary, compile to
+# The main job on an embedded default: check every bundled spec, show a summary, draw the
+# residual network (Mermaid and DOT; SVG when Graphviz is installed), compile to
 # every target, train the digits CNN (scikit-learn's bundled digits: no download) in both
 # frameworks, and crosscheck Keras, PyTorch and ONNX (random weights, then the trained run).
 DEMO_OUT ?= out/demo
@@ -33,6 +34,11 @@ demo: $(STAMP)
 	$(BIN)/specc summary specs/mnist_cnn.yaml
 	$(BIN)/specc summary specs/residual_block.yaml
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.mmd
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.dot
+	@if command -v dot >/dev/null 2>&1; then \
+		$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.svg; \
+	else echo "Graphviz 'dot' not installed: skipping residual.svg (apt-get install graphviz)"; fi
 	$(BIN)/specc compile specs/residual_block.yaml --target keras -o $(DEMO_OUT)/residual_keras.py
 	$(BIN)/specc compile specs/residual_block.yaml --target pytorch -o $(DEMO_OUT)/residual_pytorch.py
 	$(BIN)/specc compile specs/residual_block.yaml --target onnx -o $(DEMO_OUT)/residual.onnx

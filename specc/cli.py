@@ -38,6 +38,8 @@ class SummaryFormat(str, Enum):
 class DiagnosticFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"  # SARIF 2.1.0 log (specc/formats.py)
+    github = "github"  # GitHub Actions workflow annotations (specc/formats.py)
 
 
 def _version(value: bool) -> None:
@@ -108,6 +110,14 @@ def validate(
             for path, result in reports
         ]
         typer.echo(json.dumps(payload, indent=2))
+    elif format in (DiagnosticFormat.sarif, DiagnosticFormat.github):
+        from .formats import github_annotations, sarif_log
+
+        every = [d for _, result in reports for d in result.diagnostics]
+        if format is DiagnosticFormat.sarif:
+            typer.echo(json.dumps(sarif_log(every), indent=2))
+        else:
+            typer.echo(github_annotations(every), nl=False)
     raise typer.Exit(status)
 
 
@@ -422,6 +432,114 @@ def crosscheck(
     else:
         typer.echo(report.format_text(), nl=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_INVALID)
+
+
+class PlotFormat(str, Enum):
+    dot = "dot"
+    mermaid = "mermaid"
+    markdown = "markdown"
+    svg = "svg"
+    png = "png"
+
+
+class RankDir(str, Enum):
+    TB = "TB"
+    LR = "LR"
+
+
+@app.command()
+def plot(
+    spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="model.svg, .png (need Graphviz), .dot/.gv, .mmd (Mermaid) or .md (Mermaid block); "
+        "default: DOT on stdout.",
+    ),
+    format: PlotFormat | None = typer.Option(
+        None, "--format", "-f", help="Output format (default: from the -o suffix, else dot)."
+    ),
+    rankdir: RankDir = typer.Option(
+        RankDir.TB, "--rankdir", help="TB: top to bottom, LR: left to right."
+    ),
+) -> None:
+    """Draw the model graph as Keras's plot_model does: layer name and type, output shape,
+    parameters. DOT and Mermaid need nothing; SVG and PNG need Graphviz's `dot`."""
+    from .plot import SUFFIXES, PlotError
+    from .plot import plot as draw
+
+    if format is None:
+        if output is None:
+            format = PlotFormat.dot
+        else:
+            suffix = output.suffix.lower()
+            if suffix not in SUFFIXES:
+                typer.echo(
+                    f"{output}: cannot tell the format from '{suffix or output.name}'; use "
+                    f"{', '.join(SUFFIXES)} or give --format",
+                    err=True,
+                )
+                raise typer.Exit(EXIT_USAGE)
+            format = PlotFormat(SUFFIXES[suffix])
+    if format is PlotFormat.png and output is None:
+        typer.echo("PNG is binary: give a file with -o model.png", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    result = _check(spec)
+    _print_diagnostics(result.diagnostics)
+    if not result.ok:
+        raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
+    try:
+        data = draw(result.model, format.value, rankdir.value)
+    except PlotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    if output is None:
+        typer.echo(data.decode("utf-8"), nl=False)
+        return
+    from .fsutil import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(output, data)
+    except OSError as exc:
+        typer.echo(f"{output}: cannot write: {exc.strerror}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command()
+def view(
+    model: Path = typer.Argument(
+        ..., help="A spec file, or an ONNX model (.onnx).", show_default=False
+    ),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Netron's port."),
+    browse: bool = typer.Option(
+        True, "--browse/--no-browse", help="Open the browser (else only print the address)."
+    ),
+) -> None:
+    """Open the model in Netron: a spec is compiled to ONNX first (needs the onnx and netron
+    packages: pip install 'specc[view]'). Serves until Ctrl-C."""
+    from .viewer import ViewError, serve
+
+    try:
+        serve(model, port=port, browse=browse, log=lambda text: typer.echo(text, err=True))
+    except ViewError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def lsp() -> None:
+    """Run the specc language server on stdin/stdout (for editors: diagnostics, hover with
+    shapes and parameters, completion, go-to-definition, inlay hints). Needs pygls:
+    pip install 'specc[lsp]'."""
+    import importlib.util
+
+    if importlib.util.find_spec("pygls") is None:
+        typer.echo("the language server needs pygls: pip install 'specc[lsp]'", err=True)
+        raise typer.Exit(EXIT_RUN)
+    from .lsp import main as serve_lsp
+
+    serve_lsp()
 
 
 def main() -> None:
