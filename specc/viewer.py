@@ -45,13 +45,13 @@ def prepare(path: str | Path) -> tuple[str, bytes]:
         text = "\n".join(d.format() for d in result.diagnostics) or f"{path}: invalid spec"
         raise ViewError(text, EXIT_USAGE if usage else EXIT_INVALID)
     _require("onnx", "onnx")
-    from .onnx_target import build_onnx
+    from . import targets
 
     try:
-        proto = build_onnx(result.model, None, source=result.source)
+        graph = targets.get("onnx").emit(result.model, result.source)
     except SpecError as exc:
         raise ViewError(str(exc), EXIT_INVALID) from None
-    return f"{result.model.name}.onnx", proto.SerializeToString()
+    return f"{result.model.name}.onnx", graph
 
 
 def serve(
