@@ -542,6 +542,90 @@ def lsp() -> None:
     serve_lsp()
 
 
+@app.command("import")
+def import_(
+    source: Path = typer.Argument(
+        ...,
+        help="A Keras model (.keras, .h5, .json config) or an ONNX graph (.onnx).",
+        show_default=False,
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the spec here (default: stdout)."
+    ),
+    weights_out: Path | None = typer.Option(
+        None, "--weights-out", help="Write the model's weights as a canonical .npz."
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Run the imported spec in every installed target with the imported weights and "
+        "compare with the original model's outputs.",
+    ),
+) -> None:
+    """Turn an existing Keras model or ONNX graph into a spec (and its canonical weights).
+
+    Anything the spec language cannot express stops the import with the full list (exit 1);
+    options that only affect training are reported as notes. No code from the file runs.
+    """
+    from .importers import ImportRefused, import_model
+
+    need_weights = weights_out is not None or check
+    try:
+        result = import_model(source, with_weights=need_weights)
+    except ImportRefused as exc:
+        typer.echo(f"{source}: cannot import:", err=True)
+        for item in exc.items:
+            typer.echo(f"  - {item}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    text = result.yaml()
+    if need_weights and result.weights is None:
+        typer.echo(f"{source} holds no weights (a config only): random weights are used", err=True)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    if weights_out is not None and result.weights is not None:
+        from . import weights as canonical
+
+        try:
+            canonical.save(weights_out, result.weights)
+        except OSError as exc:
+            typer.echo(f"{weights_out}: cannot write: {exc.strerror}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        typer.echo(f"wrote {weights_out} ({len(result.weights)} arrays)", err=True)
+    if check:
+        _import_check(source, result)
+
+
+def _import_check(source: Path, result) -> None:
+    from . import weights as canonical
+    from .importers import ImportRefused
+    from .importers.check import check_import
+    from .pipeline import check_data
+
+    model = check_data(result.spec, file=str(source)).model
+    weights = result.weights or canonical.random_weights(model, 0)
+    try:
+        rows = check_import(source, result.source_format, model, weights)
+    except ImportRefused as exc:
+        for item in exc.items:
+            typer.echo(item, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(f"check against the original ({result.source_format}), random inputs:")
+    worst = 0.0
+    for row in rows:
+        typer.echo(
+            f"  {row.target:8s} {row.output}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}"
+        )
+        worst = max(worst, row.max_abs)
+    if worst > 1e-4:
+        typer.echo("FAIL: the imported model differs from the original", err=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
 def main() -> None:
     """Console entry point."""
     try:
