@@ -50,10 +50,14 @@ def check_import(source: Path, kind: str, model, weights: dict, batch: int = 4) 
     from .. import targets
 
     inputs = random_inputs(model, batch)
-    if kind == "onnx":  # the original graph reads channels-first images: transpose them
-        from .onnx import original_inputs
+    if kind == "onnx":  # the original graph may read and write channels-first tensors
+        from .onnx import original_inputs, original_output_layouts
 
         reference = reference_outputs(source, kind, original_inputs(source, inputs))
+        reference = [
+            np.moveaxis(r, 1, -1) if layout == "cf" and r.ndim >= 3 else r
+            for r, layout in zip(reference, original_output_layouts(source))
+        ]
     else:
         reference = reference_outputs(source, kind, inputs)
     rows = []
