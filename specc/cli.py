@@ -254,6 +254,16 @@ def _load_weights(path: Path) -> dict:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+VERBOSE_HELP = "Also show the frameworks' own log lines (TensorFlow's start-up messages)."
+
+
+def _set_verbose(value: bool) -> None:
+    from .frameworks import set_verbose
+
+    if value:
+        set_verbose(True)
+
+
 class Backend(str, Enum):
     keras = "keras"
     pytorch = "pytorch"
@@ -305,8 +315,10 @@ def train(
         min=1,
         help="Intra-op threads (default: the framework's; 1 is fastest on a busy machine).",
     ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
+    _set_verbose(verbose)
     from .diagnostics import SpecError
     from .runner.run import RunError, TrainOptions
     from .runner.run import train as run_training
@@ -380,9 +392,11 @@ def crosscheck(
     format: CrosscheckFormat = typer.Option(
         CrosscheckFormat.text, "--format", "-f", help="Output format."
     ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Check that the Keras, PyTorch and ONNX builds agree (forward, training step, trained
     weights); name the first diverging layer. Exit 1 when they disagree."""
+    _set_verbose(verbose)
     from .crosscheck import CrosscheckError
     from .crosscheck import crosscheck as run_crosscheck
 

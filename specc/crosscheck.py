@@ -266,8 +266,10 @@ class _Keras:
     name = "keras"
 
     def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from .codegen import generate
+        from .frameworks import import_keras
+
+        import_keras()  # quietly: no TensorFlow start-up lines on stderr
         from .runner.run import import_generated
 
         path = folder / f"keras_model{tag}.py"

@@ -74,6 +74,10 @@ def build_backend(
     """Generate the model code into ``code_path``, import it, build the model and its backend."""
     from ..codegen import generate
 
+    if backend == "keras":  # before the generated code's `import keras`
+        from ..frameworks import import_keras
+
+        import_keras()  # quietly: no TensorFlow start-up lines on stderr
     atomic_write_text(code_path, generate(model, backend))
     module = import_generated(code_path, f"specc_generated_{backend}_{model.name}")
     if backend == "keras":
