@@ -339,7 +339,7 @@ def train(
     )
     log = (lambda *_: None) if quiet else (lambda text: typer.echo(text, err=True))
     try:
-        run_training(spec, options, log=log)
+        run_training(spec, options, log=log, say_result=typer.echo)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(
@@ -387,7 +387,10 @@ def crosscheck(
         None, "--data-dir", help="With --run: where the dataset files are."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="With --run: predict only the first N test samples."
+        None,
+        "--limit",
+        min=1,
+        help="With --run: predict only the first N test samples (default: the run's --limit).",
     ),
     format: CrosscheckFormat = typer.Option(
         CrosscheckFormat.text, "--format", "-f", help="Output format."

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol
 
 from ..fsutil import atomic_write_text
-from .losses import predicted_classes, probabilities, top_k_accuracy, true_classes
 
 CHECKPOINT_POINTER = "checkpoint.json"
 
@@ -78,29 +77,11 @@ def scheduled_lr(training, epoch: int, epochs: int, state: LoopState) -> float:
 
 
 def evaluate(backend: Backend, x, y, training, batch_size: int) -> dict:
-    """Loss (the backend's, as Keras's evaluate) and metrics (numpy) on a data split."""
-    outputs, loss = backend.evaluate(x, y, batch_size)
-    probs = probabilities(outputs, training.loss, training.from_logits)
-    result = {"loss": loss}
-    if training.loss != "mse":
-        predicted = predicted_classes(probs)
-        truth = true_classes(y)
-        if "accuracy" in training.metrics:
-            result["accuracy"] = float((predicted == truth).mean())
-        if "top_k_accuracy" in training.metrics:
-            result[f"top_{training.top_k}_accuracy"] = top_k_accuracy(y, probs, training.top_k)
-        if "precision" in training.metrics or "recall" in training.metrics:
-            from .report import classification_metrics
+    """Loss (the backend's, as Keras's evaluate) and every requested metric on a data split."""
+    from .results import split_metrics
 
-            classes = max(int(truth.max()), int(predicted.max())) + 1 if len(truth) else 1
-            if probs.ndim == 2 and probs.shape[-1] > 1:
-                classes = probs.shape[-1]
-            metrics = classification_metrics(truth, predicted, [str(k) for k in range(classes)])
-            if "precision" in training.metrics:
-                result["precision"] = metrics["macro_precision"]
-            if "recall" in training.metrics:
-                result["recall"] = metrics["macro_recall"]
-    return result
+    outputs, loss = backend.evaluate(x, y, batch_size)
+    return split_metrics(outputs, loss, y, training)
 
 
 class Progress:
@@ -213,6 +194,11 @@ def fit(
         row = {"epoch": epoch + 1, "loss": total_loss / seen}
         if training.loss != "mse":
             row["accuracy"] = total_acc / seen
+        if set(training.metrics) - {"accuracy"} and training.loss != "mse":
+            # metrics the train step does not give: on the train split after the epoch
+            # (inference mode), so train, validation and test report the same metrics
+            extra = evaluate(backend, data.x_train, data.y_train, training, batch_size)
+            row.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
         if has_val:
             for key, value in evaluate(
                 backend, data.x_val, data.y_val, training, batch_size

@@ -125,10 +125,14 @@ def _require(backend: str) -> None:
         )
 
 
-def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
-    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError."""
+def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=print) -> dict:
+    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError.
+
+    ``log`` gets progress and information (the CLI sends it to stderr), ``say_result`` the
+    line with every test metric (stdout)."""
     from ..pipeline import check_file
     from ..spec import Training
+    from .results import data_record, result_line
 
     if options.backend not in BACKENDS:
         raise RunError(f"unknown backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -234,48 +238,34 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
             **_framework_version(options.backend),
         },
         "command": sys.argv,
+        "data": data_record(options, training, data),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(run, indent=2) + "\n")
-    log(
-        f"test loss {metrics['test_loss']:.4f}"
-        + (f", test accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else "")
-        + f"; wrote {out_dir}/"
-    )
+    say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
     """metrics.json, history files, plots, the saved model, canonical weights, model.onnx."""
     from .. import weights as canonical
-    from .losses import predicted_classes, probabilities
-    from .report import (
-        classification_metrics,
-        plot_confusion,
-        plot_history,
-        plot_predictions,
-        write_history,
-        write_json,
-    )
+    from .report import write_history, write_json, write_report
+    from .results import final_epoch_metrics, report_test_split
 
     outputs, test_loss = backend.evaluate(data.x_test, data.y_test, training.batch_size)
-    metrics: dict = {"test_loss": test_loss}
+    metrics = report_test_split(outputs, test_loss, data.y_test, data, training)
+    metrics.update(final_epoch_metrics(state.history, training))
     write_history(out_dir, state.history)
-    if state.history:
-        plot_history(state.history, out_dir / "curves.png")
-    if training.loss != "mse":
-        probs = probabilities(outputs, training.loss, training.from_logits)
-        truth = data.class_indices(data.y_test)
-        predicted = predicted_classes(probs)
-        metrics.update(classification_metrics(truth, predicted, data.class_names))
-        plot_confusion(
-            metrics["confusion_matrix"], data.class_names, out_dir / "confusion_matrix.png"
-        )
-        images = data.raw_test_images(25) if hasattr(data, "raw_test_images") else data.x_test[:25]
-        if len(data.sample_shape) in (2, 3):
-            images = images.reshape((len(images), *data.sample_shape))
-            plot_predictions(
-                images, truth[:25], predicted[:25], data.class_names, out_dir / "predictions.png"
-            )
+    write_report(
+        out_dir,
+        model.name,
+        options.backend,
+        data,
+        training,
+        state.history,
+        metrics,
+        outputs,
+        precision=options.precision,
+    )
     write_json(out_dir / "metrics.json", metrics)
 
     if options.backend == "keras":
