@@ -315,6 +315,12 @@ def train(
         min=1,
         help="Intra-op threads (default: the framework's; 1 is fastest on a busy machine).",
     ),
+    progress_interval: float = typer.Option(
+        10.0,
+        "--progress-interval",
+        min=0.0,
+        help="Seconds between progress lines when stderr is not a terminal (a pipe, a CI log).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
@@ -333,6 +339,7 @@ def train(
         resume=resume,
         limit=limit,
         progress=not quiet,
+        progress_interval=progress_interval,
         download=not offline,
         precision=precision.value,
         threads=threads,

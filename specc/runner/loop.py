@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ..fsutil import atomic_write_text
+from .progress import Progress  # noqa: F401  (re-exported: the loop's progress hooks)
 
 CHECKPOINT_POINTER = "checkpoint.json"
 
@@ -82,40 +82,6 @@ def evaluate(backend: Backend, x, y, training, batch_size: int) -> dict:
 
     outputs, loss = backend.evaluate(x, y, batch_size)
     return split_metrics(outputs, loss, y, training)
-
-
-class Progress:
-    """A one-line progress bar per epoch on a terminal; one summary line per epoch otherwise."""
-
-    def __init__(self, stream=None, enabled: bool = True):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def batch(self, epoch: int, epochs: int, done: int, total: int, loss: float) -> None:
-        if not self.tty:
-            return
-        width = 30
-        filled = int(width * done / max(total, 1))
-        bar = "=" * filled + "." * (width - filled)
-        self.stream.write(f"\repoch {epoch}/{epochs} [{bar}] {done}/{total} loss {loss:.4f}")
-        self.stream.flush()
-
-    def epoch(self, row: dict, epochs: int) -> None:
-        if not self.enabled:
-            return
-        parts = [
-            f"{k} {v:.4f}"
-            for k, v in row.items()
-            if k not in ("epoch", "seconds", "lr") and v is not None
-        ]
-        end = "\r\x1b[K" if self.tty else ""
-        self.stream.write(
-            f"{end}epoch {row['epoch']}/{epochs}: "
-            + ", ".join(parts)
-            + f" ({row['seconds']:.1f} s)\n"
-        )
-        self.stream.flush()
 
 
 def save_checkpoint(out_dir: Path, backend: Backend, state: LoopState) -> None:
@@ -183,13 +149,17 @@ def fit(
         total_loss = total_acc = 0.0
         seen = 0
         steps = math.ceil(n / batch_size)
+        progress.start_epoch(epoch + 1, epochs, steps, n)
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
         for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
             loss, acc = backend.train_step(xb, yb)
             total_loss += loss * len(xb)
             total_acc += acc * len(xb)
             seen += len(xb)
-            progress.batch(epoch + 1, epochs, step, steps, total_loss / seen)
+            running = {"loss": total_loss / seen}
+            if training.loss != "mse":
+                running["accuracy"] = total_acc / seen
+            progress.batch(epoch + 1, epochs, step, steps, running, seen)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "loss": total_loss / seen}
         if training.loss != "mse":

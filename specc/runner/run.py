@@ -44,6 +44,7 @@ class TrainOptions:
     resume: bool = False
     limit: int | None = None  # use only the first N train and test samples (smoke runs)
     progress: bool = True
+    progress_interval: float = 10.0  # seconds between progress lines when not on a terminal
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
     precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
@@ -203,17 +204,21 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         precision=options.precision,
         threads=options.threads,
     )
-    state = fit(
-        backend,
-        data,
-        training,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        seed=training.seed,
-        out_dir=out_dir,
-        resume=options.resume,
-        progress=Progress(enabled=options.progress),
-    )
+    progress = Progress(enabled=options.progress, interval=options.progress_interval)
+    try:  # the live bar gives the terminal back even when training stops with an error
+        state = fit(
+            backend,
+            data,
+            training,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            out_dir=out_dir,
+            resume=options.resume,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     metrics = write_outputs(out_dir, model, training, data, backend, state, options)
     run = {
         "spec": str(spec_path),
