@@ -321,6 +321,12 @@ def train(
         min=0.0,
         help="Seconds between progress lines when stderr is not a terminal (a pipe, a CI log).",
     ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        help="Write loss, metrics and learning rate per step and per epoch for TensorBoard "
+        "into this folder (view with: tensorboard --logdir DIR).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
@@ -340,6 +346,7 @@ def train(
         limit=limit,
         progress=not quiet,
         progress_interval=progress_interval,
+        tensorboard=str(tensorboard) if tensorboard else None,
         download=not offline,
         precision=precision.value,
         threads=threads,

@@ -45,6 +45,7 @@ class TrainOptions:
     limit: int | None = None  # use only the first N train and test samples (smoke runs)
     progress: bool = True
     progress_interval: float = 10.0  # seconds between progress lines when not on a terminal
+    tensorboard: str | None = None  # folder for TensorBoard scalars (specc.runner.tensorboard)
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
     precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
@@ -205,6 +206,10 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         threads=options.threads,
     )
     progress = Progress(enabled=options.progress, interval=options.progress_interval)
+    if options.tensorboard:
+        from .tensorboard import with_tensorboard
+
+        progress = with_tensorboard(progress, options.tensorboard)
     try:  # the live bar gives the terminal back even when training stops with an error
         state = fit(
             backend,
