@@ -376,6 +376,13 @@ class CrosscheckFormat(str, Enum):
     json = "json"
 
 
+def _crosscheck_log(format):
+    """What crosscheck is doing, on stderr (text output only: JSON output stays clean)."""
+    if format is not CrosscheckFormat.text:
+        return None
+    return lambda text: typer.echo(f"crosscheck: {text}", err=True)
+
+
 @app.command()
 def crosscheck(
     spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
@@ -441,6 +448,7 @@ def crosscheck(
             train_step=train_step,
             data_dir=str(data_dir) if data_dir else None,
             limit=limit,
+            log=_crosscheck_log(format),
         )
     except CrosscheckError as exc:
         typer.echo(f"error: {exc}", err=True)
