@@ -34,6 +34,7 @@ def set_verbose(value: bool) -> None:
     _verbose = bool(value)
     if value:
         os.environ["SPECC_VERBOSE"] = "1"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's INFO lines too
 
 
 def verbose() -> bool:

@@ -42,6 +42,25 @@ def test_keras_train_stderr_has_no_framework_lines(tmp_path):
 
 
 @pytest.mark.slow
+def test_keras_crosscheck_and_evaluate_are_quiet(tmp_path):
+    check = specc("crosscheck", "specs/digits_cnn.yaml", "--backends", "keras,onnx")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "crosscheck: building keras" in check.stderr  # says what it is doing
+    assert not CHATTER.search(check.stderr), check.stderr
+    run = tmp_path / "run"
+    train = specc("train", "specs/digits_cnn.yaml", "--epochs", "1", "--limit", "200",
+                  "--out", run, "-q")  # fmt: skip
+    assert train.returncode == 0 and train.stderr == "", train.stderr
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 8, 8, 1)))
+    for command in (("evaluate", run), ("predict", run, tmp_path / "x.npy")):
+        result = specc(*command)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", result.stderr
+
+
+@pytest.mark.slow
 def test_verbose_shows_what_a_plain_import_prints(tmp_path):
     plain = subprocess.run(
         [sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, timeout=300
