@@ -336,8 +336,13 @@ def draw_run(run_dir, out_dir, info, history, metrics, class_names) -> list[Path
         plot_predictions(
             saved["mistake_images"], saved["truth"][chosen], predicted_classes(probs),
             class_names, out_dir / "predictions.png", confidence=_confidence(probs),
-            title=f"{title}\nthe {len(chosen)} most confident of {wrong} test mistakes: "
-            "predicted (true) confidence",
+            title=f"{title}\n"
+            + (
+                f"the {len(chosen)} most confident of {wrong} test mistakes"
+                if len(chosen) < wrong
+                else f"all {wrong} test mistakes, most confident first"
+            )
+            + ": predicted (true) confidence",
         )  # fmt: skip
         written.append(out_dir / "predictions.png")
     return written
