@@ -86,6 +86,8 @@ def import_tensorflow():
 
 def import_keras():
     """``import keras`` (on TensorFlow), quietly unless verbose. Returns the module."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
     import_tensorflow()
     if verbose():
         import keras
