@@ -57,13 +57,15 @@ class Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
         from rich.progress import Progress as RichProgress
+        from rich.table import Column
 
         console = Console(file=self.stream, force_terminal=True, highlight=False)
         self._bar = RichProgress(
-            TextColumn(f"epoch {epoch}/{epochs}"),
-            MofNCompleteColumn(),
-            BarColumn(bar_width=30),
-            TextColumn("{task.fields[stats]}"),
+            TextColumn(f"epoch {epoch}/{epochs}", table_column=Column(no_wrap=True)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20),
+            # on a narrow terminal the numbers continue on the next line, never cut off
+            TextColumn("{task.fields[stats]}", table_column=Column(ratio=1, overflow="fold")),
             console=console,
             auto_refresh=False,
             transient=True,
