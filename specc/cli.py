@@ -267,6 +267,16 @@ def _load_weights(path: Path) -> dict:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+VERBOSE_HELP = "Also show the frameworks' own log lines (TensorFlow's start-up messages)."
+
+
+def _set_verbose(value: bool) -> None:
+    from .frameworks import set_verbose
+
+    if value:
+        set_verbose(True)
+
+
 class Backend(str, Enum):
     keras = "keras"
     pytorch = "pytorch"
@@ -318,8 +328,22 @@ def train(
         min=1,
         help="Intra-op threads (default: the framework's; 1 is fastest on a busy machine).",
     ),
+    progress_interval: float = typer.Option(
+        10.0,
+        "--progress-interval",
+        min=0.0,
+        help="Seconds between progress lines when stderr is not a terminal (a pipe, a CI log).",
+    ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        help="Write loss, metrics and learning rate per step and per epoch for TensorBoard "
+        "into this folder (view with: tensorboard --logdir DIR).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
+    _set_verbose(verbose)
     from .diagnostics import SpecError
     from .runner.run import RunError, TrainOptions
     from .runner.run import train as run_training
@@ -334,13 +358,15 @@ def train(
         resume=resume,
         limit=limit,
         progress=not quiet,
+        progress_interval=progress_interval,
+        tensorboard=str(tensorboard) if tensorboard else None,
         download=not offline,
         precision=precision.value,
         threads=threads,
     )
     log = (lambda *_: None) if quiet else (lambda text: typer.echo(text, err=True))
     try:
-        run_training(spec, options, log=log)
+        run_training(spec, options, log=log, say_result=typer.echo)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(
@@ -361,6 +387,13 @@ def train(
 class CrosscheckFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+def _crosscheck_log(format):
+    """What crosscheck is doing, on stderr (text output only: JSON output stays clean)."""
+    if format is not CrosscheckFormat.text:
+        return None
+    return lambda text: typer.echo(f"crosscheck: {text}", err=True)
 
 
 @app.command()
@@ -388,14 +421,19 @@ def crosscheck(
         None, "--data-dir", help="With --run: where the dataset files are."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="With --run: predict only the first N test samples."
+        None,
+        "--limit",
+        min=1,
+        help="With --run: predict only the first N test samples (default: the run's --limit).",
     ),
     format: CrosscheckFormat = typer.Option(
         CrosscheckFormat.text, "--format", "-f", help="Output format."
     ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Check that the Keras, PyTorch and ONNX builds agree (forward, training step, trained
     weights); name the first diverging layer. Exit 1 when they disagree."""
+    _set_verbose(verbose)
     from .crosscheck import CrosscheckError
     from .crosscheck import crosscheck as run_crosscheck
 
@@ -423,6 +461,7 @@ def crosscheck(
             train_step=train_step,
             data_dir=str(data_dir) if data_dir else None,
             limit=limit,
+            log=_crosscheck_log(format),
         )
     except CrosscheckError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -624,6 +663,174 @@ def _import_check(source: Path, result) -> None:
     if worst > 1e-4:
         typer.echo("FAIL: the imported model differs from the original", err=True)
         raise typer.Exit(EXIT_INVALID)
+
+
+class Engine(str, Enum):
+    backend = "backend"
+    onnx = "onnx"
+
+
+class PredictFormat(str, Enum):
+    text = "text"
+    csv = "csv"
+    json = "json"
+
+
+def _run_error(exc) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A `specc train` run folder.", show_default=False),
+    inputs: Path = typer.Argument(
+        ...,
+        help="An .npy, an .npz (x, optional y labels), an image file or a folder of images.",
+        show_default=False,
+    ),
+    engine: Engine = typer.Option(
+        Engine.backend,
+        "--engine",
+        help="backend: the run's model in its framework; onnx: the run's model.onnx in "
+        "onnxruntime (fast, no training framework needed).",
+    ),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="How many top classes to list."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (.csv, .json or text) instead of stdout."
+    ),
+    format: PredictFormat | None = typer.Option(
+        None, "--format", "-f", help="Output format (default: from -o's suffix, else text)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
+) -> None:
+    """Predict class, confidence and top-k classes with a trained run, preprocessing the
+    inputs exactly as the run did (normalization.json)."""
+    from .runner.predict import PredictError, TrainedRun, format_predictions, read_inputs
+    from .runner.predict import predict as run_predict
+
+    _set_verbose(verbose)
+    if format is None:
+        suffix = output.suffix.lower() if output is not None else ""
+        format = {".csv": PredictFormat.csv, ".json": PredictFormat.json}.get(
+            suffix, PredictFormat.text
+        )
+    try:
+        run = TrainedRun(run_dir, engine.value)
+        result = run_predict(run, read_inputs(inputs, run), top_k=top_k)
+    except PredictError as exc:
+        _run_error(exc)
+    text = format_predictions(result, format.value)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    _write(output, text)
+    summary = f"wrote {result['samples']} predictions to {output}"
+    if "accuracy" in result:
+        summary += f"; accuracy {result['accuracy']:.4f} ({result['correct']}/{result['samples']})"
+    typer.echo(summary)
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A `specc train` run folder.", show_default=False),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where the dataset files are (default: where the run found them)."
+    ),
+    engine: Engine = typer.Option(
+        Engine.backend, "--engine", help="backend (the run's framework) or onnx (onnxruntime)."
+    ),
+    format: CrosscheckFormat = typer.Option(
+        CrosscheckFormat.text, "--format", "-f", help="Output format."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download datasets (also: SPECC_OFFLINE=1)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
+) -> None:
+    """Recompute a run's test metrics (same data options and preprocessing as the run) and
+    compare them with its metrics.json. Exit 1 when they differ."""
+    import os
+
+    from .runner.predict import PredictError, TrainedRun, compare_metrics, evaluate_run
+
+    _set_verbose(verbose)
+    try:
+        run = TrainedRun(run_dir, engine.value)
+        metrics = evaluate_run(
+            run,
+            str(data_dir) if data_dir else None,
+            download=not offline and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
+        )
+        recorded = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except PredictError as exc:
+        _run_error(exc)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {run_dir}/metrics.json: cannot read: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    # the backend recomputes exactly; onnxruntime's outputs and the numpy loss differ from
+    # the framework's in the last float32 bits
+    tolerance = 1e-6 if engine is Engine.backend else 1e-4
+    differ = compare_metrics(metrics, recorded, tolerance)
+    if format is CrosscheckFormat.json:
+        payload = {"engine": engine.value, "samples": metrics.get("samples"), **metrics}
+        payload["matches_metrics_json"] = not differ
+        payload["differ"] = differ
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        from .runner.results import result_line
+
+        typer.echo(
+            result_line(metrics) + f" ({metrics.get('samples', '?')} samples, {engine.value})"
+        )
+        if differ:
+            typer.echo(f"differs from {run_dir}/metrics.json in: {', '.join(differ)}")
+        else:
+            typer.echo(f"equal to {run_dir}/metrics.json (tolerance {tolerance:g})")
+    raise typer.Exit(EXIT_INVALID if differ else EXIT_OK)
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="One or more `specc train` run folders.", show_default=False
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Folder for the plots (default: the run folder, when one run is given).",
+    ),
+) -> None:
+    """Redraw a run's plots (curves, confusion matrix, most confident mistakes); with several
+    runs, also overlay their curves in compare_curves.png (backend vs backend, fp32 vs bf16)."""
+    from .runner.report import draw_run, load_run, plot_overlay
+
+    if output is None and len(run_dirs) > 1:
+        typer.echo("give -o DIR for the plots of several runs", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        runs = [load_run(d) for d in run_dirs]
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    out = output or run_dirs[0]
+    written = []
+    try:
+        for run in runs:
+            folder = out if len(runs) == 1 else out / run["dir"].resolve().name
+            folder.mkdir(parents=True, exist_ok=True)
+            written += draw_run(
+                run["dir"], folder, run["info"], run["history"], run["metrics"], run["class_names"]
+            )
+        if len(runs) > 1:
+            plot_overlay(runs, out / "compare_curves.png")
+            written.append(out / "compare_curves.png")
+    except OSError as exc:
+        typer.echo(f"error: cannot write the plots: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    for path in written:
+        typer.echo(str(path))
 
 
 def main() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
+
+from ..frameworks import import_keras
+
+keras = import_keras()  # quietly: no TensorFlow start-up lines on stderr
 
 
 def keras_optimizer(spec):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ..fsutil import atomic_write_text
-from .losses import predicted_classes, probabilities, top_k_accuracy, true_classes
+from .progress import Progress  # noqa: F401  (re-exported: the loop's progress hooks)
 
 CHECKPOINT_POINTER = "checkpoint.json"
 
@@ -78,63 +77,11 @@ def scheduled_lr(training, epoch: int, epochs: int, state: LoopState) -> float:
 
 
 def evaluate(backend: Backend, x, y, training, batch_size: int) -> dict:
-    """Loss (the backend's, as Keras's evaluate) and metrics (numpy) on a data split."""
+    """Loss (the backend's, as Keras's evaluate) and every requested metric on a data split."""
+    from .results import split_metrics
+
     outputs, loss = backend.evaluate(x, y, batch_size)
-    probs = probabilities(outputs, training.loss, training.from_logits)
-    result = {"loss": loss}
-    if training.loss != "mse":
-        predicted = predicted_classes(probs)
-        truth = true_classes(y)
-        if "accuracy" in training.metrics:
-            result["accuracy"] = float((predicted == truth).mean())
-        if "top_k_accuracy" in training.metrics:
-            result[f"top_{training.top_k}_accuracy"] = top_k_accuracy(y, probs, training.top_k)
-        if "precision" in training.metrics or "recall" in training.metrics:
-            from .report import classification_metrics
-
-            classes = max(int(truth.max()), int(predicted.max())) + 1 if len(truth) else 1
-            if probs.ndim == 2 and probs.shape[-1] > 1:
-                classes = probs.shape[-1]
-            metrics = classification_metrics(truth, predicted, [str(k) for k in range(classes)])
-            if "precision" in training.metrics:
-                result["precision"] = metrics["macro_precision"]
-            if "recall" in training.metrics:
-                result["recall"] = metrics["macro_recall"]
-    return result
-
-
-class Progress:
-    """A one-line progress bar per epoch on a terminal; one summary line per epoch otherwise."""
-
-    def __init__(self, stream=None, enabled: bool = True):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def batch(self, epoch: int, epochs: int, done: int, total: int, loss: float) -> None:
-        if not self.tty:
-            return
-        width = 30
-        filled = int(width * done / max(total, 1))
-        bar = "=" * filled + "." * (width - filled)
-        self.stream.write(f"\repoch {epoch}/{epochs} [{bar}] {done}/{total} loss {loss:.4f}")
-        self.stream.flush()
-
-    def epoch(self, row: dict, epochs: int) -> None:
-        if not self.enabled:
-            return
-        parts = [
-            f"{k} {v:.4f}"
-            for k, v in row.items()
-            if k not in ("epoch", "seconds", "lr") and v is not None
-        ]
-        end = "\r\x1b[K" if self.tty else ""
-        self.stream.write(
-            f"{end}epoch {row['epoch']}/{epochs}: "
-            + ", ".join(parts)
-            + f" ({row['seconds']:.1f} s)\n"
-        )
-        self.stream.flush()
+    return split_metrics(outputs, loss, y, training)
 
 
 def save_checkpoint(out_dir: Path, backend: Backend, state: LoopState) -> None:
@@ -202,17 +149,26 @@ def fit(
         total_loss = total_acc = 0.0
         seen = 0
         steps = math.ceil(n / batch_size)
+        progress.start_epoch(epoch + 1, epochs, steps, n)
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
         for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
             loss, acc = backend.train_step(xb, yb)
             total_loss += loss * len(xb)
             total_acc += acc * len(xb)
             seen += len(xb)
-            progress.batch(epoch + 1, epochs, step, steps, total_loss / seen)
+            running = {"loss": total_loss / seen}
+            if training.loss != "mse":
+                running["accuracy"] = total_acc / seen
+            progress.batch(epoch + 1, epochs, step, steps, running, seen)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "loss": total_loss / seen}
         if training.loss != "mse":
             row["accuracy"] = total_acc / seen
+        if set(training.metrics) - {"accuracy"} and training.loss != "mse":
+            # metrics the train step does not give: on the train split after the epoch
+            # (inference mode), so train, validation and test report the same metrics
+            extra = evaluate(backend, data.x_train, data.y_train, training, batch_size)
+            row.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
         if has_val:
             for key, value in evaluate(
                 backend, data.x_val, data.y_val, training, batch_size

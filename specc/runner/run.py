@@ -43,6 +43,8 @@ class TrainOptions:
     resume: bool = False
     limit: int | None = None  # use only the first N train and test samples (smoke runs)
     progress: bool = True
+    progress_interval: float = 10.0  # seconds between progress lines when not on a terminal
+    tensorboard: str | None = None  # folder for TensorBoard scalars (specc.runner.tensorboard)
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
     precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
@@ -73,6 +75,10 @@ def build_backend(
     """Generate the model code into ``code_path``, import it, build the model and its backend."""
     from .. import targets
 
+    if backend == "keras":  # before the generated code's `import keras`
+        from ..frameworks import import_keras
+
+        import_keras()  # quietly: no TensorFlow start-up lines on stderr
     atomic_write_text(code_path, targets.get(backend).emit(model))
     module = import_generated(code_path, f"specc_generated_{backend}_{model.name}")
     if backend == "keras":
@@ -120,10 +126,14 @@ def _require(backend: str) -> None:
         )
 
 
-def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
-    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError."""
+def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=print) -> dict:
+    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError.
+
+    ``log`` gets progress and information (the CLI sends it to stderr), ``say_result`` the
+    line with every test metric (stdout)."""
     from ..pipeline import check_file
     from ..spec import Training
+    from .results import data_record, result_line
 
     if options.backend not in BACKENDS:
         raise RunError(f"unknown backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -194,17 +204,25 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         precision=options.precision,
         threads=options.threads,
     )
-    state = fit(
-        backend,
-        data,
-        training,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        seed=training.seed,
-        out_dir=out_dir,
-        resume=options.resume,
-        progress=Progress(enabled=options.progress),
-    )
+    progress = Progress(enabled=options.progress, interval=options.progress_interval)
+    if options.tensorboard:
+        from .tensorboard import with_tensorboard
+
+        progress = with_tensorboard(progress, options.tensorboard)
+    try:  # the live bar gives the terminal back even when training stops with an error
+        state = fit(
+            backend,
+            data,
+            training,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            out_dir=out_dir,
+            resume=options.resume,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     metrics = write_outputs(out_dir, model, training, data, backend, state, options)
     run = {
         "spec": str(spec_path),
@@ -229,48 +247,34 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
             **_framework_version(options.backend),
         },
         "command": sys.argv,
+        "data": data_record(options, training, data),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(run, indent=2) + "\n")
-    log(
-        f"test loss {metrics['test_loss']:.4f}"
-        + (f", test accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else "")
-        + f"; wrote {out_dir}/"
-    )
+    say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
     """metrics.json, history files, plots, the saved model, canonical weights, model.onnx."""
     from .. import weights as canonical
-    from .losses import predicted_classes, probabilities
-    from .report import (
-        classification_metrics,
-        plot_confusion,
-        plot_history,
-        plot_predictions,
-        write_history,
-        write_json,
-    )
+    from .report import write_history, write_json, write_report
+    from .results import final_epoch_metrics, report_test_split
 
     outputs, test_loss = backend.evaluate(data.x_test, data.y_test, training.batch_size)
-    metrics: dict = {"test_loss": test_loss}
+    metrics = report_test_split(outputs, test_loss, data.y_test, data, training)
+    metrics.update(final_epoch_metrics(state.history, training))
     write_history(out_dir, state.history)
-    if state.history:
-        plot_history(state.history, out_dir / "curves.png")
-    if training.loss != "mse":
-        probs = probabilities(outputs, training.loss, training.from_logits)
-        truth = data.class_indices(data.y_test)
-        predicted = predicted_classes(probs)
-        metrics.update(classification_metrics(truth, predicted, data.class_names))
-        plot_confusion(
-            metrics["confusion_matrix"], data.class_names, out_dir / "confusion_matrix.png"
-        )
-        images = data.raw_test_images(25) if hasattr(data, "raw_test_images") else data.x_test[:25]
-        if len(data.sample_shape) in (2, 3):
-            images = images.reshape((len(images), *data.sample_shape))
-            plot_predictions(
-                images, truth[:25], predicted[:25], data.class_names, out_dir / "predictions.png"
-            )
+    write_report(
+        out_dir,
+        model.name,
+        options.backend,
+        data,
+        training,
+        state.history,
+        metrics,
+        outputs,
+        precision=options.precision,
+    )
     write_json(out_dir / "metrics.json", metrics)
 
     if options.backend == "keras":
