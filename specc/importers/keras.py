@@ -45,6 +45,8 @@ NEUTRAL = {
     "batch_size": (None,),
     "input_dim": (None,),
     "input_shape": (None,),
+    "batch_input_shape": (),  # read as the model's input (Keras 2 Sequential)
+    "batch_shape": (),
     "quantization_config": (None,),
 }
 #: keys whose default initializer Keras writes out (gamma ones, beta zeros, ...)
@@ -236,6 +238,8 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
             if value is not None:
                 notes.append(f"{where}: {key} {_describe(value)} not kept (training only)")
             continue
+        if key in ("batch_input_shape", "batch_shape"):
+            continue  # the first layer of a Keras 2 Sequential: the model's input
         if key in NEUTRAL and any(_same(value, v) for v in NEUTRAL[key]):
             continue
         problems.append(f"{where}: option {key}={json.dumps(value)} cannot be expressed")
@@ -302,7 +306,7 @@ def config_to_spec(config: dict) -> tuple[dict, list[str]]:
             sources[name] = [r[0] for r in refs]
         entries.append(entry)
         previous = name
-    for class_name, names in sorted(unsupported.items()):
+    for class_name, names in sorted(unsupported.items(), reverse=True):
         listed = ", ".join(f"'{n}'" for n in names[:5]) + (" ..." if len(names) > 5 else "")
         problems.insert(
             0,

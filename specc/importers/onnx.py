@@ -33,6 +33,13 @@ ACTIVATIONS = {
 MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum", "Min": "Minimum",
           "Mean": "Average", "Sum": "Add"}  # fmt: skip
 SILENT = ("Identity", "Dropout")
+#: every operator some pattern here reads (others are unsupported wherever they appear)
+KNOWN_OPS = {
+    *ACTIVATIONS, *MERGES, *SILENT, "Transpose", "Conv", "ConvTranspose", "MaxPool",
+    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "LeakyRelu",
+    "Elu", "Clip", "Softmax", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Pad",
+    "LayerNormalization", "Expand", "Div", "Erf",
+}  # fmt: skip
 #: layers with an ``activation`` field, into which a following activation layer folds
 FUSABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
 WINDOW_FIELDS = ("kernel_size", "strides", "dilation_rate", "pool_size", "size")
@@ -209,6 +216,62 @@ def _conv(state: _State, node, x: Value):
     _add(state, node, entry, [x], CF, (*out_sizes, int(out_channels)), weights)
 
 
+def _separable(state: _State, node, x: Value) -> bool:
+    """A depthwise Conv without bias whose only reader is a 1x1 Conv: SeparableConv2D."""
+    a = _attrs(node)
+    w = _const(state, node, 1)
+    cin = x.shape[-1]
+    if (
+        w is None
+        or w.ndim != 4
+        or a.get("group", 1) != cin
+        or cin == 1
+        or _const(state, node, 2) is not None
+    ):
+        return False
+    follow = _chain(state, node, ["Conv"])
+    if follow is None:
+        return False
+    b = _attrs(follow[0])
+    pw = _const(state, follow[0], 1)
+    ones = [1, 1]
+    if pw is None or list(pw.shape[2:]) != ones or b.get("group", 1) != 1:
+        return False
+    if list(b.get("strides", ones)) != ones or any(b.get("pads", [0] * 4)):
+        return False
+    kernel = tuple(a.get("kernel_shape", w.shape[2:]))
+    strides = tuple(a.get("strides", ones))
+    dilations = tuple(a.get("dilations", ones))
+    padding = _window_padding(a.get("pads"), x.shape[:-1], kernel, strides, dilations)
+    if padding is None:
+        return False
+    entry: dict = {
+        "type": "SeparableConv2D",
+        "filters": int(pw.shape[0]),
+        "kernel_size": list(kernel),
+    }
+    if padding == "same":
+        entry["padding"] = "same"
+    if strides != (1, 1):
+        entry["strides"] = list(strides)
+    if dilations != (1, 1):
+        entry["dilation_rate"] = list(dilations)
+    if w.shape[0] // cin != 1:
+        entry["depth_multiplier"] = w.shape[0] // cin
+    bias = _const(state, follow[0], 2)
+    if bias is None:
+        entry["use_bias"] = False
+    declared = _declared(entry, [x.shape])
+    weights = [
+        ("depthwise_kernel", _from_onnx(declared, "depthwise_kernel", w)),
+        ("pointwise_kernel", _from_onnx(declared, "pointwise_kernel", pw)),
+    ] + ([("bias", bias)] if bias is not None else [])
+    out = declared[0].output_shape([x.shape])
+    _add(state, follow[0], entry, [x], CF, out, weights)
+    state.skip.add(id(follow[0]))
+    return True
+
+
 def _conv_sizes(sizes, kernel, strides, dilations, padding):
     from ..layers.base import conv_out
 
@@ -316,6 +379,8 @@ def _convert(state: _State, node) -> None:
         else:
             state.problems.append(f"node '{node.name}' (Transpose {perm}): not a layout change")
         return
+    if op == "Conv" and _separable(state, node, x):
+        return
     if op == "Conv":
         _conv(state, node, x)
         return
@@ -328,6 +393,11 @@ def _convert(state: _State, node) -> None:
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         kind = "GlobalAveragePooling" if op == "GlobalAveragePool" else "GlobalMaxPooling"
         kind += f"{len(x.shape) - 1}D"
+        flatten = _chain(state, node, ["Flatten"])
+        if flatten is not None and _attrs(flatten[0]).get("axis", 1) == 1:
+            state.skip.add(id(flatten[0]))  # pooled then flattened: keepdims false
+            _add(state, flatten[0], {"type": kind}, [x], CL, (x.shape[-1],))
+            return
         _add(state, node, {"type": kind, "keepdims": True}, [x], x.layout,
              (*[1] * (len(x.shape) - 1), x.shape[-1]))  # fmt: skip
         return
@@ -336,8 +406,8 @@ def _convert(state: _State, node) -> None:
         if any(v is None for v in (scale, bias, mean, var)):
             state.problems.append(f"node '{node.name}' (BatchNormalization): non-constant inputs")
             return
-        entry = {"type": "BatchNormalization", "epsilon": float(a.get("epsilon", 1e-5)),
-                 "momentum": round(float(a.get("momentum", 0.9)), 7)}  # fmt: skip
+        entry = {"type": "BatchNormalization", "epsilon": _f32(a.get("epsilon", 1e-5)),
+                 "momentum": _f32(a.get("momentum", 0.9))}  # fmt: skip
         weights = [("gamma", scale), ("beta", bias), ("moving_mean", mean),
                    ("moving_variance", var)]  # fmt: skip
         _add(state, node, entry, [x], x.layout, x.shape, weights)
@@ -655,6 +725,8 @@ def _fuse_activations(
                 act = nxt["activation"]
             elif nxt["type"] == "Softmax" and set(nxt) <= {"type", "name", "inputs"}:
                 act = "softmax"
+            elif nxt["type"] == "LeakyReLU" and nxt.get("negative_slope") == 0.2:
+                act = "leaky_relu"  # keras.activations.leaky_relu's slope
             if act is not None and "activation" not in entry:
                 # the activation's name when the graph named it (specc's own graphs), else
                 # the layer's (PyTorch's module names)
@@ -714,8 +786,13 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
     for node in graph.node:
         if id(node) in state.skip:
             continue
-        if state.problems and not state.values.get(node.input[0] if node.input else ""):
-            state.problems.append(f"node '{node.name}' ({node.op_type}): after a refused node")
+        known = [i for i in node.input if i and i not in inits]
+        if any(i not in state.values for i in known) and state.problems:
+            # downstream of a refusal: still list operators specc does not know at all
+            if node.op_type not in KNOWN_OPS:
+                state.problems.append(
+                    f"ONNX operator {node.op_type} (node '{node.name}') is not supported by specc"
+                )
             continue
         _convert(state, node)
     outputs = []
