@@ -17,6 +17,7 @@ from . import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
 app = typer.Typer(
     name="specc",
@@ -154,8 +155,8 @@ def _write(path: Path, text: str) -> None:
 
     try:
         atomic_write_text(path, text)
-    except OSError as exc:
-        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -285,7 +286,21 @@ def train(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run folder (default runs/<name>-<backend>)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in --out (refused when it holds a different run; see docs/runs.md).",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --resume: accept a different --epochs or --data-dir than the run recorded.",
+    ),
+    allow_nonfinite: bool = typer.Option(
+        False,
+        "--allow-nonfinite",
+        help="Train even when the dataset's inputs hold NaN or Inf values (refused by default).",
+    ),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Use only the first N train/test samples."
     ),
@@ -308,8 +323,10 @@ def train(
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
     from .diagnostics import SpecError
-    from .runner.run import RunError, TrainOptions
+    from .fsutil import WriteError
+    from .runner.run import ResumeRefused, RunError, RunInterrupted, TrainOptions
     from .runner.run import train as run_training
+    from .runner.runfolder import RunDamaged, RunFolderBusy, RunFolderConflict
 
     options = TrainOptions(
         backend=backend.value,
@@ -319,6 +336,8 @@ def train(
         data_dir=str(data_dir) if data_dir else None,
         out_dir=str(out) if out else None,
         resume=resume,
+        force=force,
+        allow_nonfinite=allow_nonfinite,
         limit=limit,
         progress=not quiet,
         download=not offline,
@@ -336,6 +355,25 @@ def train(
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_RUN) from None
+    except (WriteError, RunFolderBusy, RunFolderConflict, ResumeRefused) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RunDamaged as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    except RunInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:  # a framework's own save that failed (full disk, read-only)
+        import errno
+
+        from .fsutil import reason_of
+
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES):
+            raise
+        where = getattr(exc, "filename", None) or out or "the run folder"
+        typer.echo(f"error: cannot write {where}: {reason_of(exc)}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # dataset problems carry their own readable messages
         from .data import DatasetError
 

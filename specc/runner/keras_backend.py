@@ -93,8 +93,33 @@ class KerasBackend:
     def restore(self, snapshot) -> None:
         self.model.set_weights(snapshot)
 
+    def _seed_generators(self) -> list:
+        """Every layer's SeedGenerator (Dropout, random augmentation layers), in layer order."""
+        found = []
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            found += list(getattr(layer, "_seed_generators", []) or [])
+        return found
+
+    def rng_state(self):
+        """The state of every seed generator: a Dropout's masks continue exactly after a
+        resume (``model.keras`` does not save them, and a loaded model draws new seeds)."""
+        return [np.asarray(sg.state.numpy()) for sg in self._seed_generators()]
+
+    def set_rng_state(self, state) -> None:
+        generators = self._seed_generators()
+        if len(generators) != len(state):
+            raise ValueError(
+                f"the checkpoint has {len(state)} random generators, the model {len(generators)}"
+            )
+        for sg, value in zip(generators, state, strict=True):
+            sg.state.assign(np.asarray(value, dtype=sg.state.dtype))
+
     def save(self, folder: Path) -> None:
         self.model.save(folder / "model.keras")
+        np.savez(folder / "rng.npz", *self.rng_state())
 
     def load(self, folder: Path) -> None:
         self.model = keras.models.load_model(folder / "model.keras")
+        if (folder / "rng.npz").exists():
+            with np.load(folder / "rng.npz", allow_pickle=False) as z:
+                self.set_rng_state([z[f"arr_{i}"] for i in range(len(z.files))])
