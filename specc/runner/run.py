@@ -257,14 +257,11 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
             )
         if config["epochs_target"] <= done:
             raise ResumeRefused(
-                f"the run in {out_dir} finished all its {done} epochs; to train further give a "
+                f"the run in {out_dir} finished all its epochs ({done}); to train further give a "
                 f"larger --epochs (e.g. --epochs {done * 2}) with --resume"
             )
         # extending a finished run with an explicit larger --epochs is the documented way
         differences = [d for d in differences if d[0] != "epochs"]
-        log(
-            f"extending the finished run in {out_dir} from {done} to {config['epochs_target']} epochs"
-        )
     unsafe = [d for d in differences if not d[3]]
     safe = [d for d in differences if d[3]]
     if unsafe or (safe and not options.force):
@@ -280,7 +277,11 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
     seconds = float(loop.get("train_seconds", 0.0)) + float(loop.get("epoch_seconds", 0.0))
     step = int(loop.get("step", 0))
     where = f"epoch {done + 1}, step {step}" if step else f"the end of epoch {done}"
-    if not finished:
+    if finished:
+        log(
+            f"extending the finished run in {out_dir} from {done} to {config['epochs_target']} epochs"
+        )
+    else:
         log(f"resuming {out_dir} from {where} ({seconds:.1f} s of training so far)")
 
 
