@@ -248,11 +248,35 @@ def _load_weights(path: Path) -> dict:
     """A canonical weights file; an unreadable one is a usage error."""
     from . import weights as canonical
 
+    import zipfile
+
     try:
-        return canonical.load(path)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"{path}: cannot read weights: {exc}", err=True)
+        loaded = canonical.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "empty file" if path.is_file() and path.stat().st_size == 0 else exc
+        typer.echo(f"{path}: cannot read weights: {reason}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    problem = _nonfinite(loaded)
+    if problem:
+        typer.echo(f"{path}: {problem}; weights must be finite numbers", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return loaded
+
+
+def _nonfinite(arrays: dict) -> str | None:
+    """'KEY holds N NaN/Inf values, the first at index [...]' for the first bad array."""
+    import numpy as np
+
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(value)
+        count = int(bad.sum())
+        if count:
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            return f"{key} holds {count:,} NaN/Inf value{'s' if count != 1 else ''}, the first at index {first}"
+    return None
 
 
 class Backend(str, Enum):
