@@ -246,9 +246,9 @@ def compile_(
 
 def _load_weights(path: Path) -> dict:
     """A canonical weights file; an unreadable one is a usage error."""
-    from . import weights as canonical
-
     import zipfile
+
+    from . import weights as canonical
 
     try:
         loaded = canonical.load(path)

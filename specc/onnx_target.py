@@ -13,11 +13,14 @@ the layout they are given. A Transpose is inserted only where a layer needs the 
 (and reused by every reader). Tensors of rank <= 2 (batch included) have one layout.
 
 Names. Each layer's output value is named after the layer, in the layout it was produced in
-(see ``layer_layouts``); a model output produced channels-first is named ``<layer>__cf`` and
+(see ``layer_layouts``); a model output produced channels-first is named ``<layer>:cf`` and
 transposed to the channels-last graph output ``<layer>``. Weights are initializers named
 ``<layer>.<param>`` with the Keras parameter name, rearranged into ONNX's layout: Conv
 kernels OIHW / OIL, depthwise kernels (cin*dm, 1, kh, kw), ConvTranspose kernels
 (cin, filters, kh, kw); Dense kernels stay (in, out); BN and LN vectors are unchanged.
+Internal values (transposes, activations split from their layer, casts) are named
+``<tensor>:<what>``: a colon cannot occur in a spec name (``[A-Za-z][A-Za-z0-9_]*``), so
+no spec name can collide with them, nor with ``<layer>.<param>`` initializers.
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def verify_onnx(proto, model: ModelIR) -> list[str]:
         want_cl = ("batch", *layer.output_shape)
         checks = []
         if layouts[layer.name] == CF:
-            value = f"{layer.name}__cf" if layer.name in outputs else layer.name
+            value = f"{layer.name}:cf" if layer.name in outputs else layer.name
             checks.append((value, _to_cf(want_cl)))
             if layer.name in outputs:
                 checks.append((layer.name, want_cl))
@@ -613,7 +616,7 @@ class _Builder:
         key = (tensor, layout)
         if key not in self.converted:
             self.converted[key] = self.node(
-                "Transpose", [value], f"{tensor}__{layout}", perm=_perm(rank, layout)
+                "Transpose", [value], f"{tensor}:{layout}", perm=_perm(rank, layout)
             )
         return self.converted[key]
 
@@ -623,7 +626,7 @@ class _Builder:
             rank = len(tensor.shape) + 1
             value = tensor.name
             if tensor.dtype != "float32":
-                value = self.node("Cast", [tensor.name], f"{tensor.name}__float", to=1)
+                value = self.node("Cast", [tensor.name], f"{tensor.name}:float", to=1)
             self.values[tensor.name] = (value, CL, rank)
         outputs = set(self.model.outputs)
         for layer in self.model.layers:
@@ -633,7 +636,7 @@ class _Builder:
                 layout = CL
             final = layer.name
             if layer.name in outputs and layout == CF and rank > 2:
-                final = f"{layer.name}__cf"
+                final = f"{layer.name}:cf"
             _LOWERINGS[layer.type](self, layer, final, layout)
             self.values[layer.name] = (final, layout, rank)
             if final != layer.name:
@@ -665,15 +668,15 @@ class _Builder:
         if name == "selu":
             return self.node("Selu", [x], out, alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
         if name in ("swish", "silu"):
-            s = self.node("Sigmoid", [x], f"{out}__sigmoid")
+            s = self.node("Sigmoid", [x], f"{out}:sigmoid")
             return self.node("Mul", [x, s], out)
         if name == "gelu":  # keras.activations.gelu: approximate=False (erf)
             if self.opset >= 20:
                 return self.node("Gelu", [x], out, approximate="none")
-            t = self.node("Div", [x, self.const("const.sqrt2", math.sqrt(2.0))], f"{out}__div")
-            t = self.node("Erf", [t], f"{out}__erf")
-            t = self.node("Add", [t, self.const("const.one", 1.0)], f"{out}__add")
-            t = self.node("Mul", [x, t], f"{out}__mul")
+            t = self.node("Div", [x, self.const("const.sqrt2", math.sqrt(2.0))], f"{out}:div")
+            t = self.node("Erf", [t], f"{out}:erf")
+            t = self.node("Add", [t, self.const("const.one", 1.0)], f"{out}:add")
+            t = self.node("Mul", [x, t], f"{out}:mul")
             return self.node("Mul", [t, self.const("const.half", 0.5)], out)
         raise AssertionError(f"activation {name!r} has no ONNX lowering")
 
@@ -740,7 +743,7 @@ def _conv(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
         pw = b.weight(layer, "pointwise_kernel", lambda k: k.transpose(3, 2, 0, 1))
 
         def emit(name):
-            mid = b.node("Conv", [x, dw], f"{layer.name}__depthwise", group=cin, **common)
+            mid = b.node("Conv", [x, dw], f"{layer.name}:depthwise", group=cin, **common)
             ones = [1] * len(sizes)
             return b.node(
                 "Conv",
@@ -767,7 +770,7 @@ def _conv(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
         def emit(name):
             return b.node("ConvTranspose", [x, w, *bias], name, output_padding=extra, **common)
 
-    b.then_activation(spec.activation, f"{layer.name}__conv", out, emit, CF, rank)
+    b.then_activation(spec.activation, f"{layer.name}:conv", out, emit, CF, rank)
 
 
 def _pool(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
@@ -794,7 +797,7 @@ def _global_pool(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
     if layer.spec.keepdims:
         b.node(op, [x], out)
     else:
-        y = b.node(op, [x], f"{layer.name}__pooled")
+        y = b.node(op, [x], f"{layer.name}:pooled")
         b.node("Flatten", [y], out, axis=1)
 
 
@@ -810,10 +813,10 @@ def _dense(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
             return b.node("Gemm", [x, w, *bias], name)
         if not bias:
             return b.node("MatMul", [x, w], name)
-        y = b.node("MatMul", [x, w], f"{layer.name}__matmul")
+        y = b.node("MatMul", [x, w], f"{layer.name}:matmul")
         return b.node("Add", [y, bias[0]], name)
 
-    b.then_activation(spec.activation, f"{layer.name}__dense", out, emit, CL, rank)
+    b.then_activation(spec.activation, f"{layer.name}:dense", out, emit, CL, rank)
 
 
 def _flatten(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
@@ -849,23 +852,23 @@ def _relu(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
     last = slope == 0 and cap is None
     if threshold != 0:
         t = b.const(f"{name}.threshold", threshold)
-        mask = b.node("Greater", [x, t], f"{name}__above")
-        mask = b.node("Cast", [mask], f"{name}__mask", to=1)
-        pos = b.node("Mul", [x, mask], out if last else f"{name}__positive")
+        mask = b.node("Greater", [x, t], f"{name}:above")
+        mask = b.node("Cast", [mask], f"{name}:mask", to=1)
+        pos = b.node("Mul", [x, mask], out if last else f"{name}:positive")
     elif cap is not None:
         pos = x
     else:
-        pos = b.node("Relu", [x], out if last else f"{name}__positive")
+        pos = b.node("Relu", [x], out if last else f"{name}:positive")
     if cap is not None:
         lo, hi = b.const(f"{name}.min", 0.0), b.const(f"{name}.max", cap)
-        pos = b.node("Clip", [pos, lo, hi], out if slope == 0 else f"{name}__clipped")
+        pos = b.node("Clip", [pos, lo, hi], out if slope == 0 else f"{name}:clipped")
     if slope != 0:
         if threshold != 0:
-            neg = b.node("Sub", [b.const(f"{name}.threshold", threshold), x], f"{name}__below")
+            neg = b.node("Sub", [b.const(f"{name}.threshold", threshold), x], f"{name}:below")
         else:
-            neg = b.node("Neg", [x], f"{name}__below")
-        neg = b.node("Relu", [neg], f"{name}__negative")
-        neg = b.node("Mul", [neg, b.const(f"{name}.negative_slope", slope)], f"{name}__scaled")
+            neg = b.node("Neg", [x], f"{name}:below")
+        neg = b.node("Relu", [neg], f"{name}:negative")
+        neg = b.node("Mul", [neg, b.const(f"{name}.negative_slope", slope)], f"{name}:scaled")
         b.node("Sub", [pos, neg], out)
 
 
@@ -897,8 +900,8 @@ def _batch_norm(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
     x = b.get(layer.inputs[0], CL)
     perm = [0, k + 1, *(i for i in range(1, rank + 1) if i != k + 1)]
     back = [perm.index(i) for i in range(rank + 1)]
-    y = b.node("Transpose", [x], f"{name}__moved", perm=perm)
-    y = b.node("BatchNormalization", [y, gamma, beta, *stats], f"{name}__normalized", **attrs)
+    y = b.node("Transpose", [x], f"{name}:moved", perm=perm)
+    y = b.node("BatchNormalization", [y, gamma, beta, *stats], f"{name}:normalized", **attrs)
     b.node("Transpose", [y], out, perm=back)
 
 
@@ -916,11 +919,11 @@ def _layer_norm(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
         return
     perm = [*(i for i in range(rank + 1) if i != k + 1), k + 1]
     back = [perm.index(i) for i in range(rank + 1)]
-    y = b.node("Transpose", [x], f"{name}__moved", perm=perm)
+    y = b.node("Transpose", [x], f"{name}:moved", perm=perm)
     y = b.node(
         "LayerNormalization",
         [y, gamma, *beta],
-        f"{name}__normalized",
+        f"{name}:normalized",
         axis=-1,
         epsilon=spec.epsilon,
     )
@@ -938,7 +941,7 @@ def _merge(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
     elif t == "Multiply":
         y = xs[0]
         for i, x in enumerate(xs[1:], start=1):
-            y = b.node("Mul", [y, x], out if i == len(xs) - 1 else f"{layer.name}__mul{i}")
+            y = b.node("Mul", [y, x], out if i == len(xs) - 1 else f"{layer.name}:mul{i}")
     elif t == "Add":
         b.node("Add" if len(xs) == 2 else "Sum", xs, out)
     else:  # Average = sum / n (ONNX Mean); Maximum; Minimum
@@ -970,15 +973,15 @@ def _upsampling(b: _Builder, layer: LayerIR, out: str, layout: str) -> None:
             split, grow, full = [0, 0, h, 1, w, 1], [1, 1, 1, sh, 1, sw], [0, 0, h * sh, w * sw]
         else:
             split, grow, full = [0, h, 1, w, 1, c], [1, 1, sh, 1, sw, 1], [0, h * sh, w * sw, c]
-        y = b.node("Reshape", [x, b.const(f"{name}.split", split, np.int64)], f"{name}__split")
-        y = b.node("Expand", [y, b.const(f"{name}.repeats", grow, np.int64)], f"{name}__repeated")
+        y = b.node("Reshape", [x, b.const(f"{name}.split", split, np.int64)], f"{name}:split")
+        y = b.node("Expand", [y, b.const(f"{name}.repeats", grow, np.int64)], f"{name}:repeated")
         b.node("Reshape", [y, b.const(f"{name}.shape", full, np.int64)], out)
         return
     # tf.image.resize bilinear, half-pixel centers, no antialiasing (keras.ops.image.resize)
     x = b.get(layer.inputs[0], CF)
     rows = b.const(f"{name}.rows", _bilinear_matrix(h, sh))  # (h*sh, h)
     cols = b.const(f"{name}.cols", _bilinear_matrix(w, sw).T)  # (w, w*sw)
-    y = b.node("MatMul", [x, cols], f"{name}__cols")
+    y = b.node("MatMul", [x, cols], f"{name}:cols")
     b.node("MatMul", [rows, y], out)
 
 

@@ -235,7 +235,7 @@ def test_checker_and_strict_shapes(name):
         if layouts[layer.name] == "cf":  # stored channels-first: (batch, C, spatial...)
             want = ("batch", want[-1], *want[1:-1])
             if layer.name in model.outputs:
-                value = f"{layer.name}__cf"
+                value = f"{layer.name}:cf"
                 assert shapes[layer.name] == ("batch", *layer.output_shape)
         assert shapes[value] == want, (layer.name, layouts[layer.name])
     # graph interface: names from the spec, channels-last, symbolic batch
