@@ -238,6 +238,9 @@ def compile_(
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -486,10 +489,31 @@ def crosscheck(
 def main() -> None:
     """Console entry point."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # writing results to stdout failed (a full device, a closed pipe)
+        _stdout_failed(exc)
+
+
+def _stdout_failed(exc: OSError) -> None:
+    """One line on stderr and exit 2, without Python's flush-at-exit traceback."""
+    import errno
+    import os
+
+    from .fsutil import reason_of
+
+    if exc.errno != errno.EPIPE:  # a reader that went away (| head) is not an error to report
+        try:
+            sys.stderr.write(f"error: cannot write stdout: {reason_of(exc)}\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+    os._exit(EXIT_USAGE if exc.errno != errno.EPIPE else EXIT_OK)
 
 
 if __name__ == "__main__":

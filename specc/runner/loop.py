@@ -285,6 +285,7 @@ def fit(
     out_dir: Path,
     resume: bool = False,
     progress: Progress | None = None,
+    state: LoopState | None = None,
 ) -> LoopState:
     """Train for ``epochs`` (total, counting resumed ones); returns the final loop state.
 
@@ -293,7 +294,8 @@ def fit(
     """
     progress = progress or Progress(enabled=False)
     run = _as_folder(out_dir)
-    state = (load_checkpoint(run.path, backend) if resume else None) or LoopState()
+    if state is None:  # ``state``: a checkpoint the caller already loaded into ``backend``
+        state = (load_checkpoint(run.path, backend) if resume else None) or LoopState()
     monitor_spec = training.early_stopping
     plateau = (
         training.schedule

@@ -224,6 +224,15 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         return _train_locked(spec_path, model, training, options, run, config, log)
 
 
+def _record_new_target(out_dir: Path, config: dict) -> None:
+    """A resumed run that trains to a new epoch count (or from a moved data folder)."""
+    recorded = read_json(out_dir / "run.json", "the run's record")
+    changed = {k: config[k] for k in ("epochs_target", "data_dir") if recorded.get(k) != config[k]}
+    if changed:
+        recorded.update(changed, status="running")
+        atomic_write_text(out_dir / "run.json", json.dumps(recorded, indent=2) + "\n")
+
+
 def _dataset_name(dataset) -> str:
     if isinstance(dataset, str):
         return dataset
@@ -255,7 +264,7 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
                 f"the run in {out_dir} stopped early at epoch {done} (early_stopping); "
                 "there is nothing to resume"
             )
-        if config["epochs_target"] <= done:
+        if options.epochs is None or config["epochs_target"] <= done:
             raise ResumeRefused(
                 f"the run in {out_dir} finished all its epochs ({done}); to train further give a "
                 f"larger --epochs (e.g. --epochs {done * 2}) with --resume"
@@ -289,9 +298,7 @@ def _train_locked(spec_path, model, training, options, run: RunFolder, config, l
     out_dir = run.path
     if options.resume:
         _check_resume(run, config, options, log)
-    elif (out_dir / "checkpoint.json").exists() or (
-        run.owns("run.json") and (out_dir / "run.json").exists()
-    ):
+    elif (out_dir / "checkpoint.json").exists():
         raise RunError(
             f"{out_dir} already holds a run; continue it with --resume or choose another --out"
         )
@@ -300,16 +307,6 @@ def _train_locked(spec_path, model, training, options, run: RunFolder, config, l
         atomic_write_text(
             out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
         )
-    else:
-        recorded = read_json(out_dir / "run.json", "the run's record")
-        if (
-            recorded.get("epochs_target") != config["epochs_target"]
-            or recorded.get("data_dir") != config["data_dir"]
-        ):
-            recorded.update(
-                epochs_target=config["epochs_target"], data_dir=config["data_dir"], status="running"
-            )
-            atomic_write_text(out_dir / "run.json", json.dumps(recorded, indent=2) + "\n")
 
     from ..data import prepare
 
@@ -341,6 +338,12 @@ def _train_locked(spec_path, model, training, options, run: RunFolder, config, l
         precision=options.precision,
         threads=options.threads,
     )
+    resumed = None
+    if options.resume:  # the checkpoint loads before run.json records the new target
+        from .loop import load_checkpoint
+
+        resumed = load_checkpoint(out_dir, backend)
+        _record_new_target(out_dir, config)
     try:
         state = fit(
             backend,
@@ -350,7 +353,7 @@ def _train_locked(spec_path, model, training, options, run: RunFolder, config, l
             batch_size=training.batch_size,
             seed=training.seed,
             out_dir=run,
-            resume=options.resume,
+            state=resumed,
             progress=Progress(enabled=options.progress),
         )
     except Interrupted as stop:
