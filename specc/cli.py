@@ -391,6 +391,9 @@ def train(
     except RunInterrupted as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:  # before training began (loading data, building the model)
+        typer.echo("interrupted before training began; nothing was saved", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except OSError as exc:  # a framework's own save that failed (full disk, read-only)
         import errno
 

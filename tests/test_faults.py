@@ -590,3 +590,26 @@ def test_ctrl_c_saves_prints_the_resume_command_and_resumes_exactly(tmp_path, mo
     assert resumed.exit_code == 0, resumed.output
     a, b = np.load(tmp_path / "whole" / "weights.npz"), np.load(tmp_path / "run" / "weights.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a.files)  # Dropout masks continued exactly
+
+
+def test_ctrl_c_while_writing_results_then_resume_writes_them(tmp_path, monkeypatch):
+    import specc.runner.run as run_module
+
+    spec_in(tmp_path)
+    real = run_module.write_outputs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_outputs", interrupted)
+    result = run(*train_args(tmp_path, "--epochs", "1"))
+    assert result.exit_code == 130, result.output
+    assert "interrupted while writing the results; the checkpoint of epoch 1" in result.output
+    monkeypatch.setattr(run_module, "write_outputs", real)
+    resumed = run(*train_args(tmp_path, "--epochs", "1", "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "finished" and record["epochs"] == 1
+    assert (tmp_path / "run" / "metrics.json").exists()
+    again = run(*train_args(tmp_path, "--epochs", "1", "--resume"))
+    assert again.exit_code == 2 and "finished all its epochs (1)" in again.output

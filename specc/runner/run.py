@@ -254,9 +254,12 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
     loop = read_json(out_dir / pointer["folder"] / "loop.json", "the loop state")
     done = int(loop.get("epoch", 0))
     target = recorded.get("epochs_target", recorded.get("epochs"))
-    finished = loop.get("stopped_early") or (
+    trained = loop.get("stopped_early") or (
         target is not None and done >= int(target) and not loop.get("step")
     )
+    # a run stopped after its last epoch but before its results were written (status
+    # "running") resumes to write them; only a run with its results is finished
+    finished = trained and recorded.get("status") != "running"
     differences = resume_differences(recorded, config)
     if finished:
         if loop.get("stopped_early"):
@@ -286,7 +289,9 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
     seconds = float(loop.get("train_seconds", 0.0)) + float(loop.get("epoch_seconds", 0.0))
     step = int(loop.get("step", 0))
     where = f"epoch {done + 1}, step {step}" if step else f"the end of epoch {done}"
-    if finished:
+    if trained and not finished:
+        log(f"the run in {out_dir} trained all its epochs; writing its results")
+    elif finished:
         log(
             f"extending the finished run in {out_dir} from {done} to {config['epochs_target']} epochs"
         )
@@ -366,7 +371,13 @@ def _train_locked(spec_path, model, training, options, run: RunFolder, config, l
             f"interrupted: saved a checkpoint at {where} in {stop.folder}; continue with:\n"
             f"  {resume_command()}"
         ) from None
-    metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+    try:
+        metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
+            f"complete; write them with:\n  {resume_command()}"
+        ) from None
     run_record = {
         **config,
         "status": "finished",
