@@ -196,13 +196,27 @@ def save_checkpoint(out_dir, backend: Backend, state: LoopState) -> Path:
         if isinstance(exc, WriteError):
             raise
         raise WriteError(folder, reason_of(exc)) from None
-    except BaseException:
+    except BaseException as exc:
         run.remove(name)
+        cause = _os_error_in(exc)
+        if cause is not None:  # a framework wrapped the full disk in its own exception
+            raise WriteError(folder, reason_of(cause)) from None
         raise
     for old in sorted(run.owned):
         if old.startswith("checkpoint-") and old != name:
             run.remove(old)
     return folder
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, its cause or context), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def checkpoint_info(out_dir: Path) -> dict | None:
@@ -222,6 +236,32 @@ def checkpoint_info(out_dir: Path) -> dict | None:
     return info
 
 
+def read_loop_state(path: Path) -> LoopState:
+    """A checkpoint's loop.json, every field of the type it must have, or RunDamaged."""
+    data = read_json(path, "the loop state")
+    defaults = LoopState().__dict__
+    unknown = sorted(set(data) - set(defaults))
+    if unknown:
+        raise RunDamaged(path, f"unknown field(s) {', '.join(unknown)}")
+    for key, value in data.items():
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif isinstance(default, float) or default is None:
+            ok = (value is None and default is None) or (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+            )
+        else:  # history: a list of rows
+            ok = isinstance(value, list) and all(isinstance(row, dict) for row in value)
+        if not ok:
+            raise RunDamaged(path, f"{key} is {value!r}, not a valid value")
+    if len(data.get("history", [])) != data.get("epoch", 0):
+        raise RunDamaged(path, "its history does not match its epoch count")
+    return LoopState(**data)
+
+
 def load_checkpoint(out_dir: Path, backend: Backend) -> LoopState | None:
     """The loop state of the last checkpoint, with the backend restored to it; None when
     there is none; ``RunDamaged`` when any of its files cannot be read back."""
@@ -232,11 +272,7 @@ def load_checkpoint(out_dir: Path, backend: Backend) -> LoopState | None:
     folder = out_dir / info["folder"]
     if not folder.is_dir():
         raise RunDamaged(out_dir / CHECKPOINT_POINTER, f"its folder {folder.name} is missing")
-    data = read_json(folder / "loop.json", "the loop state")
-    try:
-        state = LoopState(**data)
-    except TypeError as exc:
-        raise RunDamaged(folder / "loop.json", f"not a loop state ({exc})") from None
+    state = read_loop_state(folder / "loop.json")
     try:
         backend.load(folder)
     except RunDamaged:

@@ -23,6 +23,7 @@ from ..diagnostics import Diagnostic, SpecError
 from ..fsutil import WriteError, atomic_write_text, reason_of
 from ..ir import ModelIR
 from .runfolder import (
+    RunDamaged,
     RunFolder,
     read_json,
     resume_differences,
@@ -242,7 +243,7 @@ def _dataset_name(dataset) -> str:
 
 def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> None:
     """Refuse a --resume that has nothing to continue or would continue a different run."""
-    from .loop import checkpoint_info
+    from .loop import checkpoint_info, read_loop_state
 
     out_dir = run.path
     pointer = checkpoint_info(out_dir)
@@ -251,9 +252,11 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
             f"nothing to resume in {out_dir}: it holds no checkpoint; start the run without --resume"
         )
     recorded = read_json(out_dir / "run.json", "the run's record")
-    loop = read_json(out_dir / pointer["folder"] / "loop.json", "the loop state")
-    done = int(loop.get("epoch", 0))
+    loop = read_loop_state(out_dir / pointer["folder"] / "loop.json").__dict__
+    done = loop["epoch"]
     target = recorded.get("epochs_target", recorded.get("epochs"))
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise RunDamaged(out_dir / "run.json", f"epochs_target is {target!r}, not a number")
     trained = loop.get("stopped_early") or (
         target is not None and done >= int(target) and not loop.get("step")
     )
