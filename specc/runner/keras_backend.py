@@ -119,7 +119,31 @@ class KerasBackend:
         np.savez(folder / "rng.npz", *self.rng_state())
 
     def load(self, folder: Path) -> None:
-        self.model = keras.models.load_model(folder / "model.keras")
-        if (folder / "rng.npz").exists():
-            with np.load(folder / "rng.npz", allow_pickle=False) as z:
-                self.set_rng_state([z[f"arr_{i}"] for i in range(len(z.files))])
+        """Model, optimizer and seed-generator state; a file that cannot be read raises
+        ``RunDamaged`` naming it."""
+        from .runfolder import RunDamaged
+
+        path = folder / "model.keras"
+        if path.is_file() and path.stat().st_size == 0:
+            raise RunDamaged(path, "cannot be loaded (empty file)")
+        try:
+            self.model = keras.models.load_model(path)
+        except Exception as exc:  # zipfile, h5py or Keras's own errors for a corrupt file
+            reason = (
+                f"not a readable .keras file, truncated or corrupted ({type(exc).__name__})"
+                if path.is_file()
+                else "the file is missing"
+            )
+            raise RunDamaged(path, f"cannot be loaded ({reason})") from None
+        rng = folder / "rng.npz"
+        if rng.exists():
+            try:
+                with np.load(rng, allow_pickle=False) as z:
+                    self.set_rng_state([z[f"arr_{i}"] for i in range(len(z.files))])
+            except Exception as exc:
+                raise RunDamaged(rng, f"cannot be loaded ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -282,8 +282,15 @@ def load_checkpoint(out_dir: Path, backend: Backend) -> LoopState | None:
     except Exception as exc:  # a framework's own error for a corrupt or empty file
         files = sorted(p.name for p in folder.iterdir() if p.name != "loop.json")
         where = folder / files[0] if len(files) == 1 else folder
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunDamaged(where, f"cannot be loaded ({reason[:200]})") from None
+        missing = getattr(exc, "filename", None)
+        if isinstance(exc, FileNotFoundError) and missing:
+            where, reason = Path(missing), "the file is missing"
+        else:
+            text = str(exc).strip()
+            reason = text.splitlines()[0][:200] if text else type(exc).__name__
+            if where.is_file() and where.stat().st_size == 0:
+                reason = "empty file"
+        raise RunDamaged(where, f"cannot be loaded ({reason})") from None
     return state
 
 

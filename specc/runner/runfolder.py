@@ -36,10 +36,18 @@ class RunDamaged(Exception):
         self.path = str(path)
         self.reason = reason
         self.hint = hint or (
-            f"move the run folder {Path(path).parent} aside and start again, or restore {path} "
-            "from a copy"
+            f"move the run folder {_run_folder_of(Path(path))} aside and start again, or "
+            f"restore {path} from a copy"
         )
         super().__init__(f"the run folder is damaged: {path}: {reason}; {self.hint}")
+
+
+def _run_folder_of(path: Path) -> Path:
+    """The run folder holding ``path`` (the nearest folder with specc's lock or manifest)."""
+    for folder in path.parents:
+        if (folder / LOCK_NAME).exists() or (folder / MANIFEST_NAME).exists():
+            return folder
+    return path.parent
 
 
 class RunFolder:

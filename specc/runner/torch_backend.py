@@ -259,7 +259,17 @@ class TorchBackend:
         )
 
     def load(self, folder: Path) -> None:
-        state = torch.load(folder / "state.pt", weights_only=True)
+        path = folder / "state.pt"
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError("empty file")
+        try:
+            state = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # torch's messages for a corrupt file suggest unsafe loading
+            raise ValueError(
+                f"not a readable PyTorch checkpoint, truncated or corrupted ({type(exc).__name__})"
+            ) from None
         if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
             raise ValueError("not a specc checkpoint (no model and optimizer state)")
         self.module.load_state_dict(state["model"])
