@@ -2,13 +2,12 @@
 ``--limit`` applied while reading, non-finite values refused with their count and place.
 
 ``SPECC_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix) caps what one dataset may take in
-memory; the default is 80 % of the machine's physical memory.
+memory (default 16 GB, as for a model's weights in `specc validate`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 
 import numpy as np
@@ -20,26 +19,11 @@ MAX_DEFLATE_RATIO = 1100
 
 
 def max_memory() -> int:
-    """The byte budget of one dataset (``SPECC_MAX_MEMORY`` or 80 % of physical memory)."""
-    text = os.environ.get("SPECC_MAX_MEMORY", "").strip()
-    if text:
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-        scale = 1
-        if text[-1:].upper() in units:
-            scale, text = units[text[-1:].upper()], text[:-1]
-        elif text[-2:].upper() in ("KB", "MB", "GB", "TB"):
-            scale, text = units[text[-2].upper()], text[:-2]
-        try:
-            return int(float(text) * scale)
-        except ValueError:
-            raise DatasetError(
-                f"SPECC_MAX_MEMORY={os.environ['SPECC_MAX_MEMORY']!r} is not a size "
-                "(bytes, or a number with K, M, G or T)"
-            ) from None
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.8)
-    except (ValueError, OSError, AttributeError):
-        return 16 << 30
+    """The byte budget of one dataset: ``SPECC_MAX_MEMORY`` (``512MB``, ``4GB``, bytes), the
+    same limit `specc validate` applies to a model's weights and activations (default 16 GB)."""
+    from ..infer import max_memory as limit
+
+    return limit()
 
 
 def _size(n: int) -> str:
