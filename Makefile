@@ -75,9 +75,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
-# The long hypothesis profiles: thousands of random specs and mutated inputs.
+# The long hypothesis profiles: thousands of random specs and mutated inputs; then the
+# fault soak of runs (tests/test_fault_soak.py).
 fuzz: $(STAMP)
-	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py tests/test_onnx_names.py
+	# fault soak of runs: random kills (both backends), a full disk (tmpfs, as root), corrupted
+	# run files; prints the counts of each outcome (SPECC_SOAK_ROUNDS, default 4)
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -s tests/test_fault_soak.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -18,6 +18,7 @@ from . import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
 app = typer.Typer(
     name="specc",
@@ -165,8 +166,8 @@ def _write(path: Path, text: str) -> None:
 
     try:
         atomic_write_text(path, text)
-    except OSError as exc:
-        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -237,6 +238,9 @@ def compile_(
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     if isinstance(produced, bytes):
         _write_bytes(output, produced)
     elif output is None:
@@ -251,20 +255,44 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
     try:
         atomic_write_bytes(path, data)
-    except OSError as exc:
-        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load_weights(path: Path) -> dict:
     """A canonical weights file; an unreadable one is a usage error."""
+    import zipfile
+
     from . import weights as canonical
 
     try:
-        return canonical.load(path)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"{path}: cannot read weights: {exc}", err=True)
+        loaded = canonical.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "empty file" if path.is_file() and path.stat().st_size == 0 else exc
+        typer.echo(f"{path}: cannot read weights: {reason}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    problem = _nonfinite(loaded)
+    if problem:
+        typer.echo(f"{path}: {problem}; weights must be finite numbers", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return loaded
+
+
+def _nonfinite(arrays: dict) -> str | None:
+    """'KEY holds N NaN/Inf values, the first at index [...]' for the first bad array."""
+    import numpy as np
+
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(value)
+        count = int(bad.sum())
+        if count:
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            return f"{key} holds {count:,} NaN/Inf value{'s' if count != 1 else ''}, the first at index {first}"
+    return None
 
 
 VERBOSE_HELP = "Also show the frameworks' own log lines (TensorFlow's start-up messages)."
@@ -308,7 +336,21 @@ def train(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run folder (default runs/<name>-<backend>)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in --out (refused when it holds a different run; see docs/runs.md).",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --resume: accept a different --epochs or --data-dir than the run recorded.",
+    ),
+    allow_nonfinite: bool = typer.Option(
+        False,
+        "--allow-nonfinite",
+        help="Train even when the dataset's inputs hold NaN or Inf values (refused by default).",
+    ),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Use only the first N train/test samples."
     ),
@@ -345,8 +387,10 @@ def train(
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
     _set_verbose(verbose)
     from .diagnostics import SpecError
-    from .runner.run import RunError, TrainOptions
+    from .fsutil import WriteError
+    from .runner.run import ResumeRefused, RunError, RunInterrupted, TrainOptions
     from .runner.run import train as run_training
+    from .runner.runfolder import RunDamaged, RunFolderBusy, RunFolderConflict
 
     options = TrainOptions(
         backend=backend.value,
@@ -356,6 +400,8 @@ def train(
         data_dir=str(data_dir) if data_dir else None,
         out_dir=str(out) if out else None,
         resume=resume,
+        force=force,
+        allow_nonfinite=allow_nonfinite,
         limit=limit,
         progress=not quiet,
         progress_interval=progress_interval,
@@ -375,6 +421,28 @@ def train(
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_RUN) from None
+    except (WriteError, RunFolderBusy, RunFolderConflict, ResumeRefused) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RunDamaged as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    except RunInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:  # before training began (loading data, building the model)
+        typer.echo("interrupted before training began; nothing was saved", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:  # a framework's own save that failed (full disk, read-only)
+        import errno
+
+        from .fsutil import reason_of
+
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES):
+            raise
+        where = getattr(exc, "filename", None) or out or "the run folder"
+        typer.echo(f"error: cannot write {where}: {reason_of(exc)}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # dataset problems carry their own readable messages
         from .data import DatasetError
 
@@ -836,10 +904,31 @@ def report(
 def main() -> None:
     """Console entry point."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # writing results to stdout failed (a full device, a closed pipe)
+        _stdout_failed(exc)
+
+
+def _stdout_failed(exc: OSError) -> None:
+    """One line on stderr and exit 2, without Python's flush-at-exit traceback."""
+    import errno
+    import os
+
+    from .fsutil import reason_of
+
+    if exc.errno != errno.EPIPE:  # a reader that went away (| head) is not an error to report
+        try:
+            sys.stderr.write(f"error: cannot write stdout: {reason_of(exc)}\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+    os._exit(EXIT_USAGE if exc.errno != errno.EPIPE else EXIT_OK)
 
 
 if __name__ == "__main__":

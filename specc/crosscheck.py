@@ -211,24 +211,39 @@ def _num(value: float) -> str:
 def compare(a, b, atol: float, rtol: float, slack=0.0) -> tuple[float, float, bool]:
     """(max abs error, max rel error, every element close).
 
-    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` (NaN only where both are NaN;
-    ``slack``, per element, is for errors propagated from an earlier comparison). The
+    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` and every value finite (NaN or
+    Inf on either side never passes, even where both agree; ``slack``, per element, is for
+    errors propagated from an earlier comparison). The
     relative error ``|a - b| / max(|a|, |b|)`` is taken over elements larger than ``atol``
     only (smaller ones are judged by the absolute error)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return math.inf, math.inf, False
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = np.where(both_nan, 0.0, np.abs(a - b))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    scale = np.maximum(np.abs(a), np.abs(b))
-    scale = np.where(np.isnan(scale), 0.0, scale)
-    passed = bool(np.all(diff <= atol + rtol * scale + slack))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    big = scale > atol
-    max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        both_nan = np.isnan(a) & np.isnan(b)
+        diff = np.where(both_nan, 0.0, np.abs(a - b))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        scale = np.where(np.isnan(scale), 0.0, scale)
+        finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+        passed = finite and bool(np.all(diff <= atol + rtol * scale + slack))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        if not finite:
+            max_abs = math.inf
+        big = scale > atol
+        max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
     return max_abs, max_rel, passed
+
+
+def _nonfinite_note(a, b, pair) -> str:
+    """'' when both are finite, else which side holds how many NaN/Inf values."""
+    parts = []
+    for name, x in zip(pair, (a, b), strict=True):
+        count = int((~np.isfinite(np.asarray(x, np.float64))).sum())
+        if count:
+            parts.append(f"{name} {count:,}")
+    return f"non-finite values ({', '.join(parts)})" if parts else ""
 
 
 def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
@@ -238,12 +253,14 @@ def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
     for name, a, b, slack in items:
         ab, rel, ok = compare(a, b, atol, rtol, slack)
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a64.shape == b64.shape and a64.size:
+        if not ok and not (np.isfinite(a64).all() and np.isfinite(b64).all()):
+            score = math.inf
+        elif a64.shape == b64.shape and a64.size:
             bound = atol + rtol * np.maximum(np.abs(a64), np.abs(b64)) + slack
             score = float((np.abs(a64 - b64) / bound).max())
         else:
             score = math.inf
-        if score > worst_score:
+        if score > worst_score or (score == worst_score == math.inf and not worst):
             worst, worst_score = name, score
         max_abs, max_rel, passed = max(max_abs, ab), max(max_rel, rel), passed and ok
     return max_abs, max_rel, passed, worst
@@ -411,7 +428,10 @@ def crosscheck(
                 max_abs, max_rel, ok = compare(
                     outputs[pair[0]][index], outputs[pair[1]][index], atol, rtol
                 )
-                report.rows.append(Row("forward", out_name, pair, max_abs, max_rel, ok))
+                report.rows.append(
+                    Row("forward", out_name, pair, max_abs, max_rel, ok, _nonfinite_note(
+                        outputs[pair[0]][index], outputs[pair[1]][index], pair))
+                )  # fmt: skip
                 failed = failed or not ok
             if failed:
                 say(f"localizing {pair[0]} vs {pair[1]}")
@@ -500,7 +520,20 @@ def _read_run(model: ModelIR, folder: Path) -> dict:
     path = folder / "weights.npz"
     if not path.is_file():
         raise CrosscheckError(f"{folder} is not a specc run folder (no weights.npz)", exit_code=2)
-    run = {"weights": W.load(path), "normalization": None, "info": {}}
+    try:
+        weights = W.load(path)
+    except Exception as exc:  # empty, truncated or not an npz
+        raise CrosscheckError(f"cannot read {path}: {exc}", exit_code=3) from None
+    for key, value in weights.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            count = int((~np.isfinite(value)).sum())
+            first = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
+            raise CrosscheckError(
+                f"{path}: {key} holds {count:,} NaN/Inf values, the first at index {first}; "
+                "a model with non-finite weights cannot be checked",
+                exit_code=3,
+            )
+    run = {"weights": weights, "normalization": None, "info": {}}
     if (folder / "run.json").is_file():
         run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         want = run["info"].get("spec_sha256")
@@ -566,5 +599,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
             note = f"{rate:.2%} identical predictions ({same}/{len(x)})"
         else:
             note = ""
-        what = f"test set ({len(x)} samples)"
+        bad = _nonfinite_note(outputs[pair[0]], outputs[pair[1]], pair)
+        if bad:
+            ok, note = False, bad
+        what = f"{model.outputs[0]} on the test set ({len(x)} samples)"
         report.rows.append(Row("trained", what, pair, max_abs, max_rel, ok, note))

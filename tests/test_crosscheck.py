@@ -44,7 +44,8 @@ def test_compare_tolerances():
     max_abs, max_rel, ok = compare(a, a + [2e-4, 0, 0], 1e-5, 1e-4)
     assert not ok and max_abs == pytest.approx(2e-4) and max_rel == pytest.approx(2e-4, rel=1e-3)
     assert compare(a, a + [1e-5, 0, 0], 1e-5, 1e-4)[2]  # within atol + rtol * |a|
-    assert compare([np.nan], [np.nan], 1e-5, 1e-4)[2]
+    assert not compare([np.nan], [np.nan], 1e-5, 1e-4)[2]  # NaN never passes (issue 19)
+    assert not compare([np.inf], [np.inf], 1e-5, 1e-4)[2]
     assert not compare([np.nan], [0.0], 1e-5, 1e-4)[2]
     assert compare(np.zeros(2), np.zeros(3), 1e-5, 1e-4) == (np.inf, np.inf, False)
     assert compare([0.0], [1e-3], 1e-5, 1e-4, slack=1e-3)[2]
