@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 pytest.importorskip("onnx")
 
 from specc.api import loads  # noqa: E402
-from specc.onnx_target import build_onnx  # noqa: E402
+from specc.targets.onnx.graph import build_onnx  # noqa: E402
 
 LONG = os.environ.get("SPECC_FUZZ") == "long"
 
