@@ -160,12 +160,13 @@ def schema(
     _write(output, text)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, content: str | bytes) -> None:
     """Write atomically (nothing half-written); an unwritable path is a usage error."""
-    from .fsutil import atomic_write_text
+    from .fsutil import atomic_write_bytes
 
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        atomic_write_text(path, text)
+        atomic_write_bytes(path, data)
     except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -242,22 +243,11 @@ def compile_(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if isinstance(produced, bytes):
-        _write_bytes(output, produced)
+        _write(output, produced)
     elif output is None:
         typer.echo(produced, nl=False)
     else:
         _write(output, produced)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically (nothing half-written); an unwritable path is a usage error."""
-    from .fsutil import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load_weights(path: Path) -> dict:
@@ -604,13 +594,7 @@ def plot(
     if output is None:
         typer.echo(data.decode("utf-8"), nl=False)
         return
-    from .fsutil import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(output, data)
-    except OSError as exc:
-        typer.echo(f"{output}: cannot write: {exc.strerror}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    _write(output, data)
 
 
 @app.command()

@@ -288,7 +288,8 @@ def _require(backends) -> None:
 # --------------------------------------------------------------------------- inputs
 
 
-def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
+def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.ndarray]:
+    """Seeded inputs: standard normal floats; integers in [0, high) (pixels, token ids)."""
     rng = np.random.default_rng([seed, 1])
     out = []
     for tensor in model.inputs:
@@ -296,8 +297,11 @@ def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
         if tensor.dtype.startswith("float"):
             out.append(rng.normal(size=shape).astype(tensor.dtype))
         else:
-            out.append(rng.integers(0, 256, size=shape).astype(tensor.dtype))
+            out.append(rng.integers(0, high, size=shape).astype(tensor.dtype))
     return out
+
+
+random_inputs = _inputs
 
 
 def _loss_spec(model: ModelIR) -> tuple[str | None, bool]:

@@ -18,18 +18,6 @@ class CheckRow:
     max_rel: float
 
 
-def random_inputs(model, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng([seed, 7])
-    out = []
-    for tensor in model.inputs:
-        shape = (batch, *tensor.shape)
-        if tensor.dtype.startswith("float"):
-            out.append(rng.normal(size=shape).astype(tensor.dtype))
-        else:
-            out.append(rng.integers(0, 10, size=shape).astype(tensor.dtype))
-    return out
-
-
 def reference_outputs(source: Path, kind: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """The original model's outputs: Keras for a Keras file, onnxruntime for ONNX."""
     if kind == "keras":
@@ -48,8 +36,9 @@ def reference_outputs(source: Path, kind: str, inputs: list[np.ndarray]) -> list
 def check_import(source: Path, kind: str, model, weights: dict, batch: int = 4) -> list[CheckRow]:
     """One row per (installed target, output): the difference from the original model."""
     from .. import targets
+    from ..crosscheck import random_inputs
 
-    inputs = random_inputs(model, batch)
+    inputs = random_inputs(model, batch, seed=0, high=10)
     if kind == "onnx":  # the original graph may read and write channels-first tensors
         from .onnx import original_inputs, original_output_layouts
 

@@ -216,6 +216,19 @@ def _conv(state: _State, node, x: Value):
     _add(state, node, entry, [x], CF, (*out_sizes, int(out_channels)), weights)
 
 
+def _window_entry(kind: str, head: dict, kernel, strides, dilations, padding: str) -> dict:
+    """A windowed layer's entry: only what differs from Keras's defaults."""
+    rank = len(kernel)
+    entry: dict = {"type": kind, **head, "kernel_size": list(kernel)}
+    if padding == "same":
+        entry["padding"] = "same"
+    if tuple(strides) != (1,) * rank:
+        entry["strides"] = list(strides)
+    if tuple(dilations) != (1,) * rank:
+        entry["dilation_rate"] = list(dilations)
+    return entry
+
+
 def _separable(state: _State, node, x: Value) -> bool:
     """A depthwise Conv without bias whose only reader is a 1x1 Conv: SeparableConv2D."""
     a = _attrs(node)
@@ -245,17 +258,8 @@ def _separable(state: _State, node, x: Value) -> bool:
     padding = _window_padding(a.get("pads"), x.shape[:-1], kernel, strides, dilations)
     if padding is None:
         return False
-    entry: dict = {
-        "type": "SeparableConv2D",
-        "filters": int(pw.shape[0]),
-        "kernel_size": list(kernel),
-    }
-    if padding == "same":
-        entry["padding"] = "same"
-    if strides != (1, 1):
-        entry["strides"] = list(strides)
-    if dilations != (1, 1):
-        entry["dilation_rate"] = list(dilations)
+    head = {"filters": int(pw.shape[0])}
+    entry = _window_entry("SeparableConv2D", head, kernel, strides, dilations, padding)
     if w.shape[0] // cin != 1:
         entry["depth_multiplier"] = w.shape[0] // cin
     bias = _const(state, follow[0], 2)
@@ -591,17 +595,8 @@ def _conv_transpose(state: _State, node, x: Value):
             "neither Keras's 'valid' nor 'same'"
         )
         return
-    entry: dict = {
-        "type": "Conv2DTranspose",
-        "filters": int(w.shape[1]),
-        "kernel_size": list(kernel),
-    }
-    if padding == "same":
-        entry["padding"] = "same"
-    if strides != (1, 1):
-        entry["strides"] = list(strides)
-    if dilations != (1, 1):
-        entry["dilation_rate"] = list(dilations)
+    head = {"filters": int(w.shape[1])}
+    entry = _window_entry("Conv2DTranspose", head, kernel, strides, dilations, padding)
     if bias is None:
         entry["use_bias"] = False
     declared = _declared(entry, [x.shape])
