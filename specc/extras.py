@@ -15,7 +15,12 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "numpy": ("numpy", "train"),
     "matplotlib": ("matplotlib", "train"),
     "PIL": ("pillow", "train"),
+    "h5py": ("h5py", "keras"),
     "sklearn": ("scikit-learn", "train"),
+    "pygls": ("pygls", "lsp"),
+    "lsprotocol": ("lsprotocol", "lsp"),
+    "netron": ("netron", "view"),
+    "tensorboard": ("tensorboard", "tensorboard"),
 }
 
 TORCH_CPU_HINT = (

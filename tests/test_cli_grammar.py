@@ -70,6 +70,10 @@ def test_every_write_says_what_it_wrote(tmp_path):
     assert result.stderr.startswith(f"wrote {alias} (JSON Schema, ")
     quiet = invoke("compile", "specs/mnist_mlp.json", "-t", "pytorch", "-o", str(out), "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+    graph = tmp_path / "g.mmd"
+    result = invoke("plot", "specs/mnist_mlp.json", "--out", str(graph))
+    assert result.exit_code == 0 and graph.read_text().startswith("---")
+    assert result.stderr == f"wrote {graph} (mermaid graph, {graph.stat().st_size:,} bytes)\n"
 
 
 def test_same_option_names_on_every_command():
@@ -81,6 +85,13 @@ def test_same_option_names_on_every_command():
         assert "--format" in helps[cmd], cmd
     for cmd in ("compile", "train", "schema"):
         assert "--out" in helps[cmd], cmd
+    # the commands added since (plot, import, predict, report) speak the same grammar
+    for cmd in ("plot", "import", "predict", "report"):
+        text = invoke(cmd, "--help").stdout
+        assert "--out" in text and "-o" in text, cmd
+    for cmd in ("plot", "import", "predict"):
+        assert "--quiet" in invoke(cmd, "--help").stdout, cmd
+    assert "sarif" in helps["validate"] and "github" in helps["validate"]
     for cmd in ("train", "crosscheck"):
         assert "--batch-size" in helps[cmd] and "--seed" in helps[cmd], cmd
     for cmd in ("validate", "train", "compile", "schema"):
