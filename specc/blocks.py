@@ -376,11 +376,11 @@ class _Expander:
                 if not cond:
                     # skipped: its name passes its (first) input through
                     refs = self._refs(entry, scope, lpath, frames, local, previous)
+                    through = refs[0] if refs else previous
                     raw_name = entry.get("name")
                     if isinstance(raw_name, str):
-                        local[str(self.value(raw_name, scope, lpath + ("name",), frames))] = (
-                            refs[0] if refs else previous
-                        )
+                        local[str(self.value(raw_name, scope, lpath + ("name",), frames))] = through
+                    previous = through
                     continue
             refs = self._refs(entry, scope, lpath, frames, local, previous)
             if refs is None:
@@ -394,28 +394,50 @@ class _Expander:
                     local[name] = output
                 previous = out[-1][1]
                 continue
-            item = {}
-            for key, raw in entry.items():
-                if key in ("if", "inputs"):
-                    continue
-                item[key] = self.value(raw, scope, lpath + (key,), frames)
-            name = item.get("name")
-            if name is None:
-                from .layers import keras_default_name
+            count = 1
+            if "repeat" in entry:
+                count = self.value(entry["repeat"], scope, lpath + ("repeat",), frames)
+                if (
+                    isinstance(count, bool)
+                    or not isinstance(count, int)
+                    or not 1 <= count <= MAX_REPEAT
+                ):
+                    self.error(
+                        lpath + ("repeat",),
+                        f"'repeat' must be an integer from 1 to {MAX_REPEAT:,}, got {count!r}",
+                        frames,
+                    )
+                    return None
+            for idx in range(count):
+                s = {**scope, "i": idx} if "repeat" in entry else scope
+                item = {}
+                for key, raw in entry.items():
+                    if key in ("if", "inputs", "repeat"):
+                        continue
+                    item[key] = self.value(raw, s, lpath + (key,), frames)
+                name = item.get("name")
+                if name is None:
+                    from .layers import keras_default_name
 
-                stem = keras_default_name(str(item.get("type", "layer")))
-                n = auto.get(stem, 0)
-                auto[stem] = n + 1
-                name = f"{scope['name']}_{stem}" + (f"_{n}" if n else "")
-                item = {"name": name, **item}
-            if item.get("type") == "Input":
-                self.error(lpath + ("type",), "a block cannot contain an Input layer", frames)
-                return None
-            item["inputs"] = refs
-            self._emit(item, lpath, frames, None)
-            if isinstance(name, str):
-                local[name] = name
-            previous = name
+                    stem = keras_default_name(str(item.get("type", "layer")))
+                    n = auto.get(stem, 0)
+                    auto[stem] = n + 1
+                    name = f"{scope['name']}_{stem}" + (f"_{n}" if n else "")
+                    item = {"name": name, **item}
+                elif (
+                    "repeat" in entry
+                    and isinstance(name, str)
+                    and not has_expression(entry["name"])
+                ):
+                    name = item["name"] = f"{name}_{idx + 1}"
+                if item.get("type") == "Input":
+                    self.error(lpath + ("type",), "a block cannot contain an Input layer", frames)
+                    return None
+                item["inputs"] = refs if idx == 0 else [previous]
+                self._emit(item, lpath, frames, None)
+                if isinstance(name, str):
+                    local[name] = name
+                previous = name
         outs = block.outputs
         if outs is None:
             if previous is None:
