@@ -98,5 +98,5 @@ def _add_blocks(schema: dict, layer_types: list[str]) -> None:
         "description": "Reusable blocks: name -> definition; use a name as a layer type.",
         "additionalProperties": {"$ref": "#/$defs/Block"},
     }
-    layers = props["layers"]
-    layers["items"] = {"anyOf": [layers["items"], {"$ref": "#/$defs/BlockInstance"}]}
+    # the instance is one more alternative; its `type` is no layer type, so oneOf holds
+    props["layers"]["items"]["oneOf"].append({"$ref": "#/$defs/BlockInstance"})
