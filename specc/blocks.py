@@ -68,6 +68,18 @@ class Frame:
         return text
 
 
+@dataclass(frozen=True)
+class CallSite:
+    """One instance: its block, path of instance names, every argument, the tensors it read
+    and its output."""
+
+    block: str
+    path: tuple[str, ...]
+    args: tuple[tuple[str, object], ...]
+    inputs: tuple
+    output: str
+
+
 @dataclass
 class Expansion:
     """What expansion produced: per flat layer, its instantiation frames (outermost first)
@@ -78,6 +90,14 @@ class Expansion:
     top_index: list[int | None] = field(default_factory=list)
     #: instance path (outermost first, as instance names) -> (block name, output layer name)
     instances: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
+    #: per flat layer written in a block: the parameter values it was expanded with
+    scopes: list[dict | None] = field(default_factory=list)
+    #: every instantiation, in order
+    calls: list[CallSite] = field(default_factory=list)
+    #: per flat layer: the path of the entry it was written as (in `layers` or a block)
+    paths: list[tuple] = field(default_factory=list)
+    #: per flat layer: its name (automatic names included)
+    names: list[str | None] = field(default_factory=list)
 
     def scope_of(self, flat_index: int) -> tuple[str, ...]:
         """The instance names enclosing a flat layer, outermost first."""
@@ -109,6 +129,8 @@ class _Expander:
         self.frames: list[tuple[Frame, ...]] = []
         self.top_index: list[int | None] = []
         self.instances: dict[tuple[str, ...], tuple[str, str]] = {}
+        self.scopes: list[dict | None] = []
+        self.calls: list[CallSite] = []
         self.failed = False
 
     # -------------------------------------------------------------- diagnostics
@@ -195,7 +217,8 @@ class _Expander:
             new["outputs"] = [aliases.get(r, r) if isinstance(r, str) else r for r in outs]
         return new
 
-    def _emit(self, entry, path: tuple, frames: tuple, top: int | None) -> int:
+    def _emit(self, entry, path: tuple, frames: tuple, top: int | None, scope=None) -> int:
+        self.scopes.append(scope)
         self.flat.append(entry)
         self.paths.append(path)
         self.frames.append(frames)
@@ -344,6 +367,9 @@ class _Expander:
             if output is None:
                 return None
             self.instances[scope_path] = (bname, output)
+            self.calls.append(
+                CallSite(bname, scope_path, tuple(args.items()), tuple(current), output)
+            )
             results.append((name, output))
             current = [output]
         if not results:  # every repetition skipped by `if`: the input passes through
@@ -434,7 +460,7 @@ class _Expander:
                     self.error(lpath + ("type",), "a block cannot contain an Input layer", frames)
                     return None
                 item["inputs"] = refs if idx == 0 else [previous]
-                self._emit(item, lpath, frames, None)
+                self._emit(item, lpath, frames, None, s)
                 if isinstance(name, str):
                     local[name] = name
                 previous = name
@@ -659,7 +685,15 @@ def expand(source: Source) -> tuple[Source, Expansion | None, list[Diagnostic]]:
             n = len(opath)
             for path, pos in by_prefix.get(opath, ()):
                 target[("layers", j, *path[n:])] = pos
-    expansion = Expansion(blocks, ex.frames, ex.top_index, ex.instances)
+    for call in ex.calls:  # names of unnamed top-level layers an instance reads
+        if any(isinstance(r, _Ref) for r in call.inputs):
+            ex.calls[ex.calls.index(call)] = replace(
+                call,
+                inputs=tuple(names[r.index] if isinstance(r, _Ref) else r for r in call.inputs),
+            )
+    expansion = Expansion(
+        blocks, ex.frames, ex.top_index, ex.instances, ex.scopes, ex.calls, ex.paths, names
+    )
     return out, expansion, []
 
 

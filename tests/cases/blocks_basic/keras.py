@@ -6,122 +6,85 @@ Every layer argument is written out; inputs and outputs are channels-last.
 import keras
 
 
+def residual(x, filters, project, name):
+    """The block 'residual' of the spec."""
+    if project:
+        proj = keras.layers.Conv2D(
+            filters=filters,
+            kernel_size=(1, 1),
+            strides=(1, 1),
+            padding="valid",
+            dilation_rate=(1, 1),
+            activation=None,
+            use_bias=False,
+            data_format="channels_last",
+            groups=1,
+            kernel_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            name=f"{name}_proj",
+        )(x)
+    else:
+        proj = x
+    conv1 = keras.layers.Conv2D(
+        filters=filters,
+        kernel_size=(3, 3),
+        strides=(1, 1),
+        padding="same",
+        dilation_rate=(1, 1),
+        activation="relu",
+        use_bias=True,
+        data_format="channels_last",
+        groups=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{name}_conv1",
+    )(x)
+    conv2 = keras.layers.Conv2D(
+        filters=filters,
+        kernel_size=(3, 3),
+        strides=(1, 1),
+        padding="same",
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        data_format="channels_last",
+        groups=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{name}_conv2",
+    )(conv1)
+    bn = keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-05,
+        center=True,
+        scale=True,
+        name=f"{name}_bn",
+    )(conv2)
+    add = keras.layers.Add(name=f"{name}_add")([bn, proj])
+    out = keras.layers.ReLU(
+        max_value=None,
+        negative_slope=0.0,
+        threshold=0.0,
+        name=f"{name}_out",
+    )(add)
+    return out
+
+
 def build_model() -> keras.Model:
-    """Build 'blocks_basic' (Functional API)."""
+    """Build 'blocks_basic' (Functional API, one function per block)."""
     image = keras.Input(
         shape=(16, 16, 8),
         dtype="float32",
         name="image",
     )
-    res1_conv1 = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation="relu",
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="res1_conv1",
-    )(image)
-    res1_conv2 = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="res1_conv2",
-    )(res1_conv1)
-    res1_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1e-05,
-        center=True,
-        scale=True,
-        name="res1_bn",
-    )(res1_conv2)
-    res1_add = keras.layers.Add(
-        name="res1_add",
-    )([res1_bn, image])
-    res1_out = keras.layers.ReLU(
-        max_value=None,
-        negative_slope=0.0,
-        threshold=0.0,
-        name="res1_out",
-    )(res1_add)
-    res2_proj = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=False,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="res2_proj",
-    )(res1_out)
-    res2_conv1 = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation="relu",
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="res2_conv1",
-    )(res1_out)
-    res2_conv2 = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="res2_conv2",
-    )(res2_conv1)
-    res2_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1e-05,
-        center=True,
-        scale=True,
-        name="res2_bn",
-    )(res2_conv2)
-    res2_add = keras.layers.Add(
-        name="res2_add",
-    )([res2_bn, res2_proj])
-    res2_out = keras.layers.ReLU(
-        max_value=None,
-        negative_slope=0.0,
-        threshold=0.0,
-        name="res2_out",
-    )(res2_add)
+    res1 = residual(image, filters=8, project=False, name="res1")
+    res2 = residual(res1, filters=16, project=True, name="res2")
     pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
         data_format="channels_last",
         name="pool",
-    )(res2_out)
+    )(res2)
     logits = keras.layers.Dense(
         units=10,
         activation=None,

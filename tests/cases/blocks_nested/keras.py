@@ -6,8 +6,125 @@ Every layer argument is written out; inputs and outputs are channels-last.
 import keras
 
 
+def bottleneck(x, filters, stride, conv_shortcut, name):
+    """The block 'bottleneck' of the spec."""
+    if conv_shortcut:
+        x0_conv = keras.layers.Conv2D(
+            filters=4 * filters,
+            kernel_size=(1, 1),
+            strides=(stride, stride),
+            padding="valid",
+            dilation_rate=(1, 1),
+            activation=None,
+            use_bias=True,
+            data_format="channels_last",
+            groups=1,
+            kernel_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            name=f"{name}_0_conv",
+        )(x)
+    else:
+        x0_conv = x
+    if conv_shortcut:
+        x0_bn = keras.layers.BatchNormalization(
+            axis=-1,
+            momentum=0.99,
+            epsilon=1.001e-05,
+            center=True,
+            scale=True,
+            name=f"{name}_0_bn",
+        )(x0_conv)
+    else:
+        x0_bn = x0_conv
+    x1_conv = keras.layers.Conv2D(
+        filters=filters,
+        kernel_size=(1, 1),
+        strides=(stride, stride),
+        padding="valid",
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        data_format="channels_last",
+        groups=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{name}_1_conv",
+    )(x)
+    x1_bn = keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=0.99,
+        epsilon=1.001e-05,
+        center=True,
+        scale=True,
+        name=f"{name}_1_bn",
+    )(x1_conv)
+    x1_relu = keras.layers.Activation(activation="relu", name=f"{name}_1_relu")(x1_bn)
+    x2_conv = keras.layers.Conv2D(
+        filters=filters,
+        kernel_size=(3, 3),
+        strides=(1, 1),
+        padding="same",
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        data_format="channels_last",
+        groups=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{name}_2_conv",
+    )(x1_relu)
+    x2_bn = keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=0.99,
+        epsilon=1.001e-05,
+        center=True,
+        scale=True,
+        name=f"{name}_2_bn",
+    )(x2_conv)
+    x2_relu = keras.layers.Activation(activation="relu", name=f"{name}_2_relu")(x2_bn)
+    x3_conv = keras.layers.Conv2D(
+        filters=filters * 4,
+        kernel_size=(1, 1),
+        strides=(1, 1),
+        padding="valid",
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        data_format="channels_last",
+        groups=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{name}_3_conv",
+    )(x2_relu)
+    x3_bn = keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=0.99,
+        epsilon=1.001e-05,
+        center=True,
+        scale=True,
+        name=f"{name}_3_bn",
+    )(x3_conv)
+    add = keras.layers.Add(name=f"{name}_add")([x0_bn, x3_bn])
+    out = keras.layers.Activation(activation="relu", name=f"{name}_out")(add)
+    return out
+
+
+def stack(x, filters, blocks, stride, name):
+    """The block 'stack' of the spec."""
+    block = x
+    for i in range(blocks):
+        block = bottleneck(
+            block,
+            filters=filters,
+            stride=stride if i == 0 else 1,
+            conv_shortcut=True if i == 0 else False,
+            name=f"{name}_block{i + 1}",
+        )
+    return block
+
+
 def build_model() -> keras.Model:
-    """Build 'blocks_nested' (Functional API)."""
+    """Build 'blocks_nested' (Functional API, one function per block)."""
     image = keras.Input(
         shape=(16, 16, 3),
         dtype="float32",
@@ -27,379 +144,13 @@ def build_model() -> keras.Model:
         bias_initializer="zeros",
         name="conv1_conv",
     )(image)
-    conv2_block1_0_conv = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block1_0_conv",
-    )(conv1_conv)
-    conv2_block1_0_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block1_0_bn",
-    )(conv2_block1_0_conv)
-    conv2_block1_1_conv = keras.layers.Conv2D(
-        filters=4,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block1_1_conv",
-    )(conv1_conv)
-    conv2_block1_1_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block1_1_bn",
-    )(conv2_block1_1_conv)
-    conv2_block1_1_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block1_1_relu",
-    )(conv2_block1_1_bn)
-    conv2_block1_2_conv = keras.layers.Conv2D(
-        filters=4,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block1_2_conv",
-    )(conv2_block1_1_relu)
-    conv2_block1_2_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block1_2_bn",
-    )(conv2_block1_2_conv)
-    conv2_block1_2_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block1_2_relu",
-    )(conv2_block1_2_bn)
-    conv2_block1_3_conv = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block1_3_conv",
-    )(conv2_block1_2_relu)
-    conv2_block1_3_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block1_3_bn",
-    )(conv2_block1_3_conv)
-    conv2_block1_add = keras.layers.Add(
-        name="conv2_block1_add",
-    )([conv2_block1_0_bn, conv2_block1_3_bn])
-    conv2_block1_out = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block1_out",
-    )(conv2_block1_add)
-    conv2_block2_1_conv = keras.layers.Conv2D(
-        filters=4,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block2_1_conv",
-    )(conv2_block1_out)
-    conv2_block2_1_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block2_1_bn",
-    )(conv2_block2_1_conv)
-    conv2_block2_1_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block2_1_relu",
-    )(conv2_block2_1_bn)
-    conv2_block2_2_conv = keras.layers.Conv2D(
-        filters=4,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block2_2_conv",
-    )(conv2_block2_1_relu)
-    conv2_block2_2_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block2_2_bn",
-    )(conv2_block2_2_conv)
-    conv2_block2_2_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block2_2_relu",
-    )(conv2_block2_2_bn)
-    conv2_block2_3_conv = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv2_block2_3_conv",
-    )(conv2_block2_2_relu)
-    conv2_block2_3_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv2_block2_3_bn",
-    )(conv2_block2_3_conv)
-    conv2_block2_add = keras.layers.Add(
-        name="conv2_block2_add",
-    )([conv2_block1_out, conv2_block2_3_bn])
-    conv2_block2_out = keras.layers.Activation(
-        activation="relu",
-        name="conv2_block2_out",
-    )(conv2_block2_add)
-    conv3_block1_0_conv = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(2, 2),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block1_0_conv",
-    )(conv2_block2_out)
-    conv3_block1_0_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block1_0_bn",
-    )(conv3_block1_0_conv)
-    conv3_block1_1_conv = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(1, 1),
-        strides=(2, 2),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block1_1_conv",
-    )(conv2_block2_out)
-    conv3_block1_1_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block1_1_bn",
-    )(conv3_block1_1_conv)
-    conv3_block1_1_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block1_1_relu",
-    )(conv3_block1_1_bn)
-    conv3_block1_2_conv = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block1_2_conv",
-    )(conv3_block1_1_relu)
-    conv3_block1_2_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block1_2_bn",
-    )(conv3_block1_2_conv)
-    conv3_block1_2_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block1_2_relu",
-    )(conv3_block1_2_bn)
-    conv3_block1_3_conv = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block1_3_conv",
-    )(conv3_block1_2_relu)
-    conv3_block1_3_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block1_3_bn",
-    )(conv3_block1_3_conv)
-    conv3_block1_add = keras.layers.Add(
-        name="conv3_block1_add",
-    )([conv3_block1_0_bn, conv3_block1_3_bn])
-    conv3_block1_out = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block1_out",
-    )(conv3_block1_add)
-    conv3_block2_1_conv = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block2_1_conv",
-    )(conv3_block1_out)
-    conv3_block2_1_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block2_1_bn",
-    )(conv3_block2_1_conv)
-    conv3_block2_1_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block2_1_relu",
-    )(conv3_block2_1_bn)
-    conv3_block2_2_conv = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block2_2_conv",
-    )(conv3_block2_1_relu)
-    conv3_block2_2_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block2_2_bn",
-    )(conv3_block2_2_conv)
-    conv3_block2_2_relu = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block2_2_relu",
-    )(conv3_block2_2_bn)
-    conv3_block2_3_conv = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        dilation_rate=(1, 1),
-        activation=None,
-        use_bias=True,
-        data_format="channels_last",
-        groups=1,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name="conv3_block2_3_conv",
-    )(conv3_block2_2_relu)
-    conv3_block2_3_bn = keras.layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=1.001e-05,
-        center=True,
-        scale=True,
-        name="conv3_block2_3_bn",
-    )(conv3_block2_3_conv)
-    conv3_block2_add = keras.layers.Add(
-        name="conv3_block2_add",
-    )([conv3_block1_out, conv3_block2_3_bn])
-    conv3_block2_out = keras.layers.Activation(
-        activation="relu",
-        name="conv3_block2_out",
-    )(conv3_block2_add)
+    conv2 = stack(conv1_conv, filters=4, blocks=2, stride=1, name="conv2")
+    conv3 = stack(conv2, filters=8, blocks=2, stride=2, name="conv3")
     avg_pool = keras.layers.GlobalAveragePooling2D(
         keepdims=False,
         data_format="channels_last",
         name="avg_pool",
-    )(conv3_block2_out)
+    )(conv3)
     predictions = keras.layers.Dense(
         units=10,
         activation="softmax",
