@@ -98,3 +98,51 @@ def test_zoo_equals_keras_applications(name, tmp_path):
     got = ours.forward([x])[0]
     assert got.shape == expected.shape == (2, 1000)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+
+
+def _fault(code: str, attribute: str, field: str, value: str) -> str:
+    """``code`` with one argument of one module's constructor changed."""
+    start = code.index(f"self.{attribute} = ")
+    at = code.index(f"{field}=", start)
+    end = code.index(",\n", at)  # one argument per line, as the generator writes them
+    return code[:at] + f"{field}={value}" + code[end:]
+
+
+@pytest.mark.slow
+def test_crosscheck_of_a_deep_zoo_model_passes_and_names_an_injected_fault(monkeypatch):
+    """ResNet50 (at 64x64): Keras and PyTorch agree on every layer and on the training step
+    (gradients judged against float64); a BatchNormalization epsilon changed in one layer of
+    the PyTorch code (1.001e-5 -> 1e-3, invisible in the softmax output) fails and is named,
+    early or deep in the network. (A changed stride changes shapes, which every residual
+    Add then refuses: that fault cannot go unnoticed.)"""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+    from specc.targets.pytorch import TARGET
+
+    model = _at_size("resnet50", 64)
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=2)
+    assert report.ok, report.format_text()
+    rows = {(r.check, r.what.split(" (")[0]): r for r in report.rows}
+    assert rows[("forward", "every layer")].passed
+    assert "vs float64" in rows[("train sgd", "gradients")].what
+
+    emit = TARGET.emit
+
+    def with_fault(field, value, layer):
+        def faulty(model, *args, **kwargs):
+            return _fault(emit(model, *args, **kwargs), layer, field, value)
+
+        return faulty
+
+    for field, value, layer in (
+        ("eps", "0.001", "conv2_block1_1_bn"),
+        ("eps", "0.001", "conv4_block3_2_bn"),
+    ):
+        monkeypatch.setattr(TARGET, "emit", with_fault(field, value, layer))
+        faulty = crosscheck(model, backends=["keras", "pytorch"], batch=2, train_step=False)
+        monkeypatch.setattr(TARGET, "emit", emit)
+        assert not faulty.ok
+        row = next(r for r in faulty.rows if r.what.startswith("every layer"))
+        assert not row.passed and f"first: {layer}" in row.note, faulty.format_text()
+        assert faulty.divergences[0].layer == layer
