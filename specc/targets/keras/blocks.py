@@ -220,19 +220,30 @@ class _Writer:
     def _arg(self, entry, key, value, present, scopes) -> str:
         values = [layer.spec.keras_args()[key] for layer in present]
         raw = entry.get(key)
-        if isinstance(raw, str) and has_expression(raw):
+        # the field of the same name first; else (a Keras argument derived from another
+        # field, as MaxPooling2D's strides from pool_size) any field holding an expression
+        candidates = [raw] if isinstance(raw, str) and has_expression(raw) else []
+        if not candidates and not all(_same(v, values[0]) for v in values):
+            candidates = [
+                v
+                for k, v in entry.items()
+                if k != "name" and isinstance(v, str) and has_expression(v)
+            ]
+        for raw in candidates:
             source = py_value(raw)
             evaluated = [substitute(raw, s) for s in scopes]
             if all(_same(v, e) for v, e in zip(values, evaluated)):
                 return source
             if all(_same(v, (e, e)) for v, e in zip(values, evaluated)):
                 return f"({source}, {source})"
-            if all(isinstance(e, int) and _same(v, float(e)) for v, e in zip(values, evaluated)):
+            if all(
+                isinstance(e, int) and not isinstance(e, bool) and _same(v, float(e))
+                for v, e in zip(values, evaluated)
+            ):
                 return f"float({source})"
-            raise Unsupported(f"argument '{key}'")
         if all(_same(v, values[0]) for v in values):
             return py_literal(values[0])
-        raise Unsupported(f"argument '{key}' varies")
+        raise Unsupported(f"argument '{key}' cannot be written from the block's parameters")
 
     def _instance(self, entry, refs, var, indent) -> list[str]:
         bname = entry["type"]

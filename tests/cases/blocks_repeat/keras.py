@@ -6,132 +6,54 @@ Every layer argument is written out; inputs and outputs are channels-last.
 import keras
 
 
+def stage(x, filters, convs, pool, name):
+    """The block 'stage' of the spec."""
+    conv = x
+    for i in range(convs):
+        conv = keras.layers.Conv2D(
+            filters=filters,
+            kernel_size=(3, 3),
+            strides=(1, 1),
+            padding="same",
+            dilation_rate=(1, 1),
+            activation="relu",
+            use_bias=True,
+            data_format="channels_last",
+            groups=1,
+            kernel_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            name=f"{name}_conv{i + 1}",
+        )(conv)
+    pool_ = keras.layers.MaxPooling2D(
+        pool_size=(pool, pool),
+        strides=(pool, pool),
+        padding="valid",
+        data_format="channels_last",
+        name=f"{name}_pool",
+    )(conv)
+    return pool_
+
+
 def build_model() -> keras.Model:
-    """Build 'blocks_repeat' (keras.Sequential)."""
-    return keras.Sequential(
-        [
-            keras.Input(
-                shape=(32, 32, 3),
-                dtype="float32",
-                name="image",
-            ),
-            keras.layers.Conv2D(
-                filters=8,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block1_conv1",
-            ),
-            keras.layers.MaxPooling2D(
-                pool_size=(2, 2),
-                strides=(2, 2),
-                padding="valid",
-                data_format="channels_last",
-                name="block1_pool",
-            ),
-            keras.layers.Conv2D(
-                filters=16,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block2_conv1",
-            ),
-            keras.layers.Conv2D(
-                filters=16,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block2_conv2",
-            ),
-            keras.layers.MaxPooling2D(
-                pool_size=(2, 2),
-                strides=(2, 2),
-                padding="valid",
-                data_format="channels_last",
-                name="block2_pool",
-            ),
-            keras.layers.Conv2D(
-                filters=24,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block3_conv1",
-            ),
-            keras.layers.Conv2D(
-                filters=24,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block3_conv2",
-            ),
-            keras.layers.Conv2D(
-                filters=24,
-                kernel_size=(3, 3),
-                strides=(1, 1),
-                padding="same",
-                dilation_rate=(1, 1),
-                activation="relu",
-                use_bias=True,
-                data_format="channels_last",
-                groups=1,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="block3_conv3",
-            ),
-            keras.layers.MaxPooling2D(
-                pool_size=(4, 4),
-                strides=(4, 4),
-                padding="valid",
-                data_format="channels_last",
-                name="block3_pool",
-            ),
-            keras.layers.Flatten(
-                data_format="channels_last",
-                name="flatten",
-            ),
-            keras.layers.Dense(
-                units=10,
-                activation="softmax",
-                use_bias=True,
-                kernel_initializer="glorot_uniform",
-                bias_initializer="zeros",
-                name="predictions",
-            ),
-        ],
-        name="blocks_repeat",
+    """Build 'blocks_repeat' (Functional API, one function per block)."""
+    image = keras.Input(
+        shape=(32, 32, 3),
+        dtype="float32",
+        name="image",
     )
+    block1 = stage(image, filters=8, convs=1, pool=2, name="block1")
+    block2 = stage(block1, filters=16, convs=2, pool=2, name="block2")
+    block3 = stage(block2, filters=24, convs=3, pool=4, name="block3")
+    flatten = keras.layers.Flatten(
+        data_format="channels_last",
+        name="flatten",
+    )(block3)
+    predictions = keras.layers.Dense(
+        units=10,
+        activation="softmax",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name="predictions",
+    )(flatten)
+    return keras.Model(inputs=image, outputs=predictions, name="blocks_repeat")
