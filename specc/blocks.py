@@ -174,7 +174,7 @@ class _Expander:
         after_instance = False
         for k, entry in enumerate(layers):
             path = ("layers", k)
-            if isinstance(entry, dict) and entry.get("type") in self.blocks:
+            if isinstance(entry, dict) and _is_block(entry.get("type"), self.blocks):
                 refs = entry.get("inputs")
                 if refs is None:
                     if previous is None:
@@ -411,7 +411,7 @@ class _Expander:
             refs = self._refs(entry, scope, lpath, frames, local, previous)
             if refs is None:
                 return None
-            if entry.get("type") in self.blocks:
+            if _is_block(entry.get("type"), self.blocks):
                 inst = {k: v for k, v in entry.items() if k not in ("inputs", "if")}
                 out = self.instantiate(inst, lpath, scope, chain, frames, refs)
                 if out is None:
@@ -471,7 +471,7 @@ class _Expander:
                 return None
             return previous
         ref = self.value(outs[0], scope, ("blocks", block.name, "outputs", 0), frames)
-        if ref not in local:
+        if not isinstance(ref, str) or ref not in local:
             self.error(
                 ("blocks", block.name, "outputs", 0),
                 f"block output '{ref}' is not one of its inputs or layers",
@@ -501,7 +501,7 @@ class _Expander:
         out = []
         for j, r in enumerate(raw):
             ref = self.value(r, scope, lpath + ("inputs", j), frames)
-            if ref not in local:
+            if not isinstance(ref, str) or ref not in local:
                 self.error(
                     lpath + ("inputs", j),
                     f"unknown name '{ref}': a block layer reads the block's inputs "
@@ -517,6 +517,10 @@ class _Expander:
 
 class _TooLarge(Exception):
     pass
+
+
+def _is_block(kind: object, blocks: dict) -> bool:
+    return isinstance(kind, str) and kind in blocks
 
 
 def _typed(value, kind: str) -> bool:
@@ -583,7 +587,7 @@ def _definitions(source: Source, raw) -> tuple[dict[str, Block], list[Diagnostic
                 continue
             if isinstance(spec, str):
                 spec = {"type": spec}
-            if not isinstance(spec, dict) or spec.get("type") not in PARAM_TYPES:
+            if not isinstance(spec, dict) or not _is_block(spec.get("type"), PARAM_TYPES):
                 err(
                     ppath,
                     f"parameter '{pname}' needs a type: one of {', '.join(sorted(PARAM_TYPES))}",

@@ -17,7 +17,7 @@ import keyword
 import re
 
 from ...codegen.pyformat import INDENT, LINE_LENGTH, check_name, docstring, py_literal, py_str
-from ...expr import _template_parts, _tokens, has_expression, substitute
+from ...expr import ExprError, _template_parts, _tokens, has_expression, substitute
 
 
 class Unsupported(Exception):
@@ -312,7 +312,8 @@ def lower_blocks(model, layer_stmt) -> tuple[list[str], list[str]] | None:
         for call in top_calls:
             writer.function(call.block)
         body = layer_stmt(top_calls)
-    except (Unsupported, KeyError):
+    except (Unsupported, KeyError, IndexError, TypeError, ValueError, ExprError):
+        # anything the function form cannot say: the flat model, which is always exact
         return None
     lines: list[str] = []
     for function in writer.functions:
