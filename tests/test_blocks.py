@@ -278,3 +278,30 @@ def test_keras_block_functions_build_the_flat_model(case, tmp_path):
     x = np.random.default_rng(0).normal(size=(2, *model.inputs[0].shape)).astype(np.float32)
     a, b = (np.asarray(net(x, training=False)) for net in nets)
     np.testing.assert_array_equal(a, b)
+
+
+def test_target_refusal_inside_an_instance_names_it():
+    from specc.codegen import CodegenError
+    from specc.targets.pytorch.codegen import plan
+
+    result = _check(
+        """\
+    version: 1
+    name: m
+    inputs: [{name: x, shape: [8, 8, 4]}]
+    blocks:
+      unit:
+        params: {scale: {type: bool, default: true}}
+        layers:
+          - {type: BatchNormalization, name: $(name)_bn, scale: $scale}
+    layers:
+      - {type: unit, name: u1}
+      - {type: unit, name: u2, scale: false}
+    """
+    )
+    assert result.ok
+    with pytest.raises(CodegenError) as info:
+        plan(result.model, result.source)
+    (diag,) = info.value.diagnostics
+    assert diag.line == 8 and diag.layer == "BatchNormalization 'u2_bn'"
+    assert "in block 'unit' instantiated as 'u2' at t.yaml:11:5 with scale=false" in diag.message
