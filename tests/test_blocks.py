@@ -305,3 +305,16 @@ def test_target_refusal_inside_an_instance_names_it():
     (diag,) = info.value.diagnostics
     assert diag.line == 8 and diag.layer == "BatchNormalization 'u2_bn'"
     assert "in block 'unit' instantiated as 'u2' at t.yaml:11:5 with scale=false" in diag.message
+
+
+def test_the_documented_example_is_valid():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "spec.md").read_text()
+    section = text[text.index("## Blocks") :]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    result = check_text(example, file="example.yaml")
+    assert result.ok, [d.format() for d in result.diagnostics]
+    assert result.model.layer("conv3_block1_0_conv").output_shape == (16, 16, 32)
+    assert result.model.total_params == 5_098
