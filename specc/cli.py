@@ -128,6 +128,13 @@ def summary(
     format: SummaryFormat = typer.Option(
         SummaryFormat.text, "--format", "-f", help="Output format."
     ),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        min=0,
+        help="Show block instances nested deeper than this as one row with their totals "
+        "(0: every top-level instance is one row). Default: every layer.",
+    ),
 ) -> None:
     """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts them."""
     from .summary import format_markdown, format_text, summarize
@@ -139,9 +146,9 @@ def summary(
     if format is SummaryFormat.json:
         typer.echo(json.dumps(summarize(result.model), indent=2))
     elif format is SummaryFormat.markdown:
-        typer.echo(format_markdown(result.model), nl=False)
+        typer.echo(format_markdown(result.model, depth), nl=False)
     else:
-        typer.echo(format_text(result.model), nl=False)
+        typer.echo(format_text(result.model, depth), nl=False)
 
 
 @app.command()

@@ -335,3 +335,44 @@ def test_batch_norm_without_scale_crosschecks_in_keras_and_onnx(tmp_path, framew
     result = CliRunner().invoke(app, ["crosscheck", str(spec), "--backends", "keras,onnx"])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "Traceback" not in result.output
+
+
+def test_gradient_rule_against_float64():
+    """Gradients pass when Keras-vs-PyTorch is within 10x of PyTorch's own float32-vs-float64
+    rounding (per weight, relative to its size, at least the network's median rounding);
+    a 1% error in one weight's gradient fails and is named."""
+    import numpy as np
+
+    from specc.crosscheck import _gradient_row
+
+    rng = np.random.default_rng(0)
+    reference = {f"l{i}/kernel": rng.normal(size=(16, 16)) for i in range(20)}
+    torch32 = {
+        k: (v + rng.normal(scale=1e-7, size=v.shape)).astype(np.float32)
+        for k, v in reference.items()
+    }
+    keras = {
+        k: (v + rng.normal(scale=2e-7, size=v.shape)).astype(np.float32)
+        for k, v in reference.items()
+    }
+    row = _gradient_row(
+        "train sgd",
+        ("keras", "pytorch"),
+        {"gradients": keras},
+        {"gradients": torch32},
+        1,
+        reference,
+    )
+    assert row.passed, row.note
+    assert row.what == "gradients (20) vs float64"
+    keras["l7/kernel"] = (keras["l7/kernel"] * 1.01).astype(np.float32)
+    row = _gradient_row(
+        "train sgd",
+        ("keras", "pytorch"),
+        {"gradients": keras},
+        {"gradients": torch32},
+        1,
+        reference,
+    )
+    assert not row.passed
+    assert "worst l7/kernel" in row.note
