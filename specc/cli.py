@@ -428,7 +428,9 @@ def train(
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before training began (loading data, building the model)
-        typer.echo("interrupted before training began; nothing was saved", err=True)
+        typer.echo(
+            "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except OSError as exc:  # a framework's own save that failed (full disk, read-only)
         import errno
@@ -446,7 +448,22 @@ def train(
         if isinstance(exc, DatasetError):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN) from None
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            typer.echo(
+                "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class CrosscheckFormat(str, Enum):

@@ -233,6 +233,16 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         return _train_locked(spec_path, model, training, options, run, config, log, say_result)
 
 
+def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _record_new_target(out_dir: Path, config: dict) -> None:
     """A resumed run that trains to a new epoch count (or from a moved data folder)."""
     recorded = read_json(out_dir / "run.json", "the run's record")
@@ -392,8 +402,19 @@ def _train_locked(
         ) from None
     finally:
         progress.close()
+    from .loop import _InterruptFlag
+
     try:
-        metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+        # a first Ctrl-C waits for the results (a few seconds); a second one stops at once
+        with _InterruptFlag():
+            metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+    except Exception as exc:
+        if not _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            raise
+        raise RunInterrupted(
+            f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
+            f"complete; write them with:\n  {resume_command()}"
+        ) from None
     except KeyboardInterrupt:
         raise RunInterrupted(
             f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
