@@ -20,6 +20,8 @@ Shape = tuple[int, ...]  # one sample's shape, channels-last, without the batch 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
+#: the Keras activation strings specc accepts; each is lowered once, for every target, in
+#: layers.lowering.ACTIVATIONS
 ACTIVATIONS = (
     "linear",
     "relu",
@@ -33,21 +35,16 @@ ACTIVATIONS = (
     "swish",
     "silu",
     "softplus",
+    "relu6",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "mish",
+    "log_softmax",
+    "softsign",
+    "exponential",
 )
-ActivationName = Literal[
-    "linear",
-    "relu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "gelu",
-    "swish",
-    "silu",
-    "softplus",
-]
+ActivationName = Literal[ACTIVATIONS]  # type: ignore[valid-type]
 Initializer = Literal[
     "glorot_uniform",
     "glorot_normal",
