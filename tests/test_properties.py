@@ -727,7 +727,7 @@ def grown_spec(data, keras, dag: bool):
             keras_error = exc
         if result.ok and keras_error is not None:
             raise Mismatch(f"specc accepts but Keras raises {keras_error!r}\n{context}")
-        if not result.ok and keras_error is None and not specc_stricter(kind, result):
+        if not result.ok and keras_error is None:
             message = "; ".join(d.format() for d in result.errors)
             raise Mismatch(f"specc rejects ({message}) but Keras builds {out.shape}\n{context}")
         if not result.ok:
@@ -751,17 +751,6 @@ def grown_spec(data, keras, dag: bool):
         consumed = {r for layer in layers for r in layer.get("inputs", [])}
         final["outputs"] = [x["name"] for x in layers if x["name"] not in consumed]
     return final, rejected
-
-
-def specc_stricter(kind: str, result) -> bool:
-    """The one place specc refuses what Keras builds, on purpose: element-wise merges of
-    different shapes, which Keras broadcasts ((4, 1) + (4, 3) -> (4, 3)) but specc reads
-    as a wiring mistake (and PyTorch / ONNX code would broadcast differently)."""
-    return (
-        kind in MERGES
-        and kind != "Concatenate"
-        and all("cannot merge inputs of different shapes" in d.message for d in result.errors)
-    )
 
 
 def _tuplify(args: dict) -> dict:
