@@ -192,6 +192,8 @@ class Renderer:
         if isinstance(expr, lw.Slice):
             parts = [":"] * expr.skip + [f"{a}:{b}" for a, b in expr.ranges]
             return f"{self.flat(expr.base)}[{', '.join(parts)}]"
+        if isinstance(expr, lw.IfTraining):
+            return f"{self.flat(expr.then)} if self.training else {self.flat(expr.otherwise)}"
         if isinstance(expr, lw.ListOf):
             return "[" + ", ".join(self.flat(i) for i in expr.items) + "]"
         if isinstance(expr, lw.Call):

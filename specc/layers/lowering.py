@@ -101,6 +101,14 @@ class ListOf(Expr):
     items: tuple[Expr, ...]
 
 
+@dataclass(frozen=True)
+class IfTraining(Expr):
+    """``<then> if self.training else <otherwise>`` (a whole forward step only)."""
+
+    then: Expr
+    otherwise: Expr
+
+
 def call(func: Expr | str, *args: Expr, **kwargs: Expr) -> Call:
     """A call; plain Python values in args/kwargs become literals."""
     return Call(
