@@ -104,10 +104,12 @@ def random_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
     out = {}
     for key, shape, _ in layout(model):
         param = key.rsplit("/", 1)[1]
-        if len(shape) >= 2:
-            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
-        elif param in ("gamma", "moving_variance"):
+        if param in ("gamma", "moving_variance", "variance"):
             array = rng.uniform(0.5, 1.5, shape)
+        elif param == "count":  # Normalization's sample count: an integer
+            array = np.zeros(shape)
+        elif len(shape) >= 2:
+            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
         else:
             array = rng.normal(0.0, 0.1, shape)
         out[key] = array.astype(np.float32)
@@ -150,12 +152,13 @@ TRANSFORMS = {
 
 def to_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """A canonical (Keras-layout) array in the layout ``target`` wants for ``weight``."""
-    return np.ascontiguousarray(TRANSFORMS[weight.transform(target)][0](array))
+    # np.array, not np.ascontiguousarray, which makes a 0-d array (a count) 1-d
+    return np.array(TRANSFORMS[weight.transform(target)][0](array), order="C")
 
 
 def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """The inverse of :func:`to_target`."""
-    return np.ascontiguousarray(TRANSFORMS[weight.transform(target)][1](array, weight.shape))
+    return np.array(TRANSFORMS[weight.transform(target)][1](array, weight.shape), order="C")
 
 
 # --------------------------------------------------------------------------- Keras
@@ -174,10 +177,17 @@ def from_keras(keras_model, model: ModelIR) -> dict[str, np.ndarray]:
 def to_keras(keras_model, model: ModelIR, weights: dict[str, np.ndarray]) -> None:
     """Assign canonical weights to a built Keras model generated from ``model``."""
     check(model, weights)
+    touched = {}
     for key, _, _ in layout(model):
         layer, param = key.split("/")
-        variables = {v.name: v for v in keras_model.get_layer(layer).weights}
+        touched[layer] = klayer = keras_model.get_layer(layer)
+        variables = {v.name: v for v in klayer.weights}
         variables[param].assign(weights[key])
+    for klayer in touched.values():
+        # Normalization computes its broadcast mean/variance from its variables once: again
+        # now, as Keras's own weight loading does
+        if hasattr(klayer, "finalize_state"):
+            klayer.finalize_state()
 
 
 # --------------------------------------------------------------------------- PyTorch

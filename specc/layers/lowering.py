@@ -23,7 +23,12 @@ CF, CL, ANY = "cf", "cl", "any"
 #: a module class the generated file defines itself (templates/pytorch/keras_batch_norm.py.j2):
 #: BatchNormalization with Keras's momentum and moving-variance update
 KERAS_BATCH_NORM = "KerasBatchNorm"
-HELPER_TEMPLATES = {KERAS_BATCH_NORM: "pytorch/keras_batch_norm.py.j2"}
+#: keras.layers.Normalization: mean and variance buffers (templates/pytorch/keras_normalization.py.j2)
+KERAS_NORMALIZATION = "KerasNormalization"
+HELPER_TEMPLATES = {
+    KERAS_BATCH_NORM: "pytorch/keras_batch_norm.py.j2",
+    KERAS_NORMALIZATION: "pytorch/keras_normalization.py.j2",
+}
 
 
 # --------------------------------------------------------------------------- expressions
