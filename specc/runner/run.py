@@ -194,6 +194,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         precision=options.precision,
         threads=options.threads,
     )
+    _adapt(model, data, backend, log)
     state = fit(
         backend,
         data,
@@ -237,6 +238,22 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         + f"; wrote {out_dir}/"
     )
     return metrics
+
+
+def _adapt(model: ModelIR, data, backend, log) -> None:
+    """Normalization layers without mean/variance in the spec: computed from the training
+    split, as Keras's ``adapt`` does (specc.runner.adapt)."""
+    from .adapt import AdaptError, apply, statistics, to_adapt
+
+    if not to_adapt(model):
+        return
+    try:
+        stats = statistics(model, data.x_train)
+    except AdaptError as exc:
+        raise RunError(str(exc)) from None
+    apply(backend, model, stats)
+    names = ", ".join(layer.name for layer in to_adapt(model))
+    log(f"adapted {names} (Normalization) to {len(data.x_train):,} training samples")
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
