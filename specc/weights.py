@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import LayerIR, ModelIR
 from .layers.base import Weight
-from .layers.initializers import TRUNCATED_STD, keras_fans, variance_scale
+from .layers.initializers import distribution, keras_fans
 
 
 def declared(model: ModelIR) -> Iterator[tuple[LayerIR, Weight]]:
@@ -69,22 +69,35 @@ def check(model: ModelIR, weights: dict[str, np.ndarray]) -> None:
 def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
     """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
     shape = weight.shape
-    if weight.initializer == "zeros":
-        return np.zeros(shape, np.float32)
-    if weight.initializer == "ones":
-        return np.ones(shape, np.float32)
+    kind, *args = distribution(weight.initializer, shape)
+    if kind == "constant":
+        return np.full(shape, args[0], np.float32)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    variance, distribution = variance_scale(weight.initializer, shape)
-    if distribution == "uniform":
-        limit = math.sqrt(3.0 * variance)
-        return rng.uniform(-limit, limit, shape).astype(np.float32)
-    std = math.sqrt(variance) / TRUNCATED_STD
+    if kind == "uniform":
+        return rng.uniform(args[0], args[1], shape).astype(np.float32)
+    if kind == "normal":
+        return rng.normal(args[0], args[1], shape).astype(np.float32)
+    if kind == "orthogonal":
+        return _orthogonal(rng, shape, args[0])
+    mean, std = args
     values = rng.standard_normal(shape)
     bad = np.abs(values) > 2.0
     while bad.any():
         values[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(values) > 2.0
-    return (values * std).astype(np.float32)
+    return (values * std + mean).astype(np.float32)
+
+
+def _orthogonal(rng, shape: tuple[int, ...], gain: float) -> np.ndarray:
+    """keras.initializers.Orthogonal: QR of a normal (rows, cols) matrix, rows the product
+    of every axis but the last, signs fixed by R's diagonal."""
+    rows, cols = math.prod(shape[:-1]) if len(shape) > 1 else 1, shape[-1] if shape else 1
+    flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape).astype(np.float32)
 
 
 def initial_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 import specc
+from specc.layers import ACTIVATIONS
 
 from .conftest import ROOT, SPECS
 
@@ -38,7 +39,7 @@ def test_check_never_raises_and_lists_all_problems():
     assert not result.ok and result.model is None
     assert [d.message for d in result.errors] == [
         "units must be >= 1, got -3",
-        "activation: 'softmaxx' is not one of: linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, selu, gelu, swish, silu, softplus",
+        "activation: 'softmaxx' is not one of: " + ", ".join(ACTIVATIONS),
     ]
     assert result.errors[1].hint == "did you mean 'softmax'?"
 

@@ -16,6 +16,7 @@ from .base import (
     ShapeError,
     Weight,
     fmt_shape,
+    keras_initializer,
     prod,
 )
 
@@ -73,8 +74,8 @@ class Dense(Layer):
             "units": self.units,
             "activation": self.activation,
             "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "kernel_initializer": keras_initializer(self.kernel_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     torch_layout: ClassVar[str] = lw.CL

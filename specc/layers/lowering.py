@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .initializers import TRUNCATED_STD, keras_fans, variance_scale
+from .initializers import distribution, keras_fans
 
 CF, CL, ANY = "cf", "cl", "any"
 
@@ -396,22 +396,33 @@ class InitCall:
     comment: str = ""
 
 
-def torch_init(initializer: str, keras_shape: tuple[int, ...]) -> InitCall:
-    """Keras VarianceScaling with Keras's fans (torch's fans differ for depthwise kernels)."""
-    if initializer == "zeros":
-        return InitCall("nn.init.zeros_")
-    if initializer == "ones":
-        return InitCall("nn.init.ones_")
-    fan_in, fan_out = keras_fans(keras_shape)
-    scale, distribution = variance_scale(initializer, keras_shape)
-    comment = f"{initializer}, Keras fans: in {fan_in}, out {fan_out}"
-    if distribution == "uniform":
-        limit = math.sqrt(3.0 * scale)
-        return InitCall("nn.init.uniform_", (("a", -limit), ("b", limit)), comment)
-    # Keras draws from a normal truncated at two standard deviations
-    std = math.sqrt(scale) / TRUNCATED_STD
+def torch_init(initializer, keras_shape: tuple[int, ...]) -> InitCall:
+    """How torch draws a weight as the Keras initializer (a name or a mapping) does, with
+    Keras's fans (torch's differ for depthwise kernels)."""
+    if initializer in ("zeros", "ones"):
+        return InitCall(f"nn.init.{initializer}_")
+    if isinstance(initializer, str):
+        fan_in, fan_out = keras_fans(keras_shape)
+        comment = f"{initializer}, Keras fans: in {fan_in}, out {fan_out}"
+    else:
+        comment = str(initializer)
+        if initializer.type == "VarianceScaling":
+            fan_in, fan_out = keras_fans(keras_shape)
+            comment += f", Keras fans: in {fan_in}, out {fan_out}"
+    kind, *args = distribution(initializer, keras_shape)
+    if kind == "constant":
+        return InitCall("nn.init.constant_", (("val", args[0]),), comment)
+    if kind == "uniform":
+        return InitCall("nn.init.uniform_", (("a", args[0]), ("b", args[1])), comment)
+    if kind == "normal":
+        return InitCall("nn.init.normal_", (("mean", args[0]), ("std", args[1])), comment)
+    if kind == "orthogonal":
+        # torch flattens (out, in, ...) to (out, rest), the transpose of Keras's (rest, out)
+        # up to a permutation of rows: the same (Haar) distribution of orthogonal matrices
+        return InitCall("nn.init.orthogonal_", (("gain", args[0]),), comment)
+    mean, std = args  # Keras draws from a normal truncated at two standard deviations
     return InitCall(
         "nn.init.trunc_normal_",
-        (("mean", 0.0), ("std", std), ("a", -2 * std), ("b", 2 * std)),
+        (("mean", mean), ("std", std), ("a", mean - 2 * std), ("b", mean + 2 * std)),
         comment,
     )
