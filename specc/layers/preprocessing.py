@@ -1,14 +1,15 @@
-"""In-model preprocessing: Rescaling, Normalization, Resizing, CenterCrop."""
+"""In-model preprocessing: Rescaling, Normalization, Resizing, CenterCrop, Cropping2D."""
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from . import lowering as lw
 from .base import Layer, PositiveInt, Shape, ShapeError, Weight, fmt_shape, normalize_axis
+from .reshaping import NonNegative, _padding_pairs
 
 
 class Rescaling(Layer):
@@ -350,4 +351,49 @@ class CenterCrop(Layer):
         b.node("Slice", [b.get(layer.inputs[0], layout), starts, ends, axes_value], out)
 
 
-LAYERS = (Rescaling, Normalization, Resizing, CenterCrop)
+class Cropping2D(Layer):
+    """Crops rows and columns off the edges of images (keras.layers.Cropping2D):
+    ``cropping`` is c, [ch, cw] or [[top, bottom], [left, right]]."""
+
+    type: Literal["Cropping2D"]
+    keras_class: ClassVar[str] = "Cropping2D"
+    torch_doc: ClassVar[str] = "a slice `x[..., top:height - bottom, left:width - right]`"
+    onnx_doc: ClassVar[str] = "`Slice` of the height and width axes"
+    cropping: Annotated[
+        tuple[tuple[NonNegative, NonNegative], tuple[NonNegative, NonNegative]],
+        BeforeValidator(_padding_pairs),
+    ] = ((0, 0), (0, 0))
+
+    def output_shape(self, shapes):
+        h, w, c = _image(shapes[0])
+        (top, bottom), (left, right) = self.cropping
+        if top + bottom >= h or left + right >= w:
+            raise ShapeError(
+                f"cropping {self.cropping} leaves nothing of a {h}x{w} input",
+                field="cropping",
+                hint="crop less than the input's height and width",
+            )
+        return (h - top - bottom, w - left - right, c)
+
+    def keras_args(self):
+        return {"cropping": self.cropping, "data_format": "channels_last"}
+
+    def _window(self, shape):
+        (top, bottom), (left, right) = self.cropping
+        return (top, shape[0] - bottom), (left, shape[1] - right)
+
+    def torch_lowering(self, shapes, out, layout):
+        rows, cols = self._window(shapes[0])
+        return lw.TorchLowering(steps=(lw.Slice(lw.X, 2 if layout == lw.CF else 1, (rows, cols)),))
+
+    def onnx_lowering(self, b, layer, out, layout):
+        rows, cols = self._window(b.shape_of(layer.inputs[0]))
+        axes = [2, 3] if layout == lw.CF else [1, 2]
+        name = layer.name
+        starts = b.const(f"{name}.starts", [rows[0], cols[0]], "int64")
+        ends = b.const(f"{name}.ends", [rows[1], cols[1]], "int64")
+        axes_value = b.const(f"{name}.axes", axes, "int64")
+        b.node("Slice", [b.get(layer.inputs[0], layout), starts, ends, axes_value], out)
+
+
+LAYERS = (Rescaling, Normalization, Resizing, CenterCrop, Cropping2D)
