@@ -73,6 +73,7 @@ def test_specs_are_what_the_script_writes(name):
     from .keras_app_to_spec import dump, model_spec
 
     app = KERAS_COUNTS[name][0]
+    keras.backend.clear_session()  # Keras's automatic names count from 0 again, as in a new process
     model = getattr(keras.applications, app)(weights=None)
     assert model.count_params() == KERAS_COUNTS[name][1]
     description = (
