@@ -246,12 +246,6 @@ class Resizing(Layer):
     fill_value: float = 0.0
     antialias: bool = False
 
-    @model_validator(mode="after")
-    def _crop_or_pad(self):
-        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
-            raise ValueError("crop_to_aspect_ratio and pad_to_aspect_ratio exclude each other")
-        return self
-
     def output_shape(self, shapes):
         return (self.height, self.width, _image(shapes[0])[2])
 
