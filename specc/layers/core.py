@@ -197,7 +197,8 @@ class Dropout(Layer):
     keras_class: ClassVar[str] = "Dropout"
     onnx_doc: ClassVar[str] = "`Identity` (inference)"
     torch_doc: ClassVar[str] = (
-        "`nn.Dropout(p=rate)`; with `noise_shape`, `x * F.dropout(ones of the mask's shape)`; "
+        "`nn.Dropout(p=rate)`; with `noise_shape`, `torch.mul(x, F.dropout(ones of the mask's "
+        "shape))`; "
         "the seed is Keras-only; identity in `eval()`"
     )
     #: the field crosscheck's training step sets to 0 (the noise is random)
@@ -223,7 +224,7 @@ class Dropout(Layer):
             mask = noise_mask(self.noise_shape, shapes[0])
             ones = lw.call("torch.ones_like", mask_slice(mask, shapes[0], layout))
             drop = lw.call("F.dropout", ones, p=self.rate, training=lw.Ref("self.training"))
-            return lw.TorchLowering(steps=(lw.BinOp("*", (lw.X, drop)),))
+            return lw.TorchLowering(steps=(lw.call("torch.mul", lw.X, drop),))
         args = (("p", self.rate), ("inplace", False))
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.Dropout", args),), steps=(lw.call(lw.SELF, lw.X),)

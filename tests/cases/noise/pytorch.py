@@ -64,8 +64,14 @@ class TrainingNoise(nn.Module):
         x = F.relu(x)
         x = self.drop_channels(x)
         x = x + torch.randn_like(x) * 0.1 if self.training else x
-        x = x * F.dropout(torch.ones_like(x[:, 0:1, 0:1, 0:1]), p=0.2, training=self.training)
-        x = x * F.dropout(torch.ones_like(x[:, 0:1, 0:6, 0:6]), p=0.2, training=self.training)
+        x = torch.mul(
+            x,
+            F.dropout(torch.ones_like(x[:, 0:1, 0:1, 0:1]), p=0.2, training=self.training),
+        )
+        x = torch.mul(
+            x,
+            F.dropout(torch.ones_like(x[:, 0:1, 0:6, 0:6]), p=0.2, training=self.training),
+        )
         # NCHW -> NHWC
         x = x.permute(0, 2, 3, 1)
         x = torch.reshape(x, (-1, 36, 4))
@@ -73,7 +79,10 @@ class TrainingNoise(nn.Module):
         x = x.permute(0, 2, 1)
         x = self.drop_features(x)
         x = x * (1.0 + torch.randn_like(x) * 0.5) if self.training else x
-        x = x * F.dropout(torch.ones_like(x[0:1, 0:1, 0:36]), p=0.1, training=self.training)
+        x = torch.mul(
+            x,
+            F.dropout(torch.ones_like(x[0:1, 0:1, 0:36]), p=0.1, training=self.training),
+        )
         # NCL -> NLC
         x = x.permute(0, 2, 1)
         x = torch.flatten(x, start_dim=1)
