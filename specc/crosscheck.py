@@ -329,14 +329,19 @@ def _targets(model: ModelIR, loss: str | None, batch: int, seed: int) -> list[np
 
 
 def without_dropout(model: ModelIR) -> ModelIR:
-    """The same model with every Dropout rate 0 (identical weights and layer names)."""
+    """The same model with every Dropout rate 0, and the noise of every other random
+    training-only layer (its class's ``noise_field``) 0: identical weights and layer names."""
     layers = [
-        dataclasses.replace(layer, spec=layer.spec.model_copy(update={"rate": 0.0}))
-        if layer.type == "Dropout"
+        dataclasses.replace(layer, spec=layer.spec.model_copy(update={_noise(layer): 0.0}))
+        if _noise(layer)
         else layer
         for layer in model.layers
     ]
     return dataclasses.replace(model, layers=layers)
+
+
+def _noise(layer) -> str | None:
+    return getattr(type(layer.spec), "noise_field", None)
 
 
 # --------------------------------------------------------------------------- the check
@@ -496,8 +501,10 @@ def crosscheck(
 
 def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
-    if any(layer.type == "Dropout" for layer in model.layers):
-        report.notes.append("training step: Dropout rates set to 0 (a variant of the spec)")
+    if any(_noise(layer) for layer in model.layers):
+        report.notes.append(
+            "training step: Dropout rates (and other training noise) set to 0 (a variant of the spec)"
+        )
         nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:
         nets = {name: built[name] for name in pair}

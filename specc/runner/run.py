@@ -372,6 +372,8 @@ def _train_locked(
         from .tensorboard import with_tensorboard
 
         progress = with_tensorboard(progress, options.tensorboard)
+    if not options.resume:  # a resumed run's checkpoint holds the adapted statistics
+        _adapt(model, data, backend, log)
     resumed = None
     if options.resume:  # the checkpoint loads before run.json records the new target
         from .loop import load_checkpoint
@@ -441,6 +443,22 @@ def _train_locked(
     atomic_write_text(out_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
     say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics
+
+
+def _adapt(model: ModelIR, data, backend, log) -> None:
+    """Normalization layers without mean/variance in the spec: computed from the training
+    split, as Keras's ``adapt`` does (specc.runner.adapt)."""
+    from .adapt import AdaptError, apply, statistics, to_adapt
+
+    if not to_adapt(model):
+        return
+    try:
+        stats = statistics(model, data.x_train)
+    except AdaptError as exc:
+        raise RunError(str(exc)) from None
+    apply(backend, model, stats)
+    names = ", ".join(layer.name for layer in to_adapt(model))
+    log(f"adapted {names} (Normalization) to {len(data.x_train):,} training samples")
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:

@@ -28,7 +28,17 @@ def _input_args(tensor) -> list[tuple[str, object]]:
 
 
 def _layer_args(layer) -> list[tuple[str, object]]:
-    return [*layer.spec.keras_args().items(), ("name", layer.name)]
+    return [(k, _keras_value(v)) for k, v in layer.spec.keras_args().items()] + [
+        ("name", layer.name)
+    ]
+
+
+def _keras_value(value):
+    """A Keras config mapping ({'class_name', 'config'}, e.g. an initializer) as its
+    constructor call: ``keras.initializers.VarianceScaling(scale=2.0, ...)``."""
+    if isinstance(value, dict) and set(value) == {"class_name", "config"}:
+        return lw.call(f"keras.initializers.{value['class_name']}", **value["config"])
+    return value
 
 
 def _sequential(model: ModelIR) -> list[str]:
