@@ -191,6 +191,13 @@ def summary(
         SummaryFormat.text, "--format", "-f", help="Output format: text, json or markdown."
     ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        min=0,
+        help="Show block instances nested deeper than this as one row with their totals "
+        "(0: every top-level instance is one row). Default: every layer.",
+    ),
 ) -> None:
     """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts
     them. With several specs, one summary after another (json: a list)."""
@@ -210,7 +217,8 @@ def summary(
             continue
         if k and len(files) > 1:
             typer.echo("")
-        text = (format_markdown if format is SummaryFormat.markdown else format_text)(result.model)
+        draw = format_markdown if format is SummaryFormat.markdown else format_text
+        text = draw(result.model, depth)
         typer.echo(text, nl=False)
     if format is SummaryFormat.json and summaries:
         payload = summaries[0] if len(files) == 1 else summaries
@@ -514,7 +522,9 @@ def train(
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before training began (loading data, building the model)
-        typer.echo("interrupted before training began; nothing was saved", err=True)
+        typer.echo(
+            "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except OSError as exc:  # a framework's own save that failed (full disk, read-only)
         import errno
@@ -532,7 +542,22 @@ def train(
         if isinstance(exc, DatasetError):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN) from None
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            typer.echo(
+                "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class CrosscheckFormat(str, Enum):

@@ -98,6 +98,38 @@ INVALID_NAME = _code(
 )
 INVALID = _code("invalid", ERROR, "fields", "Any other value the spec language does not accept.")
 
+# --------------------------------------------------------------------------- blocks
+BLOCK = _code(
+    "block",
+    ERROR,
+    "fields",
+    "A `blocks:` definition or instance that is malformed (name, inputs, layers, outputs).",
+)
+EXPRESSION = _code(
+    "expression", ERROR, "fields", "A block expression (`${...}`) that cannot be evaluated."
+)
+RECURSIVE_BLOCK = _code(
+    "recursive-block", ERROR, "fields", "A block that instantiates itself, directly or not."
+)
+UNKNOWN_PARAMETER = _code(
+    "unknown-parameter", ERROR, "fields", "A block instance passes a parameter the block lacks."
+)
+MISSING_PARAMETER = _code(
+    "missing-parameter",
+    ERROR,
+    "fields",
+    "A block instance omits a parameter that has no default.",
+)
+PARAMETER_TYPE = _code(
+    "parameter-type", ERROR, "fields", "A block argument of the wrong type for its parameter."
+)
+UNSUPPORTED_LAYER = _code(
+    "unsupported-layer",
+    ERROR,
+    "fields",
+    "A Keras layer type that specc knows of but does not support (with what to use instead).",
+)
+
 # --------------------------------------------------------------------------- graph
 GRAPH = _code("graph", ERROR, "graph", "A problem with the layer graph not covered below.")
 DUPLICATE_NAME = _code(

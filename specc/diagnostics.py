@@ -159,7 +159,9 @@ class Diagnostic:
         if not self.positioned and self.path is not None:  # Python data: its JSON path
             where = f"{self.file}:{self.path}" if self.path else self.file
         subject = f"{self.layer}: " if self.layer else ""
-        text = f"{where}: {self.severity}: {subject}{self.message}"
+        # a message's further lines (a block's instantiation chain) follow the source line
+        headline, newline, context = self.message.partition("\n")
+        text = f"{where}: {self.severity}: {subject}{headline}"
         if excerpt and self.excerpt is not None:
             number = f"{self.line:>4}"
             pad = " " * len(number)
@@ -171,6 +173,7 @@ class Diagnostic:
             else:
                 offset = self.column - 1
             text += f"\n{number} | {shown}\n{pad} | {' ' * offset}{'^' * max(1, self.span)}"
+        text += newline + context
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

@@ -277,11 +277,17 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         elif kind == "union_tag_invalid":
             tag = ctx.get("tag")
             expected = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))
+            known = None
             if path[:1] == ("layers",) and len(path) == 2:
+                from .layers.keras_catalog import unsupported
+
                 message = f"unknown layer type '{tag}'"
+                known = unsupported(str(tag), expected)  # a Keras layer, not a typo
             else:
                 message = f"{field or 'type'}: unknown type '{tag}'"
             hint = did_you_mean(tag, expected) or f"one of: {', '.join(expected)}"
+            if known is not None:
+                message, hint = known
             loc_path = path + ("type",)
             raw = _data_lookup(data, loc_path)
             if isinstance(_data_lookup(data, path), str):  # shorthand: optimizer: adamm
@@ -291,7 +297,7 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 message = f"type must be a string such as '{example}', got {_show(raw)}"
                 if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)):
                     hint = "see `specc schema` for every type"
-            code = codes.UNKNOWN_TYPE
+            code = codes.UNKNOWN_TYPE if known is None else codes.UNSUPPORTED_LAYER
         elif kind == "union_tag_not_found":
             message = "missing required field 'type'"
             hint = "for example 'type: Dense'; see `specc schema` for every layer type"

@@ -51,6 +51,8 @@ def check_source(source: Source) -> Result:
 def _check_source(source: Source) -> Result:
     from pydantic import ValidationError
 
+    from .blocks import attach_context
+    from .blocks import expand as expand_blocks
     from .errors import pydantic_diagnostics
     from .graph import resolve
     from .infer import infer
@@ -69,18 +71,27 @@ def _check_source(source: Source) -> Result:
             f"the top level must be a mapping with 'version', 'name' and 'layers', not {kind}",
         )
         return Result(None, [diag], source)
+    # blocks are expanded first: every later stage sees plain layers (specc/blocks.py)
+    source, expansion, block_errors = expand_blocks(source)
+    if block_errors:
+        return Result(None, _ordered(block_errors), source)
+    data = source.data
+
+    def located(items: list[Diagnostic]) -> list[Diagnostic]:
+        return _ordered(attach_context(items, expansion))
+
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         # every independent problem at once: check the graph, shapes and training of the
         # parts whose fields are valid, with the invalid parts as broken placeholders
         fields = pydantic_diagnostics(exc, source)
-        return Result(None, _ordered(fields + _check_valid_parts(source, exc)), source)
+        return Result(None, located(fields + _check_valid_parts(source, exc)), source)
     graph, diagnostics = resolve(spec, source)
     if has_errors(diagnostics):
         # still infer what can be inferred, to report every problem at once
         _, more = infer(spec, graph, source)
-        return Result(None, _ordered(diagnostics + more), source)
+        return Result(None, located(diagnostics + more), source)
     model, more = infer(spec, graph, source)
     if model is not None and not has_errors(more):
         from .training_check import check_training
@@ -88,8 +99,9 @@ def _check_source(source: Source) -> Result:
         more = more + check_training(spec, model, source)
     if has_errors(more):  # an unused-layer warning is noise beside the real problem
         diagnostics = [d for d in diagnostics if d.code != codes.UNUSED]
-        return Result(None, _ordered(diagnostics + more), source)
-    return Result(model, _ordered(diagnostics + more), source)
+        return Result(None, located(diagnostics + more), source)
+    model.expansion = expansion
+    return Result(model, located(diagnostics + more), source)
 
 
 def _check_valid_parts(source: Source, exc) -> list[Diagnostic]:

@@ -107,3 +107,19 @@ def test_every_diagnostic_has_a_path_in_json():
     assert diag.to_dict()["path"] == "layers[0].units"
     assert diag.to_dict()["code"] == "invalid-value"
     assert "^" in diag.format() and "error:" in diag.format()
+
+
+def test_diagnostics_inside_blocks_carry_the_path_as_written():
+    """A problem in an expanded block instance points into the block definition, by line and
+    by JSON path (not at the expanded layer list, which the user never wrote)."""
+    result = check_text(
+        "version: 1\nname: b\ninputs: [{name: x, shape: [4]}]\n"
+        "blocks:\n  mlp:\n    params: {units: int}\n    layers:\n"
+        "      - {type: Dense, units: $(units / 3)}\n"
+        "layers:\n  - {type: mlp, units: 8}\n",
+        file="b.yaml",
+    )
+    (diag,) = result.diagnostics
+    assert diag.code == codes.EXPRESSION
+    assert (diag.line, diag.path) == (8, "blocks.mlp.layers[0].units")
+    assert diag.format().splitlines()[1] == "   8 |       - {type: Dense, units: $(units / 3)}"

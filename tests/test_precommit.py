@@ -68,7 +68,9 @@ def test_hook_entry_fails_a_bad_spec_and_passes_good_ones(tmp_path):
     (tmp_path / "ci.yaml").write_text("on: push\n")  # not a spec: never passed to the hook
     bad = _run_entry(["ci.yaml", "specs/bad.yaml", "specs/good.yaml"], tmp_path)
     assert bad.returncode == 1
-    assert "specs/bad.yaml:4:10: error: layers[0] Dense: missing required field 'units'" in bad.stderr
+    assert (
+        "specs/bad.yaml:4:10: error: layers[0] Dense: missing required field 'units'" in bad.stderr
+    )
     assert "ci.yaml" not in bad.stderr + bad.stdout
     good = _run_entry(["ci.yaml", "specs/good.yaml"], tmp_path)
     assert good.returncode == 0, good.stderr

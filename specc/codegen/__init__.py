@@ -97,5 +97,15 @@ def refusal(
         data = source.data if source is not None else None
         label = layer_label(data, layer.index, layer.name)
     if source is None:
-        return Diagnostic(message, file=model.file, layer=label, hint=hint, code=codes.UNSUPPORTED)
-    return Diagnostic.at(source, path or (), codes.UNSUPPORTED, message, layer=label, hint=hint)
+        diagnostic = Diagnostic(
+            message, file=model.file, layer=label, hint=hint, code=codes.UNSUPPORTED
+        )
+    else:
+        diagnostic = Diagnostic.at(
+            source, path or (), codes.UNSUPPORTED, message, layer=label, hint=hint
+        )
+    if getattr(model, "expansion", None) is not None:  # inside a block: name the instance
+        from ..blocks import attach_context
+
+        (diagnostic,) = attach_context([diagnostic], model.expansion)
+    return diagnostic
