@@ -7,6 +7,7 @@ missing file, unwritable output), 3 the run cannot proceed (dataset or framework
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -423,6 +424,11 @@ def crosscheck(
 
 def main() -> None:
     """Console entry point."""
+    # pydantic otherwise scans every installed distribution's entry points for plugins
+    # (observability hooks for an application's own models) when the first validator is
+    # built: a large share of a cold `specc validate` in a big environment. An explicit
+    # setting of the user's wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     except KeyboardInterrupt:

@@ -53,7 +53,7 @@ def _check_source(source: Source) -> Result:
     from .errors import pydantic_diagnostics
     from .graph import resolve
     from .infer import infer
-    from .spec import Spec
+    from .spec import validate_spec
 
     data = source.data
     if not isinstance(data, dict):
@@ -70,7 +70,7 @@ def _check_source(source: Source) -> Result:
         )
         return Result(None, [diag], source)
     try:
-        spec = Spec.model_validate(data)
+        spec = validate_spec(data)
     except ValidationError as exc:
         return Result(None, pydantic_diagnostics(exc, source), source)
     graph, diagnostics = resolve(spec, source)
