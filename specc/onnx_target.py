@@ -84,6 +84,15 @@ def build_onnx(
     located at the layer's line and column. With ``check`` the result is verified with the ONNX checker and strict
     shape inference against specc's shapes (a failure there is a bug in specc).
     """
+    proto, payload = _build(model, weights, opset, seed, source, check)
+    _attach(proto, payload)
+    return proto
+
+
+def _build(model, weights, opset, seed, source, check):
+    """(model proto whose large initializers have no data yet, their arrays by name): built
+    and checked without copying the weights around (the checker and shape inference
+    serialize what they get; a >2 GB model could not be checked at all)."""
     from onnx import helper
 
     from . import __version__
@@ -128,13 +137,13 @@ def build_onnx(
         },
     )
     if check:
-        problems = verify_onnx(proto, model)
+        problems = verify_onnx(_without_payload(proto, builder.payload), model)
         if problems:
             raise RuntimeError(
                 "specc built an ONNX graph that fails its own checks (a bug in specc):\n  "
                 + "\n  ".join(problems)
             )
-    return proto
+    return proto, builder.payload
 
 
 def write_onnx(
@@ -152,11 +161,121 @@ def write_onnx(
     (SpecError) writes nothing."""
     from .fsutil import atomic_write_bytes, atomic_write_text
 
-    proto = build_onnx(model, weights, opset=opset, seed=seed, source=source)
+    proto, payload = _build(model, weights, opset, seed, source, True)
     if text:
         atomic_write_text(path, onnx_text(proto))
+    elif sum(a.nbytes for a in payload.values()) > EXTERNAL_DATA_THRESHOLD:
+        _write_external(path, proto, payload)
     else:
+        _attach(proto, payload)
         atomic_write_bytes(path, onnx_bytes(proto))
+
+
+#: float initializers of at least this many elements are built without data and get their
+#: bytes (raw_data) attached once, after the checks
+_PAYLOAD_MIN_ELEMENTS = 1024
+#: above this many bytes of weights the model is written in ONNX's external-data format (a
+#: protobuf message cannot exceed 2 GiB): ``<file>.data`` beside the model holds them
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26
+_PENDING = "specc:data-not-attached"
+
+
+def _placeholder(name: str, shape) -> object:
+    """An initializer with name, type and shape whose data is marked external (the checker
+    and shape inference need no more) until :func:`_attach` or :func:`_write_external`."""
+    import onnx
+
+    tensor = onnx.TensorProto()
+    tensor.name = name
+    tensor.data_type = onnx.TensorProto.FLOAT
+    tensor.dims.extend(int(d) for d in shape)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", _PENDING
+    return tensor
+
+
+def _without_payload(proto, payload: dict[str, np.ndarray]):
+    """A copy of ``proto`` for the checks: the initializers still without data become graph
+    inputs of the same type and shape (what the checker and shape inference look at)."""
+    import onnx
+    from onnx import helper
+
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)  # cheap: the large initializers hold no data yet
+    keep = [t for t in light.graph.initializer if t.name not in payload]
+    del light.graph.initializer[:]
+    light.graph.initializer.extend(keep)
+    light.graph.input.extend(
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(array.shape))
+        for name, array in payload.items()
+    )
+    return light
+
+
+def _raw(array: np.ndarray) -> bytes:
+    """Little-endian bytes, as ONNX's raw_data stores them (numpy_helper.from_array)."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def _attach(proto, payload: dict[str, np.ndarray]) -> None:
+    """Give every placeholder its data as raw_data: the same bytes as numpy_helper.from_array."""
+    for tensor in proto.graph.initializer:
+        array = payload.get(tensor.name)
+        if array is not None:
+            tensor.ClearField("external_data")
+            tensor.ClearField("data_location")
+            tensor.raw_data = _raw(array)
+
+
+def _write_external(path, proto, payload: dict[str, np.ndarray]) -> None:
+    """The model with its large initializers in ``<name>.data`` (ONNX external data: location
+    relative to the model, offsets aligned to 4 KiB), each file written atomically; the
+    data file first, so the model never names data that is not there."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .fsutil import atomic_write_bytes
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    data_name = f"{path.name}.data"
+    fd, tmp = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=folder)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as handle:
+            offset = 0
+            for tensor in proto.graph.initializer:
+                array = payload.get(tensor.name)
+                if array is None:
+                    continue
+                pad = -offset % 4096
+                handle.write(b"\0" * pad)
+                offset += pad
+                data = _raw(array)
+                handle.write(data)
+                del tensor.external_data[:]
+                for key, value in (
+                    ("location", data_name),
+                    ("offset", str(offset)),
+                    ("length", str(len(data))),
+                ):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+                offset += len(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / data_name)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    atomic_write_bytes(path, onnx_bytes(proto))
 
 
 def onnx_bytes(proto) -> bytes:
@@ -175,7 +294,14 @@ def onnx_text(proto, max_values: int = 16) -> str:
     view.CopyFrom(proto)
     for tensor in view.graph.initializer:
         if math.prod(tensor.dims) > max_values:
-            for name in ("raw_data", "float_data", "int64_data", "int32_data", "double_data"):
+            for name in (
+                "raw_data",
+                "float_data",
+                "int64_data",
+                "int32_data",
+                "double_data",
+                "external_data",
+            ):
                 tensor.ClearField(name)
             tensor.data_location = onnx.TensorProto.EXTERNAL
             entry = tensor.external_data.add()
@@ -410,6 +536,9 @@ def _params(layer: LayerIR, in_shape: tuple[int, ...]) -> list[_Param]:
     return out
 
 
+_INIT_CHUNK = 1 << 20
+
+
 def _initialize(key: str, param: _Param, seed: int) -> np.ndarray:
     """A numpy-only seeded Keras-style initializer; each weight has its own stream."""
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
@@ -423,7 +552,13 @@ def _initialize(key: str, param: _Param, seed: int) -> np.ndarray:
     scale = {"glorot": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in, "lecun": 1.0 / fan_in}[family]
     if dist == "uniform":
         limit = math.sqrt(3.0 * scale)
-        return rng.uniform(-limit, limit, shape).astype(np.float32)
+        # the same stream as rng.uniform(-limit, limit, shape) (one double per value), drawn
+        # in chunks: no float64 copy of a large weight (VGG16's fc1 would take 822 MB)
+        out = np.empty(math.prod(shape), np.float32)
+        for start in range(0, out.size, _INIT_CHUNK):
+            stop = min(start + _INIT_CHUNK, out.size)
+            out[start:stop] = rng.uniform(-limit, limit, stop - start)
+        return out.reshape(shape)
     std = math.sqrt(scale) / 0.87962566103423978  # truncated at 2 standard deviations
     values = rng.standard_normal(shape)
     bad = np.abs(values) > 2.0
@@ -580,6 +715,7 @@ class _Builder:
         self.weights = weights
         self.nodes: list = []
         self.initializers: list = []
+        self.payload: dict[str, np.ndarray] = {}  # initializer name -> data not yet attached
         self._const_names: set[str] = set()
         self.values: dict[str, tuple[str, str, int]] = {}  # tensor -> (value, layout, rank)
         self.converted: dict[tuple[str, str], str] = {}
@@ -596,7 +732,12 @@ class _Builder:
 
         if name not in self._const_names:
             self._const_names.add(name)
-            self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+            array = np.asarray(value, dtype)
+            if array.dtype == np.float32 and array.size >= _PAYLOAD_MIN_ELEMENTS:
+                self.initializers.append(_placeholder(name, array.shape))
+                self.payload[name] = array
+            else:
+                self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def weight(self, layer: LayerIR, param: str, transform: Callable | None = None) -> str:
