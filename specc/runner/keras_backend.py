@@ -43,6 +43,45 @@ def keras_accuracy(training):
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
+def fit_batches(model: keras.Model, batches, on_batch=None) -> tuple[float, float, int] | None:
+    """One epoch of ``model.fit`` over exactly ``batches`` (an iterable of (x, y) arrays), in
+    their order: the compiled training loop instead of one ``train_on_batch`` call per batch
+    (whose per-call setup cost dominated small models). The batches are concatenated and
+    handed to fit with their own batch size and ``shuffle=False``, so fit steps through the
+    very same batches; every step is Keras's own train step, so dropout draws from the same
+    seed generator in the same order. ``on_batch(step, running_mean_loss)`` after each step.
+
+    Returns (sum of loss x batch size, sum of accuracy x batch size, samples), as a loop of
+    train_on_batch calls would have summed them; None (nothing trained) when the batches are
+    not all of one size but the last, which fit cannot replay.
+    """
+    xs, ys = [], []
+    for xb, yb in batches:
+        xs.append(np.asarray(xb, dtype=np.float32))
+        ys.append(np.asarray(yb))
+    if not xs:
+        return 0.0, 0.0, 0
+    size = len(xs[0])
+    if any(len(x) != size for x in xs[:-1]) or len(xs[-1]) > size:
+        return None
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
+    callbacks = []
+    if on_batch is not None:
+
+        class _Progress(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                on_batch(batch + 1, float((logs or {}).get("loss", 0.0)))
+
+        callbacks.append(_Progress())
+    history = model.fit(
+        x, y, batch_size=size, epochs=1, shuffle=False, verbose=0, callbacks=callbacks
+    )
+    logs = {k: v[-1] for k, v in history.history.items()}
+    n = len(x)
+    return float(logs["loss"]) * n, float(logs.get("accuracy", 0.0)) * n, n
+
+
 class KerasBackend:
     """Trains a generated ``keras.Model``."""
 
@@ -72,6 +111,10 @@ class KerasBackend:
             np.asarray(x, dtype=np.float32), np.asarray(y), return_dict=True
         )
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
+
+    def train_epoch(self, batches, on_batch=None):
+        """A whole epoch through ``model.fit`` (see :func:`fit_batches`); None: use train_step."""
+        return fit_batches(self.model, batches, on_batch)
 
     def evaluate(self, x, y, batch_size: int):
         """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""

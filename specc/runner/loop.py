@@ -203,12 +203,22 @@ def fit(
         seen = 0
         steps = math.ceil(n / batch_size)
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
-        for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
-            loss, acc = backend.train_step(xb, yb)
-            total_loss += loss * len(xb)
-            total_acc += acc * len(xb)
-            seen += len(xb)
-            progress.batch(epoch + 1, epochs, step, steps, total_loss / seen)
+        whole = getattr(backend, "train_epoch", None)  # a backend's own loop over them
+        done = None
+        if whole is not None:
+            done = whole(
+                data.batches(batch_size, epoch),
+                lambda step, loss, e=epoch + 1, s=steps: progress.batch(e, epochs, step, s, loss),
+            )
+        if done is not None:
+            total_loss, total_acc, seen = done
+        else:
+            for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
+                loss, acc = backend.train_step(xb, yb)
+                total_loss += loss * len(xb)
+                total_acc += acc * len(xb)
+                seen += len(xb)
+                progress.batch(epoch + 1, epochs, step, steps, total_loss / seen)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "loss": total_loss / seen}
         if training.loss != "mse":
