@@ -80,7 +80,7 @@ def _params(spec: str) -> int:
     return check_file(ROOT / spec).model.total_params
 
 
-def bench_perf(runs: int, frameworks: bool, big: bool = False) -> dict:
+def bench_perf(runs: int, frameworks: bool, big: bool = False, data_dir: str | None = None) -> dict:
     from importlib import metadata
 
     cache = tempfile.mkdtemp(prefix="specc-pycache-")
@@ -163,9 +163,33 @@ def bench_perf(runs: int, frameworks: bool, big: bool = False) -> dict:
         target.unlink()
         if big:
             out["onnx_big"] = _big_export(work, env)
+    if frameworks and have["keras"] and data_dir:
+        out["keras_training"] = _keras_training(data_dir)
     for p in work.iterdir():
         p.unlink()
     work.rmdir()
+    return out
+
+
+def _keras_training(data_dir: str) -> dict:
+    """specc's Keras loop (a whole epoch through model.fit) vs hand-written model.fit, MNIST
+    slice of 12,000 samples, 3 measured epochs each (bench/workers.py train)."""
+    import json
+
+    out = {}
+    for model in ("mnist_mlp", "mnist_cnn"):
+        proc = subprocess.run(
+            [str(PYTHON), str(ROOT / "bench" / "workers.py"), "train", "--framework", "keras",
+             "--model", model, "--samples", "12000", "--epochs", "3", "--data-dir", data_dir],
+            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        rows = json.loads(proc.stdout.strip().splitlines()[-1])["contenders"]
+        out[model] = {
+            name: {"samples_per_s": row["median"], "min": row["min"], "max": row["max"]}
+            for name, row in rows.items()
+        }
     return out
 
 
@@ -264,6 +288,22 @@ def perf_section(results: dict) -> list[str]:
             f"data; the path-based checker takes {ms(g['checker_seconds'])}.",
             "",
         ]
+    if "keras_training" in perf:
+        lines += [
+            "Keras training, MNIST slice (12,000 samples, 3 measured epochs, samples/s, median): "
+            "specc's loop runs each epoch through `model.fit` over exactly its batches.",
+            "",
+            "| Model | specc Keras | hand-written Keras (`model.fit`) | Ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for model, rows in perf["keras_training"].items():
+            a, b = rows.get("specc Keras"), rows.get("hand-written Keras")
+            if a and b:
+                lines.append(
+                    f"| {model} | {a['samples_per_s']:,.0f} | {b['samples_per_s']:,.0f} | "
+                    f"**{a['samples_per_s'] / b['samples_per_s']:.2f}x** |"
+                )
+        lines.append("")
     load = results.get("load", {}).get("perf")
     if load:
         lines += [

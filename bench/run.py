@@ -655,7 +655,7 @@ def only_perf(runs: int, big: bool) -> int:
     frameworks = all(find_spec(m) is not None for m in ("torch", "keras"))
     results: dict = {"name": "perf", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "machine": machine(), "versions": versions()}  # fmt: skip
-    section(results, "perf", bench_perf, runs, frameworks, big)
+    section(results, "perf", bench_perf, runs, frameworks, big, data_dir())
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "perf.json").write_text(json.dumps(results, indent=2) + "\n")
     block = "\n".join([PERF_START, *perf_section(results), PERF_END])
@@ -729,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
                 section(results, "training", bench_training, quick, data, peak)
             section(results, "inference", bench_inference, quick, work / "mnist_cnn_model.onnx")
         if not quick:
-            section(results, "perf", bench_perf, args.runs or 5, frameworks, args.big)
+            section(results, "perf", bench_perf, args.runs or 5, frameworks, args.big, data)
         if frameworks and data and not quick:
             section(results, "explore", worker, "explore", "--data-dir", data)
             section(results, "accuracy", bench_accuracy, data, work / "runs")
