@@ -159,7 +159,7 @@ def write_onnx(
     """Build and write ``model.onnx`` (or its text view with ``text``). Everything is built
     and checked before the file is opened, and the write is atomic: a refused request
     (SpecError) writes nothing."""
-    from .fsutil import atomic_write_bytes, atomic_write_text
+    from .fsutil import atomic_write_text
 
     proto, payload = _build(model, weights, opset, seed, source, True)
     if text:
@@ -167,8 +167,7 @@ def write_onnx(
     elif sum(a.nbytes for a in payload.values()) > EXTERNAL_DATA_THRESHOLD:
         _write_external(path, proto, payload)
     else:
-        _attach(proto, payload)
-        atomic_write_bytes(path, onnx_bytes(proto))
+        _write_streamed(path, proto, payload)
 
 
 #: float initializers of at least this many elements are built without data and get their
@@ -226,6 +225,128 @@ def _attach(proto, payload: dict[str, np.ndarray]) -> None:
             tensor.ClearField("external_data")
             tensor.ClearField("data_location")
             tensor.raw_data = _raw(array)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _split_fields(data: bytes, number: int) -> tuple[bytes, bytes]:
+    """A serialized message cut where its fields numbered >= ``number`` begin (deterministic
+    serialization writes fields in number order)."""
+    pos = 0
+    while pos < len(data):
+        start = pos
+        tag = 0
+        shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            tag |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if tag >> 3 >= number:
+            return data[:start], data[start:]
+        wire = tag & 7
+        if wire == 0:
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length = 0
+            shift = 0
+            while True:
+                byte = data[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            pos += length
+        else:  # groups: never in ONNX
+            raise ValueError(f"unexpected wire type {wire}")
+    return data, b""
+
+
+def _streamed_pieces(proto, payload: dict[str, np.ndarray]) -> list:
+    """The serialized model as a list of byte pieces, weights as views of the arrays: the
+    same bytes as ``onnx_bytes`` of the attached model, without building them in memory.
+    ModelProto.graph is field 7, GraphProto.initializer field 5, TensorProto.raw_data field 9
+    (placeholders hold only fields 1, 2 and 8 besides their external marker)."""
+    import onnx
+
+    initializers: list[list] = []
+    for tensor in proto.graph.initializer:
+        array = payload.get(tensor.name)
+        if array is None:
+            body = [tensor.SerializeToString(deterministic=True)]
+        else:
+            head = onnx.TensorProto()
+            head.CopyFrom(tensor)
+            head.ClearField("external_data")
+            head.ClearField("data_location")
+            head_bytes = head.SerializeToString(deterministic=True)
+            assert _split_fields(head_bytes, 9)[1] == b"", tensor.name
+            data = memoryview(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")))
+            data = data.cast("B")
+            body = [head_bytes, b"\x4a" + _varint(len(data)), data]
+        size = sum(len(piece) for piece in body)
+        initializers.append([b"\x2a" + _varint(size), *body])
+    graph = onnx.GraphProto()
+    graph.CopyFrom(proto.graph)  # cheap: the large initializers hold no data
+    graph.ClearField("initializer")
+    before, after = _split_fields(graph.SerializeToString(deterministic=True), 6)
+    graph_pieces = [before, *(p for pieces in initializers for p in pieces), after]
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    model.ClearField("graph")
+    head, tail = _split_fields(model.SerializeToString(deterministic=True), 8)
+    size = sum(len(piece) for piece in graph_pieces)
+    return [head, b"\x3a" + _varint(size), *graph_pieces, tail]
+
+
+def _write_streamed(path, proto, payload: dict[str, np.ndarray]) -> None:
+    """The single-file model written piece by piece from the arrays (atomically)."""
+    _atomic_write_pieces(path, _streamed_pieces(proto, payload))
+
+
+def _atomic_write_pieces(path, pieces) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _write_external(path, proto, payload: dict[str, np.ndarray]) -> None:

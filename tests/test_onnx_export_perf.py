@@ -98,3 +98,16 @@ def test_model_above_2gb_is_written_with_external_data(tmp_path):
     x = np.ones((1, 16384), np.float32)
     (out,) = session.run(None, {"x": x})
     assert out.shape == (1, 4096) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["specs/mnist_cnn.yaml", "specs/residual_block.yaml", "specs/two_inputs_two_outputs.yaml"],
+)
+def test_streamed_file_has_the_bytes_of_the_attached_model(spec, tmp_path):
+    """write_onnx writes the weights straight from the arrays: byte for byte what
+    onnx_bytes(build_onnx(...)) gives."""
+    model = check_file(spec).model
+    target = tmp_path / "m.onnx"
+    O.write_onnx(model, target)
+    assert target.read_bytes() == O.onnx_bytes(O.build_onnx(model))
