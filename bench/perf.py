@@ -277,7 +277,7 @@ def perf_section(results: dict) -> list[str]:
         lines += [
             f"`specc compile bench/specs/vgg16.yaml --target onnx` (138,357,544 parameters, "
             f"{o['bytes'] / 1e6:.0f} MB): median **{ms(o['median'])}** over {o['runs']} runs "
-            f"({ms(o['min'])} - {ms(o['max'])}).",
+            f"({ms(o['min'])} - {ms(o['max'])})" + (f"; {o['note']}." if o.get("note") else "."),
             "",
         ]
     if "onnx_big" in perf:
@@ -306,8 +306,14 @@ def perf_section(results: dict) -> list[str]:
         lines.append("")
     load = results.get("load", {}).get("perf")
     if load:
-        lines += [
-            f"Load average during the section: {load['before']} -> {load['after']} (2 cores shared).",
-            "",
-        ]
+        cpus = (results.get("machine") or {}).get("cpus") or 1
+        lines.append(
+            f"Load average during the section: {load['before']} -> {load['after']} ({cpus} CPUs)."
+        )
+        if max(load["before"][0], load["after"][0]) > 2 * cpus:
+            lines.append(
+                "The machine was heavily shared while this ran: absolute times are inflated "
+                "several-fold; the ratios compare interleaved runs of the same moment."
+            )
+        lines.append("")
     return lines
