@@ -149,8 +149,8 @@ def _generated_class(spec_path: Path, folder: Path):
     import yaml
 
     from specc.codegen import generate
-    from specc.codegen.pytorch import plan
     from specc.pipeline import check_data
+    from specc.targets.pytorch.codegen import plan
 
     data = yaml.safe_load(spec_path.read_text())
     last = data["layers"][-1]

@@ -123,8 +123,8 @@ def bench_perf(runs: int, frameworks: bool, big: bool = False, data_dir: str | N
             path = work / f"{stem}_torch.py"
             _time([str(SPECC), "compile", spec, "--target", "pytorch", "-o", str(path)], env)
             sys.path.insert(0, str(ROOT))
-            from specc.codegen.pytorch import plan
             from specc.pipeline import check_file
+            from specc.targets.pytorch.codegen import plan
 
             cls = plan(check_file(ROOT / spec).model).class_name
             contenders["torch build + count"] = (

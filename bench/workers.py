@@ -110,7 +110,7 @@ def specc_epoch(backend, data, training, epoch: int) -> dict:
     whole = getattr(backend, "train_epoch", None)
     done = whole(data.batches(training.batch_size, epoch)) if whole is not None else None
     if done is not None:
-        loss_sum, acc_sum, seen = done
+        loss_sum, acc_sum, seen, _ = done
         return {"loss": loss_sum / seen, "accuracy": acc_sum / seen}
     loss_sum = acc_sum = 0.0
     seen = 0

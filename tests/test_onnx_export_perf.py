@@ -5,11 +5,13 @@ EXTERNAL_DATA_THRESHOLD bytes of weights the model is written in ONNX's external
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from specc import onnx_target as O
 from specc.pipeline import check_data, check_file
+from specc.targets.onnx import graph as O
 
 onnx = pytest.importorskip("onnx")
 
@@ -72,6 +74,10 @@ def test_external_data_above_threshold(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("SPECC_HEAVY") != "1",
+    reason="heavy (2.4 GB written, several GB of memory, minutes): set SPECC_HEAVY=1",
+)
 def test_model_above_2gb_is_written_with_external_data(tmp_path):
     """603 M parameters (2.4 GB of float32): one protobuf could not hold it."""
     layers = [

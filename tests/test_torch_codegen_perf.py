@@ -12,8 +12,9 @@ import pytest
 
 from specc import weights as W
 from specc.codegen import generate
-from specc.codegen import pytorch as torch_codegen
 from specc.pipeline import check_data
+from specc.targets.pytorch import TARGET as TORCH_TARGET
+from specc.targets.pytorch import codegen as torch_codegen
 from tests.test_equivalence import _folded_padding
 
 torch = pytest.importorskip("torch")
@@ -83,9 +84,29 @@ def test_channels_last_memory_format_same_outputs():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_crosscheck_localization_skips_folded_layers():
-    """A folded ZeroPadding2D has no tensor of its own: no tap, every other layer keeps one."""
-    taps, _ = torch_codegen.forward_taps(_model())
+def test_folded_layers_keep_their_taps():
+    """A folded ZeroPadding2D has no tensor of its own in forward; the tapped variant (specc
+    crosscheck's per-layer outputs) pads a copy, so every layer keeps a tap and the recorded
+    padding equals the unfolded module's."""
+    model = _model()
+    taps = torch_codegen.forward_taps(model)
     names = [tap.layer for tap in taps]
-    assert "stem_pad" not in names and "pool_pad" not in names and "dw_pad" not in names
-    assert {"stem", "pool", "dw", "neg_pad", "uneven", "shared", "sum"} <= set(names)
+    assert names == [layer.name for layer in model.layers]
+    by_name = {tap.layer: tap for tap in taps}
+    assert by_name["stem_pad"].variable.startswith("torch.nn.functional.pad(")
+    assert by_name["pool_pad"].layout == "cf"
+    tapped_code = TORCH_TARGET.emit(model, taps=True)
+    plain_code = generate(model, "pytorch")
+    assert "torch.nn.functional.pad(" not in plain_code
+    net = _instance(plain_code, model).eval()
+    tapped = _instance(tapped_code, model).eval()
+    tapped.load_state_dict(net.state_dict())
+    tapped.taps = {}
+    x = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 20, 18, 3)).astype("float32"))
+    with torch.no_grad():
+        torch.testing.assert_close(tapped(x), net(x), rtol=0, atol=0)
+        stem_in = x.permute(0, 3, 1, 2)
+        want = torch.nn.functional.pad(stem_in, (3, 3, 3, 3))
+    value, layout = tapped.taps["stem_pad"]
+    assert layout == "cf"
+    torch.testing.assert_close(value, want, rtol=0, atol=0)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
+
+from ..frameworks import import_keras
+
+keras = import_keras()  # quietly: no TensorFlow start-up lines on stderr
 
 
 def keras_optimizer(spec):
@@ -43,43 +46,60 @@ def keras_accuracy(training):
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
-def fit_batches(model: keras.Model, batches, on_batch=None) -> tuple[float, float, int] | None:
+def fit_batches(
+    model: keras.Model, batches, on_batch=None, stop=None
+) -> tuple[float, float, int, int] | None:
     """One epoch of ``model.fit`` over exactly ``batches`` (an iterable of (x, y) arrays), in
     their order: the compiled training loop instead of one ``train_on_batch`` call per batch
     (whose per-call setup cost dominated small models). The batches are concatenated and
     handed to fit with their own batch size and ``shuffle=False``, so fit steps through the
     very same batches; every step is Keras's own train step, so dropout draws from the same
-    seed generator in the same order. ``on_batch(step, running_mean_loss)`` after each step.
+    seed generator in the same order. ``on_batch(step, running_loss, running_accuracy,
+    samples_so_far)`` after each step; when ``stop()`` is true after a step, fit stops there
+    (Ctrl-C: the caller checkpoints mid-epoch exactly as after a ``train_on_batch`` step).
+    The metrics are reset before each step, as train_on_batch resets them, so each step's
+    logs are that batch's own loss and accuracy.
 
-    Returns (sum of loss x batch size, sum of accuracy x batch size, samples), as a loop of
-    train_on_batch calls would have summed them; None (nothing trained) when the batches are
-    not all of one size but the last, which fit cannot replay.
+    Returns (sum of loss x batch size, sum of accuracy x batch size, samples, steps done),
+    summed in the same order and precision as the loop sums train_on_batch's values (a run
+    resumed mid-epoch, which finishes the epoch through train_on_batch, reports the same
+    epoch loss bit for bit); None (nothing trained) when the batches are not all of one
+    size but the last, which fit cannot replay.
     """
     xs, ys = [], []
     for xb, yb in batches:
         xs.append(np.asarray(xb, dtype=np.float32))
         ys.append(np.asarray(yb))
     if not xs:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, 0
     size = len(xs[0])
     if any(len(x) != size for x in xs[:-1]) or len(xs[-1]) > size:
         return None
     x = np.concatenate(xs) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    callbacks = []
-    if on_batch is not None:
+    sizes = [len(xb) for xb in xs]
+    done = {"step": 0, "loss": 0.0, "accuracy": 0.0, "seen": 0}
 
-        class _Progress(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                on_batch(batch + 1, float((logs or {}).get("loss", 0.0)))
+    class _Steps(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            # as train_on_batch does: the logs after the step are this batch's own values
+            self.model.reset_metrics()
 
-        callbacks.append(_Progress())
-    history = model.fit(
-        x, y, batch_size=size, epochs=1, shuffle=False, verbose=0, callbacks=callbacks
-    )
-    logs = {k: v[-1] for k, v in history.history.items()}
-    n = len(x)
-    return float(logs["loss"]) * n, float(logs.get("accuracy", 0.0)) * n, n
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            size = sizes[batch]  # summed exactly as the loop sums train_on_batch's values
+            done["step"] = batch + 1
+            done["loss"] += float(logs.get("loss", 0.0)) * size
+            done["accuracy"] += float(logs.get("accuracy", 0.0)) * size
+            done["seen"] += size
+            if on_batch is not None:
+                seen = done["seen"]
+                on_batch(batch + 1, done["loss"] / seen, done["accuracy"] / seen, seen)
+            if stop is not None and stop():
+                self.model.stop_training = True  # Keras ends fit after this step
+
+    model.fit(x, y, batch_size=size, epochs=1, shuffle=False, verbose=0, callbacks=[_Steps()])
+    return done["loss"], done["accuracy"], done["seen"], done["step"]
 
 
 class KerasBackend:
@@ -112,9 +132,9 @@ class KerasBackend:
         )
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
-    def train_epoch(self, batches, on_batch=None):
+    def train_epoch(self, batches, on_batch=None, stop=None):
         """A whole epoch through ``model.fit`` (see :func:`fit_batches`); None: use train_step."""
-        return fit_batches(self.model, batches, on_batch)
+        return fit_batches(self.model, batches, on_batch, stop)
 
     def evaluate(self, x, y, batch_size: int):
         """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""
@@ -136,8 +156,57 @@ class KerasBackend:
     def restore(self, snapshot) -> None:
         self.model.set_weights(snapshot)
 
+    def _seed_generators(self) -> list:
+        """Every layer's SeedGenerator (Dropout, random augmentation layers), in layer order."""
+        found = []
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            found += list(getattr(layer, "_seed_generators", []) or [])
+        return found
+
+    def rng_state(self):
+        """The state of every seed generator: a Dropout's masks continue exactly after a
+        resume (``model.keras`` does not save them, and a loaded model draws new seeds)."""
+        return [np.asarray(sg.state.numpy()) for sg in self._seed_generators()]
+
+    def set_rng_state(self, state) -> None:
+        generators = self._seed_generators()
+        if len(generators) != len(state):
+            raise ValueError(
+                f"the checkpoint has {len(state)} random generators, the model {len(generators)}"
+            )
+        for sg, value in zip(generators, state, strict=True):
+            sg.state.assign(np.asarray(value, dtype=sg.state.dtype))
+
     def save(self, folder: Path) -> None:
         self.model.save(folder / "model.keras")
+        np.savez(folder / "rng.npz", *self.rng_state())
 
     def load(self, folder: Path) -> None:
-        self.model = keras.models.load_model(folder / "model.keras")
+        """Model, optimizer and seed-generator state; a file that cannot be read raises
+        ``RunDamaged`` naming it."""
+        from .runfolder import RunDamaged
+
+        path = folder / "model.keras"
+        if path.is_file() and path.stat().st_size == 0:
+            raise RunDamaged(path, "cannot be loaded (empty file)")
+        try:
+            self.model = keras.models.load_model(path)
+        except Exception as exc:  # zipfile, h5py or Keras's own errors for a corrupt file
+            reason = (
+                f"not a readable .keras file, truncated or corrupted ({type(exc).__name__})"
+                if path.is_file()
+                else "the file is missing"
+            )
+            raise RunDamaged(path, f"cannot be loaded ({reason})") from None
+        rng = folder / "rng.npz"
+        if rng.exists():
+            try:
+                with np.load(rng, allow_pickle=False) as z:
+                    self.set_rng_state([z[f"arr_{i}"] for i in range(len(z.files))])
+            except Exception as exc:
+                raise RunDamaged(rng, f"cannot be loaded ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
