@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick gpu-bench fuzz clean check-no-cuda goldens docs
+.PHONY: install demo test test-fast lint format bench bench-quick gpu-bench fuzz clean check-no-cuda goldens docs zoo
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ test-fast: $(STAMP)
 
 goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
+
+zoo: $(STAMP)  ## the zoo specs against keras.applications: counts, lines, summary time
+	$(BIN)/python bench/zoo.py
 
 docs: $(STAMP)
 	$(BIN)/python -m specc.reference

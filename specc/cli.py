@@ -129,6 +129,13 @@ def summary(
     format: SummaryFormat = typer.Option(
         SummaryFormat.text, "--format", "-f", help="Output format."
     ),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        min=0,
+        help="Show block instances nested deeper than this as one row with their totals "
+        "(0: every top-level instance is one row). Default: every layer.",
+    ),
 ) -> None:
     """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts them."""
     from .summary import format_markdown, format_text, summarize
@@ -140,9 +147,9 @@ def summary(
     if format is SummaryFormat.json:
         typer.echo(json.dumps(summarize(result.model), indent=2))
     elif format is SummaryFormat.markdown:
-        typer.echo(format_markdown(result.model), nl=False)
+        typer.echo(format_markdown(result.model, depth), nl=False)
     else:
-        typer.echo(format_text(result.model), nl=False)
+        typer.echo(format_text(result.model, depth), nl=False)
 
 
 @app.command()
@@ -422,7 +429,9 @@ def train(
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before training began (loading data, building the model)
-        typer.echo("interrupted before training began; nothing was saved", err=True)
+        typer.echo(
+            "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except OSError as exc:  # a framework's own save that failed (full disk, read-only)
         import errno
@@ -440,7 +449,22 @@ def train(
         if isinstance(exc, DatasetError):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN) from None
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            typer.echo(
+                "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class CrosscheckFormat(str, Enum):

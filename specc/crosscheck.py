@@ -329,14 +329,19 @@ def _targets(model: ModelIR, loss: str | None, batch: int, seed: int) -> list[np
 
 
 def without_dropout(model: ModelIR) -> ModelIR:
-    """The same model with every Dropout rate 0 (identical weights and layer names)."""
+    """The same model with every Dropout rate 0, and the noise of every other random
+    training-only layer (its class's ``noise_field``) 0: identical weights and layer names."""
     layers = [
-        dataclasses.replace(layer, spec=layer.spec.model_copy(update={"rate": 0.0}))
-        if layer.type == "Dropout"
+        dataclasses.replace(layer, spec=layer.spec.model_copy(update={_noise(layer): 0.0}))
+        if _noise(layer)
         else layer
         for layer in model.layers
     ]
     return dataclasses.replace(model, layers=layers)
+
+
+def _noise(layer) -> str | None:
+    return getattr(type(layer.spec), "noise_field", None)
 
 
 # --------------------------------------------------------------------------- the check
@@ -363,6 +368,40 @@ def localize(model: ModelIR, built: dict, pair, inputs, atol, rtol, cache) -> Di
     return Divergence(pair, None, compared=compared)
 
 
+def every_layer_row(model: ModelIR, built: dict, pair, inputs, atol, rtol, cache):
+    """Every layer's output compared (not only the model's outputs, where a wrong epsilon
+    in an early BatchNormalization can shrink below any tolerance): one row naming the first
+    layer out of tolerance and the worst layer by relative error, and the first divergence.
+
+    The absolute tolerance is scaled by the layer's magnitude (``atol * max(1, max|x|)``):
+    a float32 tensor of magnitude 100 carries rounding errors near 100 x those of one of
+    magnitude 1, also in its elements near zero."""
+    for name in pair:
+        if name not in cache:
+            cache[name] = built[name].intermediates(inputs)
+    a, b = (cache[n] for n in pair)
+    first = None
+    worst, worst_rel = "", -1.0
+    max_abs = max_rel = 0.0
+    compared = 0
+    for layer in model.layers:
+        if layer.name not in a or layer.name not in b:
+            continue
+        compared += 1
+        x, y = a[layer.name], b[layer.name]
+        scale = max(1.0, float(np.max(np.abs(x)))) if np.size(x) else 1.0
+        layer_abs, rel, ok = compare(x, y, atol * scale, rtol)
+        max_abs, max_rel = max(max_abs, layer_abs), max(max_rel, rel)
+        if rel > worst_rel:
+            worst, worst_rel = layer.name, rel
+        if not ok and first is None:
+            first = Divergence(pair, layer.name, layer.type, layer_abs, rel, compared)
+    note = f"first: {first.layer}; " if first else ""
+    note += f"worst: {worst}" if worst else ""
+    row = Row("forward", f"every layer ({compared})", pair, max_abs, max_rel, first is None, note)
+    return row, first
+
+
 def crosscheck(
     model: ModelIR,
     *,
@@ -376,6 +415,7 @@ def crosscheck(
     rtol: float = 1e-4,
     seed: int = 0,
     train_step: bool = True,
+    every_layer: bool = True,
     data_dir: str | None = None,
     limit: int | None = None,
     log=None,
@@ -437,7 +477,13 @@ def crosscheck(
                         outputs[pair[0]][index], outputs[pair[1]][index], pair))
                 )  # fmt: skip
                 failed = failed or not ok
-            if failed:
+            if every_layer:
+                say(f"comparing every layer: {pair[0]} vs {pair[1]}")
+                row, divergence = every_layer_row(model, built, pair, inputs, atol, rtol, cache)
+                report.rows.append(row)
+                if divergence is not None:
+                    report.divergences.append(divergence)
+            elif failed:
                 say(f"localizing {pair[0]} vs {pair[1]}")
                 report.divergences.append(localize(model, built, pair, inputs, atol, rtol, cache))
         if train_step:
@@ -455,8 +501,10 @@ def crosscheck(
 
 def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
-    if any(layer.type == "Dropout" for layer in model.layers):
-        report.notes.append("training step: Dropout rates set to 0 (a variant of the spec)")
+    if any(_noise(layer) for layer in model.layers):
+        report.notes.append(
+            "training step: Dropout rates (and other training noise) set to 0 (a variant of the spec)"
+        )
         nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:
         nets = {name: built[name] for name in pair}
@@ -466,6 +514,7 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     kinds = {key: kind for key, _, kind in W.layout(model)}
     pair = tuple(pair)
     atol, rtol = report.atol, report.rtol
+    reference = None
     for label, optimizer in (("train sgd", SGD), ("train adam", ADAM)):
         say(f"{label}: one step")
         results = {}
@@ -480,8 +529,14 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
             row = compare(k["outputs"][index], t["outputs"][index], atol, rtol)
             report.rows.append(Row(label, f"{out_name} (training mode)", pair, *row))
         slack = _step_sensitivity(optimizer, k["gradients"], t["gradients"])
+        if label == "train sgd" and "pytorch" in pair and reference is None:
+            say("float64 reference gradients (pytorch)")
+            reference = _float64_gradients(variant, weights, folder, inputs, targets, loss_spec)
+        if reference is not None:
+            report.rows.append(_gradient_row(label, pair, k, t, pair.index("pytorch"), reference))
+        plain = reference is None  # without a float64 reference: plain atol/rtol
         groups = (
-            ("gradients", k["gradients"], t["gradients"], lambda key: True),
+            ("gradients", k["gradients"], t["gradients"], lambda key, plain=plain: plain),
             ("updated weights", k["after"], t["after"], lambda key: kinds[key] == "trainable"),
             ("moving statistics", k["after"], t["after"], lambda key: kinds[key] != "trainable"),
         )
@@ -498,6 +553,82 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
             report.rows.append(
                 Row(label, f"{what} ({len(keys)})", pair, max_abs, max_rel, ok, note)
             )
+
+
+#: gradients PASS when the two float32 backends differ by at most this multiple of how far
+#: float32 PyTorch is from a float64 PyTorch reference (both relative to each weight's
+#: gradient size; plus a floor for exact zeros)
+GRADIENT_FACTOR = 10.0
+
+
+def _float64_gradients(model, weights, folder, inputs, targets, loss_spec) -> dict | None:
+    """The gradients of the same step computed by the generated PyTorch module in float64."""
+    try:
+        import torch
+
+        from .targets.pytorch.runtime import TorchRuntime, _loss
+    except ImportError:
+        return None
+    runtime = TorchRuntime(model, folder, "_float64")
+    net = runtime.net.double()
+    with torch.no_grad():
+        for key, w, tensor in W.torch_tensors(net, model):
+            tensor.copy_(torch.from_numpy(W.to_target(weights[key], w, "pytorch")).double())
+    net.train()
+    outs = net(*(torch.from_numpy(np.asarray(x, np.float64)) for x in inputs))
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    ys = [torch.from_numpy(y.astype(np.float64) if y.dtype.kind == "f" else y) for y in targets]
+    loss = _loss(outs, ys, loss_spec)
+    loss.backward()
+    grads = {}
+    for key, w, tensor in W.torch_tensors(net, model):
+        if w.trainable:
+            array = np.zeros(tuple(tensor.shape)) if tensor.grad is None else tensor.grad.numpy()
+            grads[key] = W.from_target(array, w, "pytorch").astype(np.float64)
+    return grads
+
+
+def _gradient_row(label, pair, k, t, torch_index, reference) -> Row:
+    """Gradients judged against float64. For each weight, distances are taken relative to
+    its float64 gradient's size (``max|g64|``): ``rel = max|keras - pytorch| / max|g64|``
+    and the weight's rounding ``r = max|pytorch32 - g64| / max|g64|``. A weight passes when
+    ``rel <= GRADIENT_FACTOR * max(r, median r over all weights) + 1e-6`` (one tensor's own
+    rounding can be small by luck of its summation order; the median is the network's
+    rounding level; 1e-6 covers exact zeros). The note shows the worst weight's numbers."""
+    grads = (k["gradients"], t["gradients"])
+    torch32 = grads[torch_index]
+    rows = []  # (key, diff, rel, own rounding)
+    shapes_ok = True
+    for key, ref in reference.items():
+        if key not in grads[0] or key not in grads[1]:
+            continue
+        a, b = np.asarray(grads[0][key], np.float64), np.asarray(grads[1][key], np.float64)
+        if a.shape != b.shape or a.shape != ref.shape:
+            shapes_ok = False
+            continue
+        if not a.size:
+            continue
+        size = float(np.max(np.abs(ref))) + 1e-30
+        diff = float(np.max(np.abs(a - b)))
+        err32 = float(np.max(np.abs(np.asarray(torch32[key], np.float64) - ref)))
+        rows.append((key, diff, diff / size, err32 / size))
+    level = float(np.median([r[3] for r in rows])) if rows else 0.0
+    worst, worst_score, worst_rel, worst_own = "", -1.0, 0.0, 0.0
+    passed = shapes_ok
+    for key, _, rel, own in rows:
+        bound = GRADIENT_FACTOR * max(own, level) + 1e-6
+        passed = passed and rel <= bound
+        if rel / bound > worst_score:
+            worst, worst_score, worst_rel, worst_own = key, rel / bound, rel, own
+    max_abs = max((r[1] for r in rows), default=0.0)
+    max_rel = max((r[2] for r in rows), default=0.0)
+    note = (
+        f"worst {worst}: {pair[0]} vs {pair[1]} {_num(worst_rel)}, float32 vs float64 "
+        f"{_num(worst_own)} (median {_num(level)}; limit {GRADIENT_FACTOR:g}x), relative to |g64|"
+    )
+    return Row(
+        label, f"gradients ({len(reference)}) vs float64", pair, max_abs, max_rel, passed, note
+    )
 
 
 def _step_sensitivity(optimizer: dict, grads_a: dict, grads_b: dict) -> dict:

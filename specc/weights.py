@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import LayerIR, ModelIR
 from .layers.base import Weight
-from .layers.initializers import TRUNCATED_STD, keras_fans, variance_scale
+from .layers.initializers import distribution, keras_fans
 
 
 def declared(model: ModelIR) -> Iterator[tuple[LayerIR, Weight]]:
@@ -72,28 +72,42 @@ _INIT_CHUNK = 1 << 20  # values drawn at a time (uniform initializers)
 def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
     """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
     shape = weight.shape
-    if weight.initializer == "zeros":
-        return np.zeros(shape, np.float32)
-    if weight.initializer == "ones":
-        return np.ones(shape, np.float32)
+    kind, *args = distribution(weight.initializer, shape)
+    if kind == "constant":
+        return np.full(shape, args[0], np.float32)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    variance, distribution = variance_scale(weight.initializer, shape)
-    if distribution == "uniform":
-        limit = math.sqrt(3.0 * variance)
-        # the same stream as rng.uniform(-limit, limit, shape) (one double per value), drawn
-        # in chunks: no float64 copy of a large weight (VGG16's fc1 would take 822 MB)
+    if kind == "uniform":
+        # the same stream as rng.uniform(low, high, shape) (one double per value), drawn in
+        # chunks: no float64 copy of a large weight (VGG16's fc1 would take 822 MB)
+        low, high = args
         out = np.empty(math.prod(shape), np.float32)
         for start in range(0, out.size, _INIT_CHUNK):
             stop = min(start + _INIT_CHUNK, out.size)
-            out[start:stop] = rng.uniform(-limit, limit, stop - start)
+            out[start:stop] = rng.uniform(low, high, stop - start)
         return out.reshape(shape)
-    std = math.sqrt(variance) / TRUNCATED_STD
+    if kind == "normal":
+        return rng.normal(args[0], args[1], shape).astype(np.float32)
+    if kind == "orthogonal":
+        return _orthogonal(rng, shape, args[0])
+    mean, std = args
     values = rng.standard_normal(shape)
     bad = np.abs(values) > 2.0
     while bad.any():
         values[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(values) > 2.0
-    return (values * std).astype(np.float32)
+    return (values * std + mean).astype(np.float32)
+
+
+def _orthogonal(rng, shape: tuple[int, ...], gain: float) -> np.ndarray:
+    """keras.initializers.Orthogonal: QR of a normal (rows, cols) matrix, rows the product
+    of every axis but the last, signs fixed by R's diagonal."""
+    rows, cols = math.prod(shape[:-1]) if len(shape) > 1 else 1, shape[-1] if shape else 1
+    flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape).astype(np.float32)
 
 
 def initial_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
@@ -113,10 +127,12 @@ def random_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
     out = {}
     for key, shape, _ in layout(model):
         param = key.rsplit("/", 1)[1]
-        if len(shape) >= 2:
-            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
-        elif param in ("gamma", "moving_variance"):
+        if param in ("gamma", "moving_variance", "variance"):
             array = rng.uniform(0.5, 1.5, shape)
+        elif param == "count":  # Normalization's sample count: an integer
+            array = np.zeros(shape)
+        elif len(shape) >= 2:
+            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
         else:
             array = rng.normal(0.0, 0.1, shape)
         out[key] = array.astype(np.float32)
@@ -159,14 +175,13 @@ TRANSFORMS = {
 
 def to_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """A canonical (Keras-layout) array in the layout ``target`` wants for ``weight``."""
-    return np.require(TRANSFORMS[weight.transform(target)][0](array), requirements=["C", "W"])
+    # np.array, not np.ascontiguousarray, which makes a 0-d array (a count) 1-d
+    return np.array(TRANSFORMS[weight.transform(target)][0](array), order="C")
 
 
 def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """The inverse of :func:`to_target`."""
-    return np.require(
-        TRANSFORMS[weight.transform(target)][1](array, weight.shape), requirements=["C", "W"]
-    )
+    return np.array(TRANSFORMS[weight.transform(target)][1](array, weight.shape), order="C")
 
 
 # --------------------------------------------------------------------------- Keras
@@ -185,10 +200,17 @@ def from_keras(keras_model, model: ModelIR) -> dict[str, np.ndarray]:
 def to_keras(keras_model, model: ModelIR, weights: dict[str, np.ndarray]) -> None:
     """Assign canonical weights to a built Keras model generated from ``model``."""
     check(model, weights)
+    touched = {}
     for key, _, _ in layout(model):
         layer, param = key.split("/")
-        variables = {v.name: v for v in keras_model.get_layer(layer).weights}
+        touched[layer] = klayer = keras_model.get_layer(layer)
+        variables = {v.name: v for v in klayer.weights}
         variables[param].assign(weights[key])
+    for klayer in touched.values():
+        # Normalization computes its broadcast mean/variance from its variables once: again
+        # now, as Keras's own weight loading does
+        if hasattr(klayer, "finalize_state"):
+            klayer.finalize_state()
 
 
 # --------------------------------------------------------------------------- PyTorch

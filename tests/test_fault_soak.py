@@ -44,6 +44,13 @@ def weights_equal(a: Path, b: Path) -> bool:
     return sorted(x.files) == sorted(y.files) and all(np.array_equal(x[k], y[k]) for k in x.files)
 
 
+def _finished(out: Path) -> bool:
+    try:
+        return json.loads((out / "run.json").read_text())["status"] == "finished"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
 
@@ -71,7 +78,7 @@ def test_random_kills_resume_to_the_uninterrupted_weights(tmp_path, backend):
             _, err = process.communicate(timeout=900)
             no_traceback(err)
             assert process.returncode in (0, 130, -signal.SIGKILL, 2), err
-            if process.returncode == 0:
+            if process.returncode == 0 or _finished(out):  # (killed while exiting)
                 break
             has_checkpoint = (out / "checkpoint.json").exists()
             args = command(out, backend, epochs, *(["--resume"] if has_checkpoint else []))

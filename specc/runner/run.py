@@ -233,6 +233,16 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         return _train_locked(spec_path, model, training, options, run, config, log, say_result)
 
 
+def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _record_new_target(out_dir: Path, config: dict) -> None:
     """A resumed run that trains to a new epoch count (or from a moved data folder)."""
     recorded = read_json(out_dir / "run.json", "the run's record")
@@ -362,6 +372,8 @@ def _train_locked(
         from .tensorboard import with_tensorboard
 
         progress = with_tensorboard(progress, options.tensorboard)
+    if not options.resume:  # a resumed run's checkpoint holds the adapted statistics
+        _adapt(model, data, backend, log)
     resumed = None
     if options.resume:  # the checkpoint loads before run.json records the new target
         from .loop import load_checkpoint
@@ -392,8 +404,19 @@ def _train_locked(
         ) from None
     finally:
         progress.close()
+    from .loop import _InterruptFlag
+
     try:
-        metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+        # a first Ctrl-C waits for the results (a few seconds); a second one stops at once
+        with _InterruptFlag():
+            metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+    except Exception as exc:
+        if not _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            raise
+        raise RunInterrupted(
+            f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
+            f"complete; write them with:\n  {resume_command()}"
+        ) from None
     except KeyboardInterrupt:
         raise RunInterrupted(
             f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
@@ -420,6 +443,22 @@ def _train_locked(
     atomic_write_text(out_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
     say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics
+
+
+def _adapt(model: ModelIR, data, backend, log) -> None:
+    """Normalization layers without mean/variance in the spec: computed from the training
+    split, as Keras's ``adapt`` does (specc.runner.adapt)."""
+    from .adapt import AdaptError, apply, statistics, to_adapt
+
+    if not to_adapt(model):
+        return
+    try:
+        stats = statistics(model, data.x_train)
+    except AdaptError as exc:
+        raise RunError(str(exc)) from None
+    apply(backend, model, stats)
+    names = ", ".join(layer.name for layer in to_adapt(model))
+    log(f"adapted {names} (Normalization) to {len(data.x_train):,} training samples")
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
