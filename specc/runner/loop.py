@@ -9,6 +9,7 @@ run would have done from the next epoch on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -332,18 +333,24 @@ def _epochs(
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
         whole = getattr(backend, "train_epoch", None)  # a backend's own loop over the batches
         done = None
-        if whole is not None and not resumed_steps:  # mid-epoch resume: the step loop below
+        if whole is not None:
 
-            def on_batch(step, loss, acc, so_far, e=epoch + 1, total=steps):
+            def on_batch(step, loss, acc, so_far, e=epoch + 1, total=steps, skip=resumed_steps):
                 running = {"loss": loss}
                 if training.loss != "mse":
                     running["accuracy"] = acc
-                progress.batch(e, epochs, step, total, running, so_far)
+                progress.batch(e, epochs, skip + step, total, running, so_far)
 
+            batches = data.batches(batch_size, epoch)
+            start = None
+            if resumed_steps:  # the rest of the epoch, from the checkpoint's running sums
+                batches = itertools.islice(batches, resumed_steps, None)  # drawn anyway
+                start = (total_loss, total_acc, seen)
             # Ctrl-C stops it at the end of the current step, as the step loop does
-            done = whole(data.batches(batch_size, epoch), on_batch, lambda: interrupt.set)
+            done = whole(batches, on_batch, lambda: interrupt.set, start)
         if done is not None:
             total_loss, total_acc, seen, step = done
+            step += resumed_steps
             if interrupt.set:
                 state.step, state.epoch_loss, state.epoch_acc = step, total_loss, total_acc
                 state.epoch_seen = seen
