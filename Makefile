@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs zoo
+.PHONY: install demo test test-fast lint format bench bench-quick gpu-bench fuzz clean check-no-cuda goldens docs zoo
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# Generated PyTorch (ResNet50, MobileNetV2, MNIST CNN) vs torchvision / hand-written models on
+# CUDA, bf16, with and without channels-last; prints one line and exits 0 without CUDA.
+gpu-bench: $(STAMP)
+	$(BIN)/python bench/gpu_bench.py --json bench/results/gpu.json
 
 # The long hypothesis profiles: thousands of random specs and mutated inputs; then the
 # fault soak of runs (tests/test_fault_soak.py).

@@ -580,6 +580,10 @@ def benchmarks_md(results: dict, exploration: list[str] | None = None) -> str:
         lines += inference_section(results)
     if "accuracy" in results:
         lines += accuracy_section(results)
+    if "perf" in results:
+        from perf import perf_section  # bench/perf.py
+
+        lines += ["<!-- section p: start -->", *perf_section(results), "<!-- section p: end -->"]
     if "explore" in results:
         lines += explore_section(results)
     lines += exploration or []

@@ -49,6 +49,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from perf import bench_perf, perf_section  # bench/perf.py
 from report import EXPLORATION, benchmarks_md  # bench/report.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -643,6 +644,34 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+PERF_START, PERF_END = "<!-- section p: start -->", "<!-- section p: end -->"
+
+
+def only_perf(runs: int, big: bool) -> int:
+    """Section (p) alone: bench/results/perf.json, and its part of BENCHMARKS.md replaced."""
+    sys.path.insert(0, str(ROOT))
+    from importlib.util import find_spec
+
+    frameworks = all(find_spec(m) is not None for m in ("torch", "keras"))
+    results: dict = {"name": "perf", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "machine": machine(), "versions": versions()}  # fmt: skip
+    section(results, "perf", bench_perf, runs, frameworks, big, data_dir())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "perf.json").write_text(json.dumps(results, indent=2) + "\n")
+    block = "\n".join([PERF_START, *perf_section(results), PERF_END])
+    print(block)
+    md = ROOT / "BENCHMARKS.md"
+    text = md.read_text() if md.exists() else "# Benchmarks\n"
+    if PERF_START in text and PERF_END in text:
+        head, rest = text.split(PERF_START, 1)
+        text = head + block + rest.split(PERF_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    md.write_text(text)
+    print("wrote bench/results/perf.json and section (p) of BENCHMARKS.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 60 s)")
@@ -654,7 +683,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--markdown-from", metavar="JSON", help="only rewrite BENCHMARKS.md from a results file"
     )
+    parser.add_argument(
+        "--only-perf",
+        action="store_true",
+        help="only section (p): cold checks at zoo scale, ONNX export (bench/perf.py)",
+    )
+    parser.add_argument("--big", action="store_true", help="(p): also the >2 GB ONNX export")
     args = parser.parse_args(argv)
+    if args.only_perf:
+        return only_perf(args.runs or 5, args.big)
     if args.markdown_from:
         results = json.loads(Path(args.markdown_from).read_text())
         (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
@@ -691,9 +728,11 @@ def main(argv: list[str] | None = None) -> int:
             if data:
                 section(results, "training", bench_training, quick, data, peak)
             section(results, "inference", bench_inference, quick, work / "mnist_cnn_model.onnx")
-            if data and not quick:
-                section(results, "explore", worker, "explore", "--data-dir", data)
-                section(results, "accuracy", bench_accuracy, data, work / "runs")
+        if not quick:
+            section(results, "perf", bench_perf, args.runs or 5, frameworks, args.big, data)
+        if frameworks and data and not quick:
+            section(results, "explore", worker, "explore", "--data-dir", data)
+            section(results, "accuracy", bench_accuracy, data, work / "runs")
         results["skipped"] = [
             what
             for what, ok in (

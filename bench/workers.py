@@ -104,8 +104,14 @@ def cmd_peak(args) -> dict:
 
 def specc_epoch(backend, data, training, epoch: int) -> dict:
     """What `specc train`'s loop (specc.runner.loop.fit) does in one epoch, minus the
-    validation pass and the checkpoint: reseed, then one train_step per batch."""
+    validation pass and the checkpoint: reseed, then the backend's own epoch (Keras: model.fit
+    over the loop's batches) or one train_step per batch."""
     backend.seed(training.seed * 1000 + epoch)
+    whole = getattr(backend, "train_epoch", None)
+    done = whole(data.batches(training.batch_size, epoch)) if whole is not None else None
+    if done is not None:
+        loss_sum, acc_sum, seen, _ = done
+        return {"loss": loss_sum / seen, "accuracy": acc_sum / seen}
     loss_sum = acc_sum = 0.0
     seen = 0
     for xb, yb in data.batches(training.batch_size, epoch):

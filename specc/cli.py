@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -1021,6 +1022,11 @@ def report(
 
 def main() -> None:
     """Console entry point."""
+    # pydantic otherwise scans every installed distribution's entry points for plugins
+    # (observability hooks for an application's own models) when the first validator is
+    # built: a large share of a cold `specc validate` in a big environment. An explicit
+    # setting of the user's wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .extras import MissingPackage, message, missing_module
 
     try:

@@ -56,7 +56,7 @@ def _check_source(source: Source) -> Result:
     from .errors import pydantic_diagnostics
     from .graph import resolve
     from .infer import infer
-    from .spec import Spec
+    from .spec import validate_spec
 
     data = source.data
     if not isinstance(data, dict):
@@ -81,7 +81,7 @@ def _check_source(source: Source) -> Result:
         return _ordered(attach_context(items, expansion))
 
     try:
-        spec = Spec.model_validate(data)
+        spec = validate_spec(data)
     except ValidationError as exc:
         # every independent problem at once: check the graph, shapes and training of the
         # parts whose fields are valid, with the invalid parts as broken placeholders

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .layers import AnyLayer
+from .layers import LAYER_TYPES, AnyLayer
 from .layers.base import Name, PositiveInt
 
 FORMAT_VERSION = 1
@@ -230,6 +230,7 @@ class Spec(_Strict):
         strict=True,
         title="specc model spec",
         json_schema_extra={"$id": "https://specc.dev/schema/spec-v1.json"},
+        defer_build=True,  # built on first use: validate_spec needs it only for errors
     )
 
     version: Annotated[Literal[1], BeforeValidator(_exact_version)] = Field(
@@ -243,3 +244,35 @@ class Spec(_Strict):
         default=None, min_length=1, description="default: the last layer"
     )
     training: Training | None = None
+
+
+class _SpecFrame(Spec):
+    """Spec with the layers left as mappings: validates everything else without building
+    the union of every layer type (see :func:`validate_spec`)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    layers: list[dict[str, Any]] = Field(min_length=1)
+
+
+def validate_spec(data: object) -> Spec:
+    """``Spec.model_validate(data)``, fast for a valid spec: the frame without layers, then
+    each layer by its own class, so only the layer classes the spec uses are built (the
+    layer models defer building their validators: building all of them costs more than a
+    whole check). Anything unexpected falls back to the full model, so every error comes
+    from exactly the validation it always came from."""
+    layers = data.get("layers") if isinstance(data, dict) else None
+    if isinstance(layers, list) and all(
+        isinstance(item, dict) and isinstance(item.get("type"), str) and item["type"] in LAYER_TYPES
+        for item in layers
+    ):
+        try:
+            frame = _SpecFrame.model_validate(data)
+            validated = [LAYER_TYPES[item["type"]].model_validate(item) for item in layers]
+        except ValidationError:
+            pass
+        else:
+            values = {name: getattr(frame, name) for name in Spec.model_fields}
+            values["layers"] = validated
+            return Spec.model_construct(_fields_set=frame.model_fields_set, **values)
+    return Spec.model_validate(data)

@@ -66,6 +66,9 @@ def check(model: ModelIR, weights: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{key}: shape {tuple(weights[key].shape)}, expected {shape}")
 
 
+_INIT_CHUNK = 1 << 20  # values drawn at a time (uniform initializers)
+
+
 def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
     """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
     shape = weight.shape
@@ -74,7 +77,14 @@ def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
         return np.full(shape, args[0], np.float32)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     if kind == "uniform":
-        return rng.uniform(args[0], args[1], shape).astype(np.float32)
+        # the same stream as rng.uniform(low, high, shape) (one double per value), drawn in
+        # chunks: no float64 copy of a large weight (VGG16's fc1 would take 822 MB)
+        low, high = args
+        out = np.empty(math.prod(shape), np.float32)
+        for start in range(0, out.size, _INIT_CHUNK):
+            stop = min(start + _INIT_CHUNK, out.size)
+            out[start:stop] = rng.uniform(low, high, stop - start)
+        return out.reshape(shape)
     if kind == "normal":
         return rng.normal(args[0], args[1], shape).astype(np.float32)
     if kind == "orthogonal":

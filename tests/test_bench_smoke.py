@@ -56,3 +56,60 @@ def test_bench_quick(tmp_path):
             assert rows[name]["median"] > 0 and rows[name]["fraction_of_fp32_peak"] > 0, name
     if "inference" in results:
         assert results["inference"]["1"]["onnxruntime (specc ONNX)"]["median"] > 0
+
+
+def test_gpu_bench_without_cuda_says_so_and_exits_0():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the benchmark would run")
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu_bench.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        proc.stdout.strip()
+        == f"gpu_bench: no CUDA device (torch {torch.__version__}): nothing measured"
+    )
+
+
+@pytest.mark.slow
+def test_gpu_bench_code_paths_on_cpu(tmp_path):
+    """--cpu-smoke: the generated ResNet50 (a 32x32 input) and MNIST CNN against their
+    references, training and inference, with and without channels-last."""
+    pytest.importorskip("torch")
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu_bench.py", "--cpu-smoke", "--only", "resnet50", "mnist_cnn",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {(r["model"], r["mode"], r["channels_last"]) for r in results["rows"]} == {
+        (m, mode, cl)
+        for m in ("resnet50", "mnist_cnn")
+        for mode in ("train", "inference")
+        for cl in (False, True)
+    }
+    for row in results["rows"]:
+        assert row["generated_images_per_s"] > 0 and row["reference_images_per_s"] > 0
+        assert row["ratio"] == pytest.approx(
+            row["generated_images_per_s"] / row["reference_images_per_s"], rel=0.01
+        )
+
+
+def test_zoo_specs_match_keras_parameter_counts():
+    """bench/specs: the keras.applications models' published parameter counts."""
+    from specc.pipeline import check_file
+
+    want = {"vgg16": 138_357_544, "resnet50": 25_636_712, "mobilenet_v2": 3_538_984}
+    for name, params in want.items():
+        result = check_file(ROOT / "bench" / "specs" / f"{name}.yaml")
+        assert result.ok, [d.format() for d in result.diagnostics]
+        assert result.model.total_params == params, name
+    flat = check_file(ROOT / "bench" / "specs" / "flat400.yaml")
+    assert flat.ok and len(flat.model.layers) == 400

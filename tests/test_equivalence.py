@@ -245,7 +245,33 @@ def _merges():
             "layers": layers, "outputs": ["flat", "cat_h"]}  # fmt: skip
 
 
+def _folded_padding():
+    """ZeroPadding2D that the PyTorch target folds into the padding of the convolution or
+    max pooling that follows (a ResNet stem), and paddings it must keep: asymmetric, before
+    max pooling of possibly negative values, and one with two consumers."""
+    layers = [
+        {"type": "ZeroPadding2D", "name": "stem_pad", "padding": 3},
+        {"type": "Conv2D", "name": "stem", "filters": 4, "kernel_size": 7, "strides": 2},
+        {"type": "BatchNormalization", "name": "stem_bn"},
+        {"type": "ReLU", "name": "stem_relu"},
+        {"type": "ZeroPadding2D", "name": "pool_pad", "padding": 1},
+        {"type": "MaxPooling2D", "name": "pool", "pool_size": 3, "strides": 2},
+        {"type": "ZeroPadding2D", "name": "dw_pad", "padding": [1, 2]},
+        {"type": "DepthwiseConv2D", "name": "dw", "kernel_size": [3, 5], "padding": "same"},
+        {"type": "ZeroPadding2D", "name": "neg_pad", "padding": 1},
+        {"type": "MaxPooling2D", "name": "neg_pool", "pool_size": 3, "strides": 1},
+        {"type": "ZeroPadding2D", "name": "uneven", "padding": [[0, 1], [0, 1]]},
+        {"type": "SeparableConv2D", "name": "sep", "filters": 3, "kernel_size": 3, "strides": 2},
+        {"type": "ZeroPadding2D", "name": "shared", "padding": 1},
+        {"type": "Conv2D", "name": "branch", "filters": 3, "kernel_size": 3},
+        {"type": "Conv2D", "name": "other", "inputs": ["shared"], "filters": 3, "kernel_size": 3},
+        {"type": "Add", "name": "sum", "inputs": ["branch", "other"]},
+    ]
+    return {"inputs": [{"name": "x", "shape": [20, 18, 3]}], "layers": layers}
+
+
 ZOO = {
+    "zoo_folded_padding": _folded_padding,
     "zoo_activations": _relus,
     "zoo_pooling": _pools,
     "zoo_convolutions": _convs,

@@ -209,7 +209,7 @@ class ShapeError(Exception):
 class Layer(BaseModel):
     """Base of every layer type. ``type`` is the Keras class name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     name: Name | None = Field(default=None, description="Unique layer name (default: Keras-style).")
     inputs: list[Name] | None = Field(

@@ -65,8 +65,9 @@ class BatchNormalization(Layer):
     torch_layout: ClassVar[str] = lw.CF
 
     def torch_lowering(self, shapes, out, layout):
-        """A ``KerasBatchNorm`` module (Keras's momentum and moving-variance update, see
-        lowering.KERAS_BATCH_NORM_SOURCE); eps as the spec says (Keras default 1e-3)."""
+        """A ``KerasBatchNorm`` module (templates/pytorch/keras_batch_norm.py.j2: Keras's
+        momentum and moving-variance update through torch's fused batch-norm kernel plus a
+        per-channel correction); eps as the spec says (Keras default 1e-3)."""
         rank = len(shapes[0])
         if normalize_axis(self.axis, rank) != rank - 1:
             raise lw.Unsupported(

@@ -31,7 +31,10 @@ class ZeroPadding2D(Layer):
     type: Literal["ZeroPadding2D"]
     keras_class: ClassVar[str] = "ZeroPadding2D"
     onnx_doc: ClassVar[str] = "`Pad` (constant 0) in the tensor's layout"
-    torch_doc: ClassVar[str] = "`nn.ZeroPad2d((left, right, top, bottom))`"
+    torch_doc: ClassVar[str] = (
+        "`nn.ZeroPad2d((left, right, top, bottom))`; a symmetric one read only by a convolution "
+        "(or a max pooling of values never negative) is folded into that layer's `padding`"
+    )
     padding: Annotated[
         tuple[tuple[NonNegative, NonNegative], tuple[NonNegative, NonNegative]],
         BeforeValidator(_padding_pairs),

@@ -46,6 +46,88 @@ def keras_accuracy(training):
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
+def fit_batches(
+    model: keras.Model, batches, on_batch=None, stop=None, start=None
+) -> tuple[float, float, int, int] | None:
+    """One epoch of ``model.fit`` over exactly ``batches`` (an iterable of (x, y) arrays), in
+    their order: the compiled training loop instead of one ``train_on_batch`` call per batch
+    (whose per-call setup cost dominated small models). The batches are concatenated and
+    handed to fit with their own batch size and ``shuffle=False``, so fit steps through the
+    very same batches; every step is Keras's own train step, so dropout draws from the same
+    seed generator in the same order. ``on_batch(step, running_loss, running_accuracy,
+    samples_so_far)`` after each step; when ``stop()`` is true after a step, fit stops there
+    (Ctrl-C: the caller checkpoints mid-epoch).
+
+    The sums are Keras's own running ones (its loss and accuracy trackers' ``total`` and
+    ``count``), read after the last step: (loss total, accuracy total, samples, steps done).
+    ``start``, the sums returned by an epoch that stopped early, is added to the trackers
+    after the first step, so the rest of that epoch (``batches`` then holds the batches still to
+    do) continues exactly the same float32 sums as an uninterrupted epoch: the epoch's loss
+    and accuracy come out bit for bit. None (nothing trained) when the batches are not all
+    of one size but the last, which fit cannot replay.
+    """
+    xs, ys = [], []
+    for xb, yb in batches:
+        xs.append(np.asarray(xb, dtype=np.float32))
+        ys.append(np.asarray(yb))
+    if not xs:
+        return None
+    size = len(xs[0])
+    if any(len(x) != size for x in xs[:-1]) or len(xs[-1]) > size:
+        return None
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
+    done = {"step": 0}
+    first = start[2] if start is not None else 0
+
+    def trackers():
+        return {v.path: v for v in model.metrics_variables}
+
+    def sums():
+        values = {path: float(np.asarray(v)) for path, v in trackers().items()}
+        return (
+            values.get("loss/total", 0.0),
+            values.get("accuracy/total", 0.0),
+            int(values.get("loss/count", 0)),
+        )
+
+    def add_start():
+        """Add ``start`` to the trackers after the first step: the trackers were 0 before it
+        (fit resets them; Keras builds the accuracy tracker only in the first step), so
+        this gives the float32 sums an uninterrupted epoch has after the same step."""
+        loss, acc, seen = start
+        found = trackers()
+        for path, value in (
+            ("loss/total", loss),
+            ("loss/count", seen),
+            ("accuracy/total", acc),
+            ("accuracy/count", seen),
+        ):
+            if path in found:
+                var = found[path]
+                dtype = np.dtype(var.dtype)
+                var.assign(np.asarray(var, dtype) + np.asarray(value, dtype))
+
+    class _Steps(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            done["step"] = batch + 1
+            if start is not None and batch == 0:
+                add_start()
+                loss, acc, seen = sums()
+                running = (loss / seen, acc / seen)
+            else:  # Keras's running means of the epoch so far
+                logs = logs or {}
+                running = (float(logs.get("loss", 0.0)), float(logs.get("accuracy", 0.0)))
+            if on_batch is not None:
+                on_batch(batch + 1, *running, first + min((batch + 1) * size, len(x)))
+            if stop is not None and stop():
+                self.model.stop_training = True  # Keras ends fit after this step
+
+    model.fit(x, y, batch_size=size, epochs=1, shuffle=False, verbose=0, callbacks=[_Steps()])
+    loss, acc, seen = sums()
+    return loss, acc, seen, done["step"]
+
+
 class KerasBackend:
     """Trains a generated ``keras.Model``."""
 
@@ -75,6 +157,11 @@ class KerasBackend:
             np.asarray(x, dtype=np.float32), np.asarray(y), return_dict=True
         )
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
+
+    def train_epoch(self, batches, on_batch=None, stop=None, start=None):
+        """An epoch (or its rest, from ``start``) through ``model.fit`` (see
+        :func:`fit_batches`); None: use train_step."""
+        return fit_batches(self.model, batches, on_batch, stop, start)
 
     def evaluate(self, x, y, batch_size: int):
         """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""

@@ -9,6 +9,7 @@ run would have done from the next epoch on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -330,23 +331,50 @@ def _epochs(
         steps = math.ceil(n / batch_size)
         progress.start_epoch(epoch + 1, epochs, steps, n)
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
-        for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
-            if step <= resumed_steps:
-                continue  # done before the checkpoint (drawn anyway: augmentation's generator)
-            loss, acc = backend.train_step(xb, yb)
-            total_loss += loss * len(xb)
-            total_acc += acc * len(xb)
-            seen += len(xb)
-            running = {"loss": total_loss / seen}
-            if training.loss != "mse":
-                running["accuracy"] = total_acc / seen
-            progress.batch(epoch + 1, epochs, step, steps, running, seen)
+        whole = getattr(backend, "train_epoch", None)  # a backend's own loop over the batches
+        done = None
+        if whole is not None:
+
+            def on_batch(step, loss, acc, so_far, e=epoch + 1, total=steps, skip=resumed_steps):
+                running = {"loss": loss}
+                if training.loss != "mse":
+                    running["accuracy"] = acc
+                progress.batch(e, epochs, skip + step, total, running, so_far)
+
+            batches = data.batches(batch_size, epoch)
+            start = None
+            if resumed_steps:  # the rest of the epoch, from the checkpoint's running sums
+                batches = itertools.islice(batches, resumed_steps, None)  # drawn anyway
+                start = (total_loss, total_acc, seen)
+            # Ctrl-C stops it at the end of the current step, as the step loop does
+            done = whole(batches, on_batch, lambda: interrupt.set, start)
+        if done is not None:
+            total_loss, total_acc, seen, step = done
+            step += resumed_steps
             if interrupt.set:
                 state.step, state.epoch_loss, state.epoch_acc = step, total_loss, total_acc
                 state.epoch_seen = seen
                 state.epoch_seconds = time.perf_counter() - started
                 folder = save_checkpoint(run, backend, state)
                 raise Interrupted(state, folder)
+        else:
+            for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
+                if step <= resumed_steps:
+                    continue  # done before the checkpoint (drawn anyway: augmentation's generator)
+                loss, acc = backend.train_step(xb, yb)
+                total_loss += loss * len(xb)
+                total_acc += acc * len(xb)
+                seen += len(xb)
+                running = {"loss": total_loss / seen}
+                if training.loss != "mse":
+                    running["accuracy"] = total_acc / seen
+                progress.batch(epoch + 1, epochs, step, steps, running, seen)
+                if interrupt.set:
+                    state.step, state.epoch_loss, state.epoch_acc = step, total_loss, total_acc
+                    state.epoch_seen = seen
+                    state.epoch_seconds = time.perf_counter() - started
+                    folder = save_checkpoint(run, backend, state)
+                    raise Interrupted(state, folder)
         state.step, state.epoch_loss, state.epoch_acc, state.epoch_seen = 0, 0.0, 0.0, 0
         state.epoch_seconds = 0.0
         seconds = time.perf_counter() - started

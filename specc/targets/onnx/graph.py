@@ -82,6 +82,15 @@ def build_onnx(
     located at the layer's line and column. With ``check`` the result is verified with the ONNX checker and strict
     shape inference against specc's shapes (a failure there is a bug in specc).
     """
+    proto, payload = _build(model, weights, opset, seed, source, check)
+    _attach(proto, payload)
+    return proto
+
+
+def _build(model, weights, opset, seed, source, check):
+    """(model proto whose large initializers have no data yet, their arrays by name): built
+    and checked without copying the weights around (the checker and shape inference
+    serialize what they get; a >2 GB model could not be checked at all)."""
     from onnx import helper
 
     from ... import __version__
@@ -138,13 +147,13 @@ def build_onnx(
         },
     )
     if check:
-        problems = verify_onnx(proto, model)
+        problems = verify_onnx(_without_payload(proto, builder.payload), model)
         if problems:
             raise RuntimeError(
                 "specc built an ONNX graph that fails its own checks (a bug in specc):\n  "
                 + "\n  ".join(problems)
             )
-    return proto
+    return proto, builder.payload
 
 
 def write_onnx(
@@ -160,13 +169,244 @@ def write_onnx(
     """Build and write ``model.onnx`` (or its text view with ``text``). Everything is built
     and checked before the file is opened, and the write is atomic: a refused request
     (SpecError) writes nothing."""
-    from ...fsutil import atomic_write_bytes, atomic_write_text
+    from ...fsutil import atomic_write_text
 
-    proto = build_onnx(model, weights, opset=opset, seed=seed, source=source)
+    proto, payload = _build(model, weights, opset, seed, source, True)
     if text:
         atomic_write_text(path, onnx_text(proto))
+    elif sum(a.nbytes for a in payload.values()) > EXTERNAL_DATA_THRESHOLD:
+        _write_external(path, proto, payload)
     else:
-        atomic_write_bytes(path, onnx_bytes(proto))
+        _write_streamed(path, proto, payload)
+
+
+#: float initializers of at least this many elements are built without data and get their
+#: bytes (raw_data) attached once, after the checks
+_PAYLOAD_MIN_ELEMENTS = 1024
+#: above this many bytes of weights the model is written in ONNX's external-data format (a
+#: protobuf message cannot exceed 2 GiB): ``<file>.data`` beside the model holds them
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26
+_PENDING = "specc:data-not-attached"
+
+
+def _placeholder(name: str, shape) -> object:
+    """An initializer with name, type and shape whose data is marked external (the checker
+    and shape inference need no more) until :func:`_attach` or :func:`_write_external`."""
+    import onnx
+
+    tensor = onnx.TensorProto()
+    tensor.name = name
+    tensor.data_type = onnx.TensorProto.FLOAT
+    tensor.dims.extend(int(d) for d in shape)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", _PENDING
+    return tensor
+
+
+def _without_payload(proto, payload: dict[str, np.ndarray]):
+    """A copy of ``proto`` for the checks: the initializers still without data become graph
+    inputs of the same type and shape (what the checker and shape inference look at)."""
+    import onnx
+    from onnx import helper
+
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)  # cheap: the large initializers hold no data yet
+    keep = [t for t in light.graph.initializer if t.name not in payload]
+    del light.graph.initializer[:]
+    light.graph.initializer.extend(keep)
+    light.graph.input.extend(
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(array.shape))
+        for name, array in payload.items()
+    )
+    return light
+
+
+def _raw(array: np.ndarray) -> bytes:
+    """Little-endian bytes, as ONNX's raw_data stores them (numpy_helper.from_array)."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def _attach(proto, payload: dict[str, np.ndarray]) -> None:
+    """Give every placeholder its data as raw_data: the same bytes as numpy_helper.from_array."""
+    for tensor in proto.graph.initializer:
+        array = payload.get(tensor.name)
+        if array is not None:
+            tensor.ClearField("external_data")
+            tensor.ClearField("data_location")
+            tensor.raw_data = _raw(array)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _split_fields(data: bytes, number: int) -> tuple[bytes, bytes]:
+    """A serialized message cut where its fields numbered >= ``number`` begin (deterministic
+    serialization writes fields in number order)."""
+    pos = 0
+    while pos < len(data):
+        start = pos
+        tag = 0
+        shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            tag |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if tag >> 3 >= number:
+            return data[:start], data[start:]
+        wire = tag & 7
+        if wire == 0:
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length = 0
+            shift = 0
+            while True:
+                byte = data[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            pos += length
+        else:  # groups: never in ONNX
+            raise ValueError(f"unexpected wire type {wire}")
+    return data, b""
+
+
+def _streamed_pieces(proto, payload: dict[str, np.ndarray]) -> list:
+    """The serialized model as a list of byte pieces, weights as views of the arrays: the
+    same bytes as ``onnx_bytes`` of the attached model, without building them in memory.
+    ModelProto.graph is field 7, GraphProto.initializer field 5, TensorProto.raw_data field 9
+    (placeholders hold only fields 1, 2 and 8 besides their external marker)."""
+    import onnx
+
+    initializers: list[list] = []
+    for tensor in proto.graph.initializer:
+        array = payload.get(tensor.name)
+        if array is None:
+            body = [tensor.SerializeToString(deterministic=True)]
+        else:
+            head = onnx.TensorProto()
+            head.CopyFrom(tensor)
+            head.ClearField("external_data")
+            head.ClearField("data_location")
+            head_bytes = head.SerializeToString(deterministic=True)
+            assert _split_fields(head_bytes, 9)[1] == b"", tensor.name
+            data = memoryview(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")))
+            data = data.cast("B")
+            body = [head_bytes, b"\x4a" + _varint(len(data)), data]
+        size = sum(len(piece) for piece in body)
+        initializers.append([b"\x2a" + _varint(size), *body])
+    graph = onnx.GraphProto()
+    graph.CopyFrom(proto.graph)  # cheap: the large initializers hold no data
+    graph.ClearField("initializer")
+    before, after = _split_fields(graph.SerializeToString(deterministic=True), 6)
+    graph_pieces = [before, *(p for pieces in initializers for p in pieces), after]
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    model.ClearField("graph")
+    head, tail = _split_fields(model.SerializeToString(deterministic=True), 8)
+    size = sum(len(piece) for piece in graph_pieces)
+    return [head, b"\x3a" + _varint(size), *graph_pieces, tail]
+
+
+def _write_streamed(path, proto, payload: dict[str, np.ndarray]) -> None:
+    """The single-file model written piece by piece from the arrays (atomically)."""
+    _atomic_write_pieces(path, _streamed_pieces(proto, payload))
+
+
+def _atomic_write_pieces(path, pieces) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_external(path, proto, payload: dict[str, np.ndarray]) -> None:
+    """The model with its large initializers in ``<name>.data`` (ONNX external data: location
+    relative to the model, offsets aligned to 4 KiB), each file written atomically; the
+    data file first, so the model never names data that is not there."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ...fsutil import atomic_write_bytes
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    data_name = f"{path.name}.data"
+    fd, tmp = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=folder)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as handle:
+            offset = 0
+            for tensor in proto.graph.initializer:
+                array = payload.get(tensor.name)
+                if array is None:
+                    continue
+                pad = -offset % 4096
+                handle.write(b"\0" * pad)
+                offset += pad
+                data = _raw(array)
+                handle.write(data)
+                del tensor.external_data[:]
+                for key, value in (
+                    ("location", data_name),
+                    ("offset", str(offset)),
+                    ("length", str(len(data))),
+                ):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+                offset += len(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / data_name)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    atomic_write_bytes(path, onnx_bytes(proto))
 
 
 def onnx_bytes(proto) -> bytes:
@@ -185,7 +425,14 @@ def onnx_text(proto, max_values: int = 16) -> str:
     view.CopyFrom(proto)
     for tensor in view.graph.initializer:
         if math.prod(tensor.dims) > max_values:
-            for name in ("raw_data", "float_data", "int64_data", "int32_data", "double_data"):
+            for name in (
+                "raw_data",
+                "float_data",
+                "int64_data",
+                "int32_data",
+                "double_data",
+                "external_data",
+            ):
                 tensor.ClearField(name)
             tensor.data_location = onnx.TensorProto.EXTERNAL
             entry = tensor.external_data.add()
@@ -442,6 +689,7 @@ class Builder:
         self.weights = weights
         self.nodes: list = []
         self.initializers: list = []
+        self.payload: dict[str, np.ndarray] = {}  # initializer name -> data not yet attached
         self._const_names: set[str] = set()
         self.values: dict[str, tuple[str, str, int]] = {}  # tensor -> (value, layout, rank)
         self.converted: dict[tuple[str, str], str] = {}
@@ -459,7 +707,12 @@ class Builder:
 
         if name not in self._const_names:
             self._const_names.add(name)
-            self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+            array = np.asarray(value, dtype)
+            if array.dtype == np.float32 and array.size >= _PAYLOAD_MIN_ELEMENTS:
+                self.initializers.append(_placeholder(name, array.shape))
+                self.payload[name] = array
+            else:
+                self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def weight(self, layer: LayerIR, param: str) -> str:

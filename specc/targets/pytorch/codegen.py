@@ -10,6 +10,7 @@ Keras's element order and Keras Dense kernels load without any row permutation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class LayerPlan:
     layout: str  # the layout its inputs are brought to
     lowering: lw.TorchLowering
     attributes: dict[str, str] = field(default_factory=dict)  # module suffix -> attribute
+    folded: bool = False  # a ZeroPadding2D done by the padding of the layer that follows
 
 
 @dataclass
@@ -78,6 +80,80 @@ def _input_path(model: ModelIR, source, index: int) -> tuple:
     return ()
 
 
+#: activations whose outputs are never negative (max pooling may then pad with zeros or -inf)
+_NON_NEGATIVE = {"relu", "sigmoid", "softmax", "softplus"}
+#: modules whose ``padding`` argument pads with zeros before the operation
+_ZERO_PADDED = {"nn.Conv2d"}
+
+
+def _non_negative(layer: LayerIR | None) -> bool:
+    """Whether every output of ``layer`` is >= 0 whatever its input (NaN aside)."""
+    if layer is None:
+        return False
+    spec = layer.spec
+    if layer.type == "ReLU":
+        return spec.negative_slope == 0
+    return getattr(spec, "activation", None) in _NON_NEGATIVE
+
+
+def _fold_padding(model: ModelIR, layer: LayerIR, lowering: lw.TorchLowering, producers):
+    """``lowering`` with a symmetric ZeroPadding2D just before ``layer`` added to the padding
+    of its first module, when that is exactly the same computation; None otherwise.
+
+    A convolution's ``padding`` pads with zeros, as ZeroPadding2D does. Max pooling pads with
+    -inf, which equals zero padding only when the input is never negative (every window keeps
+    a real value: torch allows at most half the window as padding).
+    """
+    if len(layer.inputs) != 1 or not lowering.steps:
+        return None
+    pad = producers.get(layer.inputs[0])
+    if pad is None or pad.type != "ZeroPadding2D":
+        return None
+    (top, bottom), (left, right) = pad.spec.padding
+    if top != bottom or left != right:
+        return None
+    first = lowering.steps[0]
+    if not (
+        isinstance(first, lw.Call)
+        and isinstance(first.func, lw.Module)
+        and first.args == (lw.X,)
+        and not first.kwargs
+    ):
+        return None
+    index, module = next(
+        ((k, m) for k, m in enumerate(lowering.modules) if m.suffix == first.func.suffix),
+        (None, None),
+    )
+    if module is None:
+        return None
+    args = dict(module.args)
+    padding = args.get("padding")
+    if not (isinstance(padding, tuple) and len(padding) == 2):
+        return None
+    if module.cls == "nn.MaxPool2d":
+        if not _non_negative(producers.get(pad.inputs[0])):
+            return None
+        new = (padding[0] + top, padding[1] + left)
+        if any(2 * p > k for p, k in zip(new, args["kernel_size"])):
+            return None
+    elif module.cls in _ZERO_PADDED and args.get("padding_mode") == "zeros":
+        new = (padding[0] + top, padding[1] + left)
+    else:
+        return None
+    args["padding"] = new
+    modules = list(lowering.modules)
+    modules[index] = lw.TorchModule(module.cls, tuple(args.items()), module.suffix)
+    return dataclasses.replace(lowering, modules=tuple(modules))
+
+
+def _consumers(model: ModelIR) -> dict[str, int]:
+    count: dict[str, int] = {name: 1 for name in model.outputs}
+    for layer in model.layers:
+        for name in layer.inputs:
+            count[name] = count.get(name, 0) + 1
+    return count
+
+
 def plan(model: ModelIR, source=None) -> TorchPlan:
     """Choose layouts, lower every layer and name every attribute; refuse what torch cannot
     express exactly (raises CodegenError listing every problem)."""
@@ -98,7 +174,11 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     ranks = {t.name: len(t.shape) for t in model.inputs}
     taken: set[str] = set()
     plans = []
+    consumers = _consumers(model)
+    producers: dict[str, LayerIR] = {}
+    by_name: dict[str, LayerPlan] = {}
     for layer in model.layers:
+        producers[layer.name] = layer
         shapes = [model.shape_of(name) for name in layer.inputs]
         want = layer.spec.torch_layout
         if want == lw.ANY:
@@ -121,12 +201,22 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             layouts[layer.name] = want
             ranks[layer.name] = len(layer.output_shape)
             continue
+        padding = by_name.get(layer.inputs[0]) if layer.inputs else None
+        if padding is not None and consumers.get(padding.layer.name) == 1:
+            folded = _fold_padding(model, layer, lowering, producers)
+            if folded is not None:
+                lowering = folded
+                padding.folded = True
+                padding.lowering = lw.TorchLowering()
+                taken.difference_update(padding.attributes.values())
+                padding.attributes = {}
         attributes = {}
         for module in lowering.modules:
             attributes[module.suffix] = identifier(
                 layer.name, taken, ATTRIBUTE_RESERVED, module.suffix
             )
-        plans.append(LayerPlan(layer, want, lowering, attributes))
+        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes)
+        plans.append(by_name[layer.name])
         layouts[layer.name] = lowering.out_layout or want
         ranks[layer.name] = len(layer.output_shape)
     if problems:
@@ -201,6 +291,15 @@ def _forward(
             convert(name, lp.layout)
         in_vars = [var[n] for n in layer.inputs]
         rank[layer.name] = len(layer.output_shape)
+        if lp.folded:  # the next layer's own padding does it: no tensor of its own
+            var[layer.name] = in_vars[0]
+            if taps is not None:  # the tapped variant pads a copy to record the output
+                (top, bottom), (left, right) = layer.spec.padding
+                padded = (
+                    f"torch.nn.functional.pad({in_vars[0]}, ({left}, {right}, {top}, {bottom}))"
+                )
+                taps.append(Tap(layer.name, padded, layout[in_vars[0]], len(body)))
+            continue
         if not lp.lowering.steps:  # an identity (linear activation): the same tensor
             var[layer.name] = in_vars[0]
             if taps is not None:

@@ -20,6 +20,8 @@ class KerasBatchNorm(nn.Module):
     Keras does (nn.BatchNorm would store the unbiased one); ``momentum`` is Keras's (0.99 by
     default, torch's 0.01). Evaluation: normalizes with the running statistics. Parameters
     and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var).
+    One fused batch-norm kernel does the work (any memory format, autocast, torch.compile);
+    only the running variance gets a per-channel correction afterwards.
     """
 
     def __init__(self, num_features: int, eps: float, momentum: float, affine: bool) -> None:
@@ -42,12 +44,20 @@ class KerasBatchNorm(nn.Module):
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
+        # the kernel's own update, done on a copy (the backward keeps it), is torch's:
+        # updated = (1 - m) * running + m * unbiased, m = 1 - momentum. Keras's is
+        # momentum * running + (1 - momentum) * biased, biased = unbiased * (n - 1) / n for n
+        # values per channel, that is updated * (n - 1) / n + running * momentum / n
+        n = x.numel() // x.shape[1]
+        updated = self.running_var.clone()
+        momentum = 1.0 - self.momentum
+        y = F.batch_norm(
+            x, self.running_mean, updated, self.weight, self.bias, True, momentum, self.eps
+        )
         with torch.no_grad():
-            var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
-            self.running_mean.copy_(self.running_mean * self.momentum + mean * (1 - self.momentum))
-            self.running_var.copy_(self.running_var * self.momentum + var * (1 - self.momentum))
+            self.running_var.mul_(self.momentum / n).add_(updated, alpha=(n - 1) / n)
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return y
 
 
 class ResidualNet(nn.Module):
