@@ -22,10 +22,7 @@ MODEL_SPECS = SPECS + CASE_SPECS
 #: bundled specs the PyTorch target refuses (with located diagnostics), and why; the tests
 #: comparing PyTorch code with the other targets skip them (tests/test_keras_applications.py
 #: checks the refusal itself)
-TORCH_REFUSED = {
-    "inception_v3.yaml": "BatchNormalization scale: false (center != scale) is refused by the "
-    "PyTorch target until KerasBatchNorm takes any center/scale combination",
-}
+TORCH_REFUSED: dict[str, str] = {}
 
 
 def skip_if_torch_refused(spec) -> None:

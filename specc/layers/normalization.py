@@ -32,7 +32,7 @@ class BatchNormalization(Layer):
         "`BatchNormalization` (inference), the spec's `epsilon` and `momentum`; another axis than the channels is moved to position 1 and back; `center/scale: false` use constant 0/1"
     )
     torch_doc: ClassVar[str] = (
-        "`KerasBatchNorm` (emitted in the file): Keras's momentum, epsilon and biased moving variance; channels axis only; `center != scale` refused"
+        "`KerasBatchNorm` (emitted in the file): Keras's momentum, epsilon and biased moving variance; channels axis only; gamma and beta each optional (`scale`, `center`)"
     )
     doc_example: ClassVar[tuple] = ({}, ((8, 8, 4),))
     axis: int = -1
@@ -75,12 +75,6 @@ class BatchNormalization(Layer):
                 field="axis",
                 hint="use axis: -1",
             )
-        if self.center != self.scale:
-            raise lw.Unsupported(
-                "torch's BatchNorm has both or neither of gamma and beta (center != scale)",
-                field="center" if not self.center else "scale",
-                hint="set center and scale to the same value",
-            )
         if rank > 4:
             raise lw.Unsupported(f"no torch BatchNorm for inputs of rank {rank} (+ batch)")
         channels = shapes[0][-1]
@@ -90,7 +84,8 @@ class BatchNormalization(Layer):
             ("num_features", channels),
             ("eps", self.epsilon),
             ("momentum", self.momentum),
-            ("affine", self.center),
+            ("scale", self.scale),
+            ("center", self.center),
         )
         return lw.TorchLowering(
             modules=(lw.TorchModule(lw.KERAS_BATCH_NORM, args),),

@@ -17,21 +17,26 @@ class KerasBatchNorm(nn.Module):
     running = momentum * running + (1 - momentum) * batch with that same biased variance, as
     Keras does (nn.BatchNorm would store the unbiased one); ``momentum`` is Keras's (0.99 by
     default, torch's 0.01). Evaluation: normalizes with the running statistics. Parameters
-    and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var).
+    and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var); gamma
+    (``scale``) and beta (``center``) exist independently, as in Keras.
     One fused batch-norm kernel does the work (any memory format, autocast, torch.compile);
     only the running variance gets a per-channel correction afterwards.
     """
 
-    def __init__(self, num_features: int, eps: float, momentum: float, affine: bool) -> None:
+    def __init__(
+        self, num_features: int, eps: float, momentum: float, scale: bool, center: bool
+    ) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
-        if affine:
+        if scale:
             self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
         else:
             self.register_parameter("weight", None)
+        if center:
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
             self.register_parameter("bias", None)
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
@@ -89,7 +94,8 @@ class BlocksNested(nn.Module):
             num_features=16,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block1_1_conv = nn.Conv2d(
             in_channels=8,
@@ -106,7 +112,8 @@ class BlocksNested(nn.Module):
             num_features=4,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block1_2_conv = nn.Conv2d(
             in_channels=4,
@@ -123,7 +130,8 @@ class BlocksNested(nn.Module):
             num_features=4,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block1_3_conv = nn.Conv2d(
             in_channels=4,
@@ -140,7 +148,8 @@ class BlocksNested(nn.Module):
             num_features=16,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block2_1_conv = nn.Conv2d(
             in_channels=16,
@@ -157,7 +166,8 @@ class BlocksNested(nn.Module):
             num_features=4,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block2_2_conv = nn.Conv2d(
             in_channels=4,
@@ -174,7 +184,8 @@ class BlocksNested(nn.Module):
             num_features=4,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv2_block2_3_conv = nn.Conv2d(
             in_channels=4,
@@ -191,7 +202,8 @@ class BlocksNested(nn.Module):
             num_features=16,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block1_0_conv = nn.Conv2d(
             in_channels=16,
@@ -208,7 +220,8 @@ class BlocksNested(nn.Module):
             num_features=32,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block1_1_conv = nn.Conv2d(
             in_channels=16,
@@ -225,7 +238,8 @@ class BlocksNested(nn.Module):
             num_features=8,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block1_2_conv = nn.Conv2d(
             in_channels=8,
@@ -242,7 +256,8 @@ class BlocksNested(nn.Module):
             num_features=8,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block1_3_conv = nn.Conv2d(
             in_channels=8,
@@ -259,7 +274,8 @@ class BlocksNested(nn.Module):
             num_features=32,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block2_1_conv = nn.Conv2d(
             in_channels=32,
@@ -276,7 +292,8 @@ class BlocksNested(nn.Module):
             num_features=8,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block2_2_conv = nn.Conv2d(
             in_channels=8,
@@ -293,7 +310,8 @@ class BlocksNested(nn.Module):
             num_features=8,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.conv3_block2_3_conv = nn.Conv2d(
             in_channels=8,
@@ -310,7 +328,8 @@ class BlocksNested(nn.Module):
             num_features=32,
             eps=1.001e-05,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.predictions = nn.Linear(
             in_features=32,

@@ -30,21 +30,26 @@ class KerasBatchNorm(nn.Module):
     running = momentum * running + (1 - momentum) * batch with that same biased variance, as
     Keras does (nn.BatchNorm would store the unbiased one); ``momentum`` is Keras's (0.99 by
     default, torch's 0.01). Evaluation: normalizes with the running statistics. Parameters
-    and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var).
+    and buffers are named as nn.BatchNorm's (weight, bias, running_mean, running_var); gamma
+    (``scale``) and beta (``center``) exist independently, as in Keras.
     One fused batch-norm kernel does the work (any memory format, autocast, torch.compile);
     only the running variance gets a per-channel correction afterwards.
     """
 
-    def __init__(self, num_features: int, eps: float, momentum: float, affine: bool) -> None:
+    def __init__(
+        self, num_features: int, eps: float, momentum: float, scale: bool, center: bool
+    ) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
-        if affine:
+        if scale:
             self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
         else:
             self.register_parameter("weight", None)
+        if center:
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
             self.register_parameter("bias", None)
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
@@ -91,7 +96,8 @@ class ResidualNet(nn.Module):
             num_features=16,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.b1_conv1 = nn.Conv2d(
             in_channels=16,
@@ -108,7 +114,8 @@ class ResidualNet(nn.Module):
             num_features=16,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.b1_conv2 = nn.Conv2d(
             in_channels=16,
@@ -125,7 +132,8 @@ class ResidualNet(nn.Module):
             num_features=16,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.b2_conv1 = nn.Conv2d(
             in_channels=16,
@@ -142,7 +150,8 @@ class ResidualNet(nn.Module):
             num_features=32,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.b2_conv2 = nn.Conv2d(
             in_channels=32,
@@ -159,7 +168,8 @@ class ResidualNet(nn.Module):
             num_features=32,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.b2_proj = nn.Conv2d(
             in_channels=16,
@@ -176,7 +186,8 @@ class ResidualNet(nn.Module):
             num_features=32,
             eps=0.001,
             momentum=0.99,
-            affine=True,
+            scale=True,
+            center=True,
         )
         self.logits = nn.Linear(
             in_features=32,
