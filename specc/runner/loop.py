@@ -184,7 +184,13 @@ def fit(
     ``batches(batch_size, epoch)``).
     """
     progress = progress or Progress(enabled=False)
-    state = (load_checkpoint(out_dir, backend) if resume else None) or LoopState()
+    # data parallel (specc.runner.distributed): only rank 0 reads and writes out_dir; it
+    # shares the resumed state and the validation results with the other ranks
+    comm = getattr(backend, "comm", None)
+    main = comm is None or comm.is_main
+    state = (load_checkpoint(out_dir, backend) if resume and main else None) or LoopState()
+    if comm is not None:
+        state = backend.share(state)
     monitor_spec = training.early_stopping
     plateau = (
         training.schedule
@@ -214,9 +220,10 @@ def fit(
         if training.loss != "mse":
             row["accuracy"] = total_acc / seen
         if has_val:
-            for key, value in evaluate(
-                backend, data.x_val, data.y_val, training, batch_size
-            ).items():
+            val = evaluate(backend, data.x_val, data.y_val, training, batch_size) if main else None
+            if comm is not None:
+                val = comm.broadcast_object(val)
+            for key, value in val.items():
                 row[f"val_{key}"] = value
         row["lr"] = lr
         row["seconds"] = seconds
@@ -246,7 +253,7 @@ def fit(
                 or _improved(monitor_spec.monitor, value, state.best, monitor_spec.min_delta)
             ):
                 state.best, state.best_epoch, state.wait = value, state.epoch, 0
-                if monitor_spec.restore_best_weights:
+                if monitor_spec.restore_best_weights and main:
                     best_dir = out_dir / "best"
                     if best_dir.exists():
                         shutil.rmtree(best_dir)
@@ -256,13 +263,15 @@ def fit(
                 state.wait += 1
                 if state.wait >= monitor_spec.patience:
                     state.stopped_early = True
-        save_checkpoint(out_dir, backend, state)
+        if main:
+            save_checkpoint(out_dir, backend, state)
 
     # as Keras 3's EarlyStopping: the best weights come back at the end of training,
     # whether or not it stopped early
     if (
         monitor_spec is not None
         and monitor_spec.restore_best_weights
+        and main
         and (out_dir / "best").exists()
     ):
         backend.load(out_dir / "best")

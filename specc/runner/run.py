@@ -46,8 +46,11 @@ class TrainOptions:
     progress: bool = True
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
-    precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
+    precision: str = "fp32"  # "bf16" / "fp16": autocast (mixed precision), opt-in
     threads: int | None = None  # framework intra-op threads (None: the framework's default)
+    device: str = "auto"  # PyTorch: auto | cpu | cuda | cuda:N (specc.runner.devices)
+    sync_batchnorm: bool = False  # data parallel: batch statistics over the global batch
+    devices: int | None = None  # Keras: MirroredStrategy over N local devices
 
 
 def spec_hash(model: ModelIR) -> str:
@@ -70,8 +73,14 @@ def build_backend(
     *,
     precision: str = "fp32",
     threads: int | None = None,
+    device=None,
+    comm=None,
+    sync_batchnorm: bool = False,
 ):
-    """Generate the model code into ``code_path``, import it, build the model and its backend."""
+    """Generate the model code into ``code_path``, import it, build the model and its backend.
+
+    PyTorch: on ``device`` (default CPU); with ``comm`` (a distributed.Communicator) the
+    backend trains through DistributedDataParallel."""
     from ..codegen import generate
 
     atomic_write_text(code_path, generate(model, backend))
@@ -97,7 +106,12 @@ def build_backend(
 
     cls = getattr(module, class_name(model.name))
     assert issubclass(cls, torch.nn.Module)
-    return TorchBackend(cls(), training, precision=precision, threads=threads)
+    kwargs = {"precision": precision, "threads": threads, "device": device or "cpu"}
+    if comm is not None:
+        from .distributed import data_parallel_backend
+
+        return data_parallel_backend(cls(), training, comm, sync_bn=sync_batchnorm, **kwargs)
+    return TorchBackend(cls(), training, **kwargs)
 
 
 def _framework_version(backend: str) -> dict:
@@ -158,17 +172,27 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
     _require(options.backend)
     if options.precision != "fp32" and options.backend != "pytorch":
         raise RunError(f"--precision {options.precision} is available with --backend pytorch")
+    # devices and data parallel ranks (specc.runner.distributed); None / None: one CPU process
+    from .distributed import setup
+
+    comm, device = setup(options, training)
+    main = comm is None or comm.is_main
+    if not main:
+        log = lambda *_: None  # noqa: E731
 
     out_dir = Path(options.out_dir or f"runs/{model.name}-{options.backend}")
     if out_dir.exists() and (out_dir / "checkpoint.json").exists() and not options.resume:
         raise RunError(
             f"{out_dir} already holds a run; continue it with --resume or choose another --out"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     from ..data import prepare
 
     started = time.time()
+    if comm is not None and not main:
+        comm.barrier()  # rank 0 fetches a missing dataset first
     output_units = model.shape_of(model.outputs[0])[-1]
     data = prepare(
         training,
@@ -179,33 +203,48 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         limit=options.limit,
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
     )
+    if comm is not None and main:
+        comm.barrier()
     log(
         f"{model.name}: {model.total_params:,} params; {data.dataset}: "
         f"{len(data.x_train):,} train / {0 if data.x_val is None else len(data.x_val):,} validation / "
         f"{len(data.x_test):,} test samples; backend {options.backend}"
     )
 
+    from .distributed import code_folder, guarded, run_record
     from .loop import Progress, fit
 
-    backend = build_backend(
-        model,
-        options.backend,
-        out_dir / f"model_{options.backend}.py",
-        training,
-        precision=options.precision,
-        threads=options.threads,
-    )
-    state = fit(
-        backend,
-        data,
-        training,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        seed=training.seed,
-        out_dir=out_dir,
-        resume=options.resume,
-        progress=Progress(enabled=options.progress),
-    )
+    if comm is not None:
+        from .distributed import global_batch_line
+
+        log(global_batch_line(training.batch_size, comm.world_size))
+
+    with guarded(comm):
+        backend = build_backend(
+            model,
+            options.backend,
+            code_folder(out_dir, main) / f"model_{options.backend}.py",
+            training,
+            precision=options.precision,
+            threads=options.threads,
+            device=device,
+            comm=comm,
+            sync_batchnorm=options.sync_batchnorm,
+        )
+        state = fit(
+            backend,
+            data,
+            training,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            out_dir=out_dir,
+            resume=options.resume,
+            progress=Progress(enabled=options.progress and main),
+        )
+        parallel = run_record(backend, comm, device, options, training, state)
+    if not main:
+        return {}
     metrics = write_outputs(out_dir, model, training, data, backend, state, options)
     run = {
         "spec": str(spec_path),
@@ -218,6 +257,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         "stopped_early": state.stopped_early,
         "batch_size": training.batch_size,
         "precision": options.precision,
+        **parallel,
         "seed": training.seed,
         "train_seconds": round(state.train_seconds, 3),
         "wall_seconds": round(time.time() - started, 3),
