@@ -85,8 +85,14 @@ def test_environment_reads_torchrun_variables():
     assert environment({}) is None
     assert environment({"WORLD_SIZE": "1", "RANK": "0"}) is None
     env = environment(
-        {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-         "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}  # fmt: skip
+        {
+            "WORLD_SIZE": "4",
+            "RANK": "3",
+            "LOCAL_RANK": "1",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "10.0.0.1",
+            "MASTER_PORT": "29500",
+        }  # fmt: skip
     )
     assert (env.rank, env.world_size, env.local_rank, env.local_world_size) == (3, 4, 1, 2)
     assert not env.is_main
@@ -158,7 +164,6 @@ def test_two_process_ddp_equals_one_process_over_the_same_global_batches(tmp_pat
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5)
     # only rank 0 wrote: one run folder, no second copy of the generated code
     assert (two / "model_pytorch.py").exists() and (two / "model.onnx").exists()
-
 
 
 @pytest.mark.slow
