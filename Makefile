@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs
+.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs gpu-check
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# CUDA training checks (fp32, bf16/fp16, 2-GPU DDP, crosscheck); says "no CUDA device" and
+# succeeds elsewhere. DATA_DIR: where MNIST is (default: $$SPECC_DATA_DIR or the cache).
+gpu-check: $(STAMP)
+	PYTHON=$(BIN)/python bench/gpu_check.sh $(DATA_DIR)
 
 # The long hypothesis profiles: thousands of random specs and mutated inputs.
 fuzz: $(STAMP)

@@ -291,3 +291,67 @@ def test_generated_script_runs_under_torchrun(tmp_path):
     assert not any(k.startswith("module.") for k in state)  # the plain module, not DDP's
     accuracy = float(done.stdout.split("test_accuracy ")[1].split()[0])
     assert accuracy > 0.2  # 2 epochs on digits: well above chance (0.1)
+
+
+def _keras(spec, out, *extra):
+    cmd = [sys.executable, "-m", "specc", "train", str(spec), "--backend", "keras", "--out",
+           str(out), "--quiet", "--threads", "1", *extra]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_keras_mirrored_strategy_on_two_logical_cpus_equals_one_device(tmp_path):
+    """MirroredStrategy over 2 logical CPU devices: 181 samples in batches of 32, five split
+    16 + 16 and a last one of 21 that both replicas take whole; SGD with momentum."""
+    pytest.importorskip("keras")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    _keras(spec, tmp_path / "one", "--limit", "201")
+    _keras(spec, tmp_path / "two", "--limit", "201", "--devices", "2")
+    worst = _worst(tmp_path / "one", tmp_path / "two")
+    assert worst <= 1e-5, f"MirroredStrategy differs from one device by {worst}"
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["replicas"] == 2 and run["device"] == "MirroredStrategy(CPU:0, CPU:1)"
+    h1 = json.loads((tmp_path / "one" / "history.json").read_text())
+    h2 = json.loads((tmp_path / "two" / "history.json").read_text())
+    for a, b in zip(h1, h2):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_sync_batchnorm_computes_statistics_over_the_global_batch(tmp_path):
+    """With a BatchNormalization layer, per-rank statistics (plain DDP) drift far from one
+    process; --sync-batchnorm takes mean and variance over all ranks' rows and follows the
+    single process (to ~1e-5: the normalization is computed by other kernels, and batch norm's
+    1/std amplifies the rounding over the steps)."""
+    pytest.importorskip("torch")
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(
+        TINY.replace("  - {type: Flatten}", "  - {type: BatchNormalization}\n  - {type: Flatten}")
+    )
+    common = ("--limit", "201", "--epochs", "1")
+    _train(spec, tmp_path / "one", *common)
+    _train(spec, tmp_path / "sync", *common, "--nproc", "2", "--sync-batchnorm")
+    _train(spec, tmp_path / "local", *common, "--nproc", "2")
+    synced = _worst(tmp_path / "one", tmp_path / "sync")
+    local = _worst(tmp_path / "one", tmp_path / "local")
+    assert synced <= 5e-5, f"--sync-batchnorm differs from one process by {synced}"
+    assert local > 100 * synced, (local, synced)
+    assert json.loads((tmp_path / "sync" / "run.json").read_text())["sync_batchnorm"] is True
+
+
+def test_gpu_check_says_no_cuda_and_succeeds_without_a_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: run bench/gpu_check.sh itself")
+    done = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")],
+        env={**_env(), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "gpu_check: no CUDA device" in done.stdout

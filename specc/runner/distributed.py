@@ -349,8 +349,23 @@ def _is_keras_batch_norm(module) -> bool:
 
 def _sync_keras_batch_norm_class():
     import torch
-    import torch.distributed.nn.functional as dist_fn
+    import torch.distributed as dist
     import torch.nn.functional as F
+
+    class AllReduceSum(torch.autograd.Function):
+        """Sum over ranks; its gradient is the sum over ranks of the gradients."""
+
+        @staticmethod
+        def forward(ctx, tensor):
+            tensor = tensor.clone()
+            dist.all_reduce(tensor)
+            return tensor
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.clone()
+            dist.all_reduce(grad)
+            return grad
 
     class _SyncKerasBatchNorm(torch.nn.Module):
         """Keras's batch normalization with the batch mean and biased variance taken over
@@ -373,13 +388,15 @@ def _sync_keras_batch_norm_class():
                     self.eps,
                 )  # fmt: skip
             dims = [0, *range(2, x.dim())]
-            count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
-            stats = torch.cat([x.sum(dim=dims), (x * x).sum(dim=dims), count])
-            stats = dist_fn.all_reduce(stats)
+            wide = x.double()  # E[x^2] - E[x]^2 in float64: as exact as one process's var_mean
+            count = torch.full((1,), x.numel() / x.shape[1], dtype=wide.dtype, device=x.device)
+            stats = torch.cat([wide.sum(dim=dims), (wide * wide).sum(dim=dims), count])
+            stats = AllReduceSum.apply(stats)
             c = self.num_features
             total = stats[2 * c]
-            mean = stats[:c] / total
-            var = (stats[c : 2 * c] / total - mean * mean).clamp_min(0.0)
+            mean64 = stats[:c] / total
+            var = (stats[c : 2 * c] / total - mean64 * mean64).clamp_min(0.0).to(x.dtype)
+            mean = mean64.to(x.dtype)
             with torch.no_grad():
                 self.running_mean.copy_(
                     self.running_mean * self.momentum + mean.detach() * (1 - self.momentum)
@@ -574,10 +591,14 @@ def run_record(backend, comm, device, options, training, state) -> dict:
     from .devices import describe
 
     if options.backend != "pytorch":
-        record = {"device": getattr(backend, "device_description", "cpu"), "world_size": 1}
-        replicas = getattr(backend, "replicas", 1)
-        record["replicas"] = replicas
-        return record
+        from .keras_distribute import describe as keras_device
+
+        return {
+            "device": getattr(backend, "device_description", None) or keras_device(None),
+            "world_size": 1,
+            "replicas": getattr(backend, "replicas", 1),
+            "global_batch_size": training.batch_size,
+        }
     overall = round(state.samples_seen / state.train_seconds, 1) if state.train_seconds else None
     if comm is None:
         return {

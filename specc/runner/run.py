@@ -76,11 +76,13 @@ def build_backend(
     device=None,
     comm=None,
     sync_batchnorm: bool = False,
+    devices: int | None = None,
 ):
     """Generate the model code into ``code_path``, import it, build the model and its backend.
 
     PyTorch: on ``device`` (default CPU); with ``comm`` (a distributed.Communicator) the
-    backend trains through DistributedDataParallel."""
+    backend trains through DistributedDataParallel. Keras: a tf.distribute strategy for
+    ``devices`` / TF_CONFIG (specc.runner.keras_distribute), the precision as its policy."""
     from ..codegen import generate
 
     atomic_write_text(code_path, generate(model, backend))
@@ -89,13 +91,18 @@ def build_backend(
         import keras
 
         from .keras_backend import KerasBackend
+        from .keras_distribute import DistributedKerasBackend, make_strategy, set_precision
 
         if threads is not None:  # before TensorFlow runs its first op
             import tensorflow as tf
 
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
+        strategy = make_strategy(devices)  # also before the first op (logical devices)
+        set_precision(precision)
         keras.utils.set_random_seed(training.seed)  # the initial weights are part of the run
+        if strategy is not None:
+            return DistributedKerasBackend(module.build_model, training, strategy)
         return KerasBackend(module.build_model(), training)
     import torch
 
@@ -170,8 +177,8 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
     }
     training = Training.model_validate({**model.training, **overrides})
     _require(options.backend)
-    if options.precision != "fp32" and options.backend != "pytorch":
-        raise RunError(f"--precision {options.precision} is available with --backend pytorch")
+    if options.devices is not None and options.backend != "keras":
+        raise RunError("--devices is a Keras option; PyTorch runs one device per rank (--nproc)")
     # devices and data parallel ranks (specc.runner.distributed); None / None: one CPU process
     from .distributed import setup
 
@@ -230,6 +237,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
             device=device,
             comm=comm,
             sync_batchnorm=options.sync_batchnorm,
+            devices=options.devices,
         )
         state = fit(
             backend,

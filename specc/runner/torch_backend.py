@@ -287,4 +287,6 @@ class TorchBackend:
         torch.save(self.state(), folder / "state.pt")
 
     def load(self, folder: Path) -> None:
-        self.load_state(torch.load(folder / "state.pt", map_location=self.device, weights_only=True))
+        self.load_state(
+            torch.load(folder / "state.pt", map_location=self.device, weights_only=True)
+        )
