@@ -355,3 +355,14 @@ def test_gpu_check_says_no_cuda_and_succeeds_without_a_gpu():
     )
     assert done.returncode == 0, done.stderr
     assert "gpu_check: no CUDA device" in done.stdout
+
+
+def test_nproc_with_an_invalid_spec_exits_1_with_one_message(tmp_path):
+    """Every rank refuses the spec alike: the launcher exits with their code, and only rank
+    0's message reaches the terminal."""
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY.replace("units: 10", "units: -3"))
+    done = _train(spec, tmp_path / "run", "--nproc", "2", check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("units") == 1, done.stderr
+    assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr

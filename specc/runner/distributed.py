@@ -149,6 +149,7 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
     """
     err = err or sys.stderr
     port = free_port()
+    previous = signal.signal(signal.SIGTERM, _terminated)
     logs = tempfile.TemporaryDirectory(prefix="specc-ranks-")
     procs: list[subprocess.Popen] = []
     files = []
@@ -171,7 +172,11 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
                 stdout = stderr = log
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "specc", *args], env=env, stdout=stdout, stderr=stderr
+                    [sys.executable, "-m", "specc", *args],
+                    env=env,
+                    stdout=stdout,
+                    stderr=stderr,
+                    preexec_fn=_die_with_parent,
                 )
             )
         failed: tuple[int, int] | None = None
@@ -213,9 +218,25 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
         _stop(procs, grace_s)
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for log in files:
             log.close()
         logs.cleanup()
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM to the launcher: stop the ranks, as on Ctrl-C
+
+
+def _die_with_parent() -> None:
+    """In a rank, before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float) -> None:

@@ -338,7 +338,7 @@ def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state,
         from ..fsutil import atomic_write_bytes
 
         buffer = io.BytesIO()
-        torch.save(backend.module.state_dict(), buffer)
+        torch.save({k: v.cpu() for k, v in backend.module.state_dict().items()}, buffer)
         atomic_write_bytes(out_dir / "model.pt", buffer.getvalue())
         weights = canonical.from_torch(backend.module, model)
     canonical.save(out_dir / "weights.npz", weights)
