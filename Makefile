@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs gpu-check
+.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs gpu-check bench-distributed
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	@if [ -f bench/results/distributed.json ]; then \
+		$(BIN)/python bench/distributed.py --markdown-from bench/results/distributed.json >/dev/null; fi
+
+# 1 process x 2 threads vs 2 DDP processes x 1 thread (about 3 minutes; its BENCHMARKS.md section)
+bench-distributed: $(STAMP)
+	$(BIN)/python bench/distributed.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick

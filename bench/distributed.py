@@ -1,6 +1,6 @@
 """Data-parallel CPU training: 1 process x 2 threads vs 2 processes (DDP, gloo) x 1 thread.
 
-    python bench/distributed.py [--limit 12000] [--epochs 2] [--repeats 3]
+    python bench/distributed.py [--limit 2000] [--epochs 2] [--repeats 3]
     python bench/distributed.py --markdown-from bench/results/distributed.json
 
 Trains ``specs/mnist_cnn.yaml`` with ``specc train --backend pytorch`` on the first
@@ -99,6 +99,7 @@ def section(results: dict) -> str:
     one, two = (results["contenders"][name] for name in CONTENDERS)
     ratio_sps = two["median_samples_per_second"] / one["median_samples_per_second"]
     ratio_epoch = two["median_last_epoch_seconds"] / one["median_last_epoch_seconds"]
+    loads = [r["load"] for row in results["contenders"].values() for r in row["runs"]]
     lines = [
         BEGIN,
         "## Data-parallel training (`--nproc`)",
@@ -108,7 +109,9 @@ def section(results: dict) -> str:
         "batch 64 either way), the two contenders taking turns, "
         f"{results['repeats']} runs each, medians; produced by `python bench/distributed.py` "
         f"({results['machine']['date']}, {results['machine']['cpus']} vCPUs, torch "
-        f"{results['machine']['torch']}, {results['machine']['minutes']} min).",
+        f"{results['machine']['torch']}, {results['machine']['minutes']} min; 1-minute load "
+        f"average at the end of the runs {min(loads):.1f} - {max(loads):.1f}, where 2.0 means "
+        "both vCPUs busy: the other jobs on this shared machine count).",
         "",
         "| Contender | samples/s (median; all runs) | last epoch, s (median; all runs) | "
         "final test accuracy |",
@@ -149,7 +152,7 @@ def write_section(results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=12000)
+    parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown-from", metavar="JSON", help="only rewrite the section")

@@ -345,6 +345,9 @@ def train(
             raise typer.Exit(EXIT_USAGE)
         if os.environ.get("WORLD_SIZE") is None:
             if nproc > 1:
+                if "train" not in sys.argv[1:]:  # called in-process, not from a command line
+                    typer.echo("error: --nproc starts `python -m specc train` itself", err=True)
+                    raise typer.Exit(EXIT_USAGE)
                 raise typer.Exit(distributed.launch(distributed.strip_nproc(sys.argv[1:]), nproc))
         elif int(os.environ["WORLD_SIZE"]) != nproc:
             typer.echo(

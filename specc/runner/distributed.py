@@ -193,11 +193,10 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
         while time.time() < deadline and any(p.poll() is None for p in procs):
             time.sleep(0.05)
         codes = [p.poll() for p in procs]
+        # the culprit: a rank killed or crashed outside specc's own exit codes, else the
+        # first rank seen failing (the others fail at their next collective after it)
         own = (0, 1, 2, 3, None)
-        rank, code = next(
-            ((r, c) for r, c in enumerate(codes) if c not in own),
-            next((r, c) for r, c in enumerate(codes) if c not in (0, None)),
-        )
+        rank, code = next(((r, c) for r, c in enumerate(codes) if c not in own), failed)
         _stop(procs, grace_s)
         if len(set(codes)) == 1 and code in (1, 2, 3) and rank == 0:
             return code  # every rank refused the run alike; rank 0 said why
@@ -347,18 +346,21 @@ def is_collective_failure(exc: BaseException) -> bool:
 def sync_batchnorm(module):
     """``module`` with every batch normalization computing its batch statistics over all
     ranks: torch's ``nn.BatchNorm*`` through ``nn.SyncBatchNorm``, specc's Keras-exact
-    batch norm (the generated ``KerasBatchNorm``) through :class:`SyncKerasBatchNorm`.
-    Parameters and buffers are kept (the same tensors), so an optimizer built after this
-    sees them."""
+    batch norm (the generated ``KerasBatchNorm``) through a synchronized equivalent.
+    Parameters and buffers are kept (the same tensors)."""
     import torch
 
     module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    _convert_keras_batch_norms(module)
+    return module
+
+
+def _convert_keras_batch_norms(module) -> None:
     for name, child in list(module.named_children()):
         if _is_keras_batch_norm(child):
-            setattr(module, name, SyncKerasBatchNorm.convert(child))
+            setattr(module, name, _sync_keras_batch_norm(child))
         else:
-            sync_batchnorm(child)
-    return module
+            _convert_keras_batch_norms(child)
 
 
 def _is_keras_batch_norm(module) -> bool:
@@ -435,17 +437,15 @@ def _sync_keras_batch_norm_class():
     return _SyncKerasBatchNorm
 
 
-class _LazySync:
-    _cls = None
-
-    @classmethod
-    def convert(cls, old):
-        if cls._cls is None:
-            cls._cls = _sync_keras_batch_norm_class()
-        return cls._cls.convert(old)
+_SYNC_CLASS: list = []
 
 
-SyncKerasBatchNorm = _LazySync
+def _sync_keras_batch_norm(old):
+    """The synchronized replacement of one generated Keras-exact batch norm (torch is
+    imported only when a run asks for it)."""
+    if not _SYNC_CLASS:
+        _SYNC_CLASS.append(_sync_keras_batch_norm_class())
+    return _SYNC_CLASS[0].convert(old)
 
 
 def data_parallel_backend(module, training, comm: Communicator, *, sync_bn: bool = False, **kw):
