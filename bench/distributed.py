@@ -1,4 +1,5 @@
-"""Data-parallel CPU training: 1 process x 2 threads vs 2 processes (DDP, gloo) x 1 thread.
+"""Data-parallel CPU training: 1 process x 2 threads vs 2 processes (DDP, gloo) x 1 thread
+(and 1 process x 1 thread for reference).
 
     python bench/distributed.py [--limit 2000] [--epochs 2] [--repeats 3]
     python bench/distributed.py --markdown-from bench/results/distributed.json
@@ -30,6 +31,7 @@ BEGIN, END = "<!-- distributed -->", "<!-- /distributed -->"
 CONTENDERS = {
     "1 process x 2 threads": {"threads": 2, "extra": []},
     "2 processes x 1 thread (DDP, gloo)": {"threads": 1, "extra": ["--nproc", "2"]},
+    "1 process x 1 thread (for reference)": {"threads": 1, "extra": []},
 }
 
 
@@ -96,7 +98,7 @@ def measure(limit: int, epochs: int, repeats: int) -> dict:
 
 
 def section(results: dict) -> str:
-    one, two = (results["contenders"][name] for name in CONTENDERS)
+    one, two = (results["contenders"][name] for name in list(CONTENDERS)[:2])
     ratio_sps = two["median_samples_per_second"] / one["median_samples_per_second"]
     ratio_epoch = two["median_last_epoch_seconds"] / one["median_last_epoch_seconds"]
     loads = [r["load"] for row in results["contenders"].values() for r in row["runs"]]
@@ -125,14 +127,33 @@ def section(results: dict) -> str:
             f"| {name} | {row['median_samples_per_second']:,.0f} ({sps}) | "
             f"{row['median_last_epoch_seconds']:.2f} ({sec}) | {acc} |"
         )
+    ref = results["contenders"].get("1 process x 1 thread (for reference)")
     lines += [
         "",
         f"2 processes x 1 thread vs 1 process x 2 threads: **{ratio_sps:.2f}x the samples/s**, "
-        f"epoch-time ratio **{ratio_epoch:.2f}** (2-process epoch / 1-process epoch). Both "
-        "take the same optimizer steps (the ranks' weighted losses make DDP's averaged "
-        "gradient that of the whole global batch; tested to 1e-5), so accuracy is the same "
-        "up to float summation order. On this shared 2-vCPU machine the other jobs' load "
-        "moves single runs by tens of percent; the ratio of medians is the figure to read.",
+        f"epoch-time ratio **{ratio_epoch:.2f}** (2-process epoch / 1-process epoch)"
+        + (
+            f"; vs 1 process x 1 thread: {two['median_samples_per_second'] / ref['median_samples_per_second']:.2f}x "
+            "the samples/s."
+            if ref
+            else "."
+        ),
+        "Both take the same optimizer steps (the ranks' weighted losses make DDP's averaged "
+        "gradient that of the whole global batch; tested to 1e-5): the final test accuracy "
+        "is identical in every run.",
+    ]
+    if max(loads) > 2 * results["machine"]["cpus"]:
+        lines.append("")
+        lines.append(
+            "**Read with care:** this machine was heavily oversubscribed by other jobs during "
+            "the runs. Two intra-op threads of one process wait for each other at every "
+            "parallel region and lose their time slices to the other jobs, so the 2-thread "
+            "process collapses; single-threaded processes (the DDP ranks, and the 1 x 1 "
+            "reference) do not. The large ratio is that effect, not what DDP gains on an "
+            "idle machine, which this run does not measure; the comparison with the 1 x 1 "
+            "reference is the one to read for what a second DDP rank adds here."
+        )
+    lines += [
         END,
     ]
     return "\n".join(lines)
