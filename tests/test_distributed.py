@@ -366,3 +366,35 @@ def test_nproc_with_an_invalid_spec_exits_1_with_one_message(tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("units") == 1, done.stderr
     assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_device_resolution_with_and_without_gpus(monkeypatch):
+    """The choice of device, whatever this machine has (torch.cuda answers are patched)."""
+    torch = pytest.importorskip("torch")
+    from specc.runner.devices import DeviceError, check_precision, parse_device, resolve_device
+
+    assert parse_device("CUDA:1") == ("cuda", 1)
+    for bad in ("gpu", "cpu:0", "cuda:x", "auto:1"):
+        with pytest.raises(ValueError):
+            parse_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda", local_rank=1, world_size=2) == torch.device("cuda", 1)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(DeviceError, match="names one GPU"):
+        resolve_device("cuda:1", local_rank=0, world_size=2)
+    with pytest.raises(DeviceError, match="device 2 does not exist"):
+        resolve_device("cuda", local_rank=2, world_size=3)
+    with pytest.raises(DeviceError, match="gradient scaler on CUDA only"):
+        check_precision("fp16", torch.device("cpu"))
+    check_precision("fp16", torch.device("cuda", 0))
+    check_precision("bf16", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
+    with pytest.raises(DeviceError, match="Old GPU has no bf16"):
+        check_precision("bf16", torch.device("cuda", 0))
