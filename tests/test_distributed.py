@@ -398,3 +398,35 @@ def test_device_resolution_with_and_without_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
     with pytest.raises(DeviceError, match="Old GPU has no bf16"):
         check_precision("bf16", torch.device("cuda", 0))
+
+
+@pytest.mark.slow
+def test_keras_two_workers_from_tf_config_equal_one_device(tmp_path):
+    """docs/distributed.md's two-worker example on this machine: the same command with
+    TF_CONFIG naming two workers on localhost (MultiWorkerMirroredStrategy); each worker
+    writes its own run folder, and both end with the single-device weights."""
+    pytest.importorskip("keras")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    _keras(spec, tmp_path / "one", "--limit", "201")
+    ports = [_free_port(), _free_port()]
+    workers = []
+    for index in (0, 1):
+        config = {
+            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        cmd = [sys.executable, "-m", "specc", "train", str(spec), "--backend", "keras",
+               "--limit", "201", "--out", str(tmp_path / f"worker{index}"), "--quiet",
+               "--threads", "1"]  # fmt: skip
+        env = {**_env(), "TF_CONFIG": json.dumps(config)}
+        workers.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True))
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr[-3000:]
+    for index in (0, 1):
+        folder = tmp_path / f"worker{index}"
+        assert _worst(tmp_path / "one", folder) <= 1e-5
+        run = json.loads((folder / "run.json").read_text())
+        assert run["replicas"] == 2
+        assert run["device"].startswith(f"MultiWorkerMirroredStrategy(worker {index}:")

@@ -83,8 +83,16 @@ def describe(strategy) -> str:
         import tensorflow as tf
 
         return "gpu:0" if tf.config.list_physical_devices("GPU") else "cpu"
-    devices = strategy.extended.worker_devices
-    return f"{type(strategy).__name__}({', '.join(d.split('device:')[-1] for d in devices)})"
+    import tensorflow as tf
+
+    devices = ", ".join(d.split("device:")[-1] for d in strategy.extended.worker_devices)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+        return (
+            f"MultiWorkerMirroredStrategy({task.get('type', 'worker')} {task.get('index', 0)}: "
+            f"{devices}; {strategy.num_replicas_in_sync} replicas in all)"
+        )
+    return f"{type(strategy).__name__}({devices})"
 
 
 class DistributedKerasBackend(KerasBackend):
@@ -104,9 +112,21 @@ class DistributedKerasBackend(KerasBackend):
 
     def _build(self, x, y) -> None:
         if not self._built:  # optimizer and metric variables, mirrored, before the first step
+            import tensorflow as tf
+
             with self.strategy.scope():
                 self.model._symbolic_build(data_batch=(x[:1], y[:1], None))
-            self.model.make_train_function()
+            strategy, model = self.strategy, self.model
+
+            # Keras's own train_step on every replica, as Keras's train_function runs it; the
+            # logs reduced here because Keras 3.15's reduction of scalar logs fails under
+            # MultiWorkerMirroredStrategy (reduce(..., axis=0) of a 0-d tensor)
+            @tf.function(reduce_retracing=True)
+            def step(data):
+                logs = strategy.run(model.train_step, args=(data,))
+                return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+            self._step_fn = step
             self._built = True
 
     def train_step(self, x, y) -> tuple[float, float]:
@@ -128,7 +148,7 @@ class DistributedKerasBackend(KerasBackend):
             data = (tf.constant(x), tf.constant(y))
         self.model.reset_metrics()
         with self.strategy.scope():
-            logs = self.model.train_function(iter([data]))
+            logs = self._step_fn(data)
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
     def evaluate(self, x, y, batch_size: int):
