@@ -24,7 +24,8 @@ check-no-cuda:
 		echo "error: nvidia-* packages were installed; use the CPU torch pinned in $(CONSTRAINTS)" >&2; \
 		exit 1; fi
 
-# The main job on an embedded default: check every bundled spec, show a summary, compile to
+# The main job on an embedded default: check every bundled spec, show a summary, draw the
+# residual network (Mermaid and DOT; SVG when Graphviz is installed), compile to
 # every target, train the digits CNN (scikit-learn's bundled digits: no download) in both
 # frameworks, and crosscheck Keras, PyTorch and ONNX (random weights, then the trained run).
 DEMO_OUT ?= out/demo
@@ -33,6 +34,11 @@ demo: $(STAMP)
 	$(BIN)/specc summary specs/mnist_cnn.yaml
 	$(BIN)/specc summary specs/residual_block.yaml
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.mmd
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.dot
+	@if command -v dot >/dev/null 2>&1; then \
+		$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.svg; \
+	else echo "Graphviz 'dot' not installed: skipping residual.svg (apt-get install graphviz)"; fi
 	$(BIN)/specc compile specs/residual_block.yaml --target keras -o $(DEMO_OUT)/residual_keras.py
 	$(BIN)/specc compile specs/residual_block.yaml --target pytorch -o $(DEMO_OUT)/residual_pytorch.py
 	$(BIN)/specc compile specs/residual_block.yaml --target onnx -o $(DEMO_OUT)/residual.onnx
@@ -52,7 +58,7 @@ goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
 
 docs: $(STAMP)
-	$(BIN)/python -c "from specc.reference import layer_reference_markdown as f; print(f())" > docs/layers.md
+	$(BIN)/python -m specc.reference
 	$(BIN)/specc schema -o docs/spec.schema.json
 
 lint: $(STAMP)
@@ -80,9 +86,13 @@ bench-quick: $(STAMP)
 gpu-check: $(STAMP)
 	PYTHON=$(BIN)/python bench/gpu_check.sh $(DATA_DIR)
 
-# The long hypothesis profiles: thousands of random specs and mutated inputs.
+# The long hypothesis profiles: thousands of random specs and mutated inputs; then the
+# fault soak of runs (tests/test_fault_soak.py).
 fuzz: $(STAMP)
-	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py tests/test_onnx_names.py
+	# fault soak of runs: random kills (both backends), a full disk (tmpfs, as root), corrupted
+	# run files; prints the counts of each outcome (SPECC_SOAK_ROUNDS, default 4)
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -s tests/test_fault_soak.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

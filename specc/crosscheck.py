@@ -8,8 +8,8 @@ one canonical weight set (``specc.weights``) and the same seeded inputs. Checks:
 - **forward**: each output, for each pair of backends (inference mode);
 - **localization**: when a pair disagrees, every layer's output is compared (Keras: a
   sub-model over the layers' outputs; ONNX: the layer-named values added as graph outputs;
-  PyTorch: the generated ``forward``'s locals, read with a line tracer at the points
-  ``specc.codegen.pytorch.forward_taps`` names) and the first diverging layer is named;
+  PyTorch: a tapped variant of the generated module that records each layer's output) and
+  the first diverging layer is named (each target's runtime adapter, specc.targets);
 - **training step** (Keras and PyTorch): one SGD step (learning rate 1, so the weight
   delta is the gradient) and one Adam step, every hyperparameter explicit, from the same
   weights on the same batch: loss, outputs in training mode (batch statistics), gradients,
@@ -25,24 +25,20 @@ Frameworks are imported only for the backends requested.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import inspect
 import json
 import math
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
+from . import targets
 from . import weights as W
 from .ir import ModelIR
-from .layers import lowering as lw
 
-BACKENDS = ("keras", "pytorch", "onnx")
+BACKENDS = targets.names()
 MIN_AGREEMENT = 0.999  # trained check: share of identical test predictions for a pair
 SGD = {"type": "sgd", "learning_rate": 1.0, "momentum": 0.0, "nesterov": False}
 ADAM = {
@@ -215,24 +211,39 @@ def _num(value: float) -> str:
 def compare(a, b, atol: float, rtol: float, slack=0.0) -> tuple[float, float, bool]:
     """(max abs error, max rel error, every element close).
 
-    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` (NaN only where both are NaN;
-    ``slack``, per element, is for errors propagated from an earlier comparison). The
+    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` and every value finite (NaN or
+    Inf on either side never passes, even where both agree; ``slack``, per element, is for
+    errors propagated from an earlier comparison). The
     relative error ``|a - b| / max(|a|, |b|)`` is taken over elements larger than ``atol``
     only (smaller ones are judged by the absolute error)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return math.inf, math.inf, False
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = np.where(both_nan, 0.0, np.abs(a - b))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    scale = np.maximum(np.abs(a), np.abs(b))
-    scale = np.where(np.isnan(scale), 0.0, scale)
-    passed = bool(np.all(diff <= atol + rtol * scale + slack))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    big = scale > atol
-    max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        both_nan = np.isnan(a) & np.isnan(b)
+        diff = np.where(both_nan, 0.0, np.abs(a - b))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        scale = np.where(np.isnan(scale), 0.0, scale)
+        finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+        passed = finite and bool(np.all(diff <= atol + rtol * scale + slack))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        if not finite:
+            max_abs = math.inf
+        big = scale > atol
+        max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
     return max_abs, max_rel, passed
+
+
+def _nonfinite_note(a, b, pair) -> str:
+    """'' when both are finite, else which side holds how many NaN/Inf values."""
+    parts = []
+    for name, x in zip(pair, (a, b), strict=True):
+        count = int((~np.isfinite(np.asarray(x, np.float64))).sum())
+        if count:
+            parts.append(f"{name} {count:,}")
+    return f"non-finite values ({', '.join(parts)})" if parts else ""
 
 
 def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
@@ -242,12 +253,14 @@ def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
     for name, a, b, slack in items:
         ab, rel, ok = compare(a, b, atol, rtol, slack)
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a64.shape == b64.shape and a64.size:
+        if not ok and not (np.isfinite(a64).all() and np.isfinite(b64).all()):
+            score = math.inf
+        elif a64.shape == b64.shape and a64.size:
             bound = atol + rtol * np.maximum(np.abs(a64), np.abs(b64)) + slack
             score = float((np.abs(a64 - b64) / bound).max())
         else:
             score = math.inf
-        if score > worst_score:
+        if score > worst_score or (score == worst_score == math.inf and not worst):
             worst, worst_score = name, score
         max_abs, max_rel, passed = max(max_abs, ab), max(max_rel, rel), passed and ok
     return max_abs, max_rel, passed, worst
@@ -256,270 +269,19 @@ def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
 # --------------------------------------------------------------------------- backends
 
 
-def _to_channels_last(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == lw.CF and array.ndim >= 3:
-        return np.moveaxis(array, 1, -1)
-    return array
-
-
-class _Keras:
-    name = "keras"
-
-    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from .codegen import generate
-        from .runner.run import import_generated
-
-        path = folder / f"keras_model{tag}.py"
-        path.write_text(generate(model, "keras"), encoding="utf-8")
-        module = import_generated(path, f"specc_crosscheck_keras{tag}_{model.name}")
-        self.model = model
-        self.net = module.build_model()
-
-    def load(self, weights) -> None:
-        W.to_keras(self.net, self.model, weights)
-
-    def _call(self, net, inputs, training: bool):
-        out = net(inputs if len(inputs) > 1 else inputs[0], training=training)
-        return out if isinstance(out, (list, tuple)) else [out]
-
-    def forward(self, inputs) -> list[np.ndarray]:
-        return [np.asarray(o) for o in self._call(self.net, inputs, False)]
-
-    def intermediates(self, inputs) -> dict[str, np.ndarray]:
-        import keras
-
-        names = [layer.name for layer in self.model.layers]
-        sub = keras.Model(self.net.inputs, [self.net.get_layer(n).output for n in names])
-        outputs = sub(list(inputs), training=False)  # a functional model: always a list
-        return {n: np.asarray(o) for n, o in zip(names, outputs)}
-
-    def train_step(self, inputs, targets, loss_spec, optimizer) -> dict:
-        import tensorflow as tf
-
-        from .runner.keras_backend import keras_optimizer
-
-        keys = [k for k, _, kind in W.layout(self.model) if kind == "trainable"]
-        variables = []
-        for key in keys:
-            layer, param = key.split("/")
-            by_name = {v.name: v for v in self.net.get_layer(layer).weights}
-            variables.append(by_name[param])
-        opt = keras_optimizer(_optimizer(optimizer))
-        with tf.GradientTape() as tape:
-            outputs = self._call(self.net, inputs, True)
-            loss = _keras_loss(outputs, targets, loss_spec)
-        grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
-        return {
-            "loss": float(loss),
-            "outputs": [np.asarray(o) for o in outputs],
-            "gradients": {k: np.asarray(g) for k, g in zip(keys, grads)},
-            "after": W.from_keras(self.net, self.model),
-        }
-
-
-def _optimizer(values: dict):
-    """The spec's optimizer model (specc.spec.SGD / Adam) for a dict of every argument."""
-    from . import spec
-
-    return {"sgd": spec.SGD, "adam": spec.Adam}[values["type"]].model_validate(values)
-
-
-def _keras_loss(outputs, targets, loss_spec):
-    from .runner.keras_backend import keras_loss
-
-    loss, from_logits = loss_spec
-    if loss is None:  # no training section: the mean squared error summed over outputs
-        import keras
-
-        mse = keras.losses.MeanSquaredError()
-        return sum(mse(y, o) for y, o in zip(targets, outputs))
-    return keras_loss(SimpleNamespace(loss=loss, from_logits=from_logits))(targets[0], outputs[0])
-
-
-class _Torch:
-    name = "pytorch"
-
-    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
-        import torch
-
-        from .codegen import generate
-        from .codegen.pyformat import class_name
-        from .runner.run import import_generated
-
-        path = folder / f"pytorch_model{tag}.py"
-        path.write_text(generate(model, "pytorch"), encoding="utf-8")
-        module = import_generated(path, f"specc_crosscheck_pytorch{tag}_{model.name}")
-        cls = getattr(module, class_name(model.name))
-        assert issubclass(cls, torch.nn.Module)
-        self.model = model
-        self.net = cls()
-        self.net.eval()
-
-    def load(self, weights) -> None:
-        W.to_torch(self.net, self.model, weights)
-
-    def _call(self, inputs):
-        import torch
-
-        out = self.net(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
-        return list(out) if isinstance(out, tuple) else [out]
-
-    def forward(self, inputs) -> list[np.ndarray]:
-        import torch
-
-        self.net.eval()
-        with torch.no_grad():
-            return [o.numpy() for o in self._call(inputs)]
-
-    def intermediates(self, inputs) -> dict[str, np.ndarray]:
-        """Run ``forward`` under a line tracer and read each layer's local variable at the
-        first line after the statements that compute it (see ``forward_taps``)."""
-        import torch
-
-        from .codegen.pytorch import forward_taps
-
-        taps, body_lines = forward_taps(self.model)
-        function = type(self.net).forward
-        source, first = inspect.getsourcelines(function)
-        body_start = first + len(source) - body_lines  # file line of the body's first line
-        code = function.__code__
-        events: list[tuple[float, dict]] = []
-
-        def local(frame, event, arg):
-            line = math.inf if event == "return" else frame.f_lineno
-            events.append((line, dict(frame.f_locals)))
-            return local
-
-        def outer(frame, event, arg):
-            return local if frame.f_code is code else None
-
-        previous = sys.gettrace()
-        self.net.eval()
-        sys.settrace(outer)
-        try:
-            with torch.no_grad():
-                self._call(inputs)
-        finally:
-            sys.settrace(previous)
-        out = {}
-        for tap in taps:
-            ready = body_start + tap.end  # the line that follows the layer's statements
-            snapshot = next((loc for line, loc in events if line >= ready), None)
-            value = None if snapshot is None else snapshot.get(tap.variable)
-            if isinstance(value, torch.Tensor):
-                out[tap.layer] = _to_channels_last(value.numpy(), tap.layout)
-        return out
-
-    def train_step(self, inputs, targets, loss_spec, optimizer) -> dict:
-        import torch
-
-        from .codegen.pytorch import plan
-        from .runner.torch_optim import make_optimizer
-
-        self.net.train()
-        opt = make_optimizer(self.net.parameters(), _optimizer(optimizer))
-        opt.zero_grad(set_to_none=True)
-        from .runner.torch_backend import LogitsTap
-
-        tap = LogitsTap(self.net)
-        with tap:
-            outputs = self._call(inputs)
-        loss = _torch_loss(outputs, [torch.from_numpy(y) for y in targets], loss_spec, tap)
-        loss.backward()
-        grads = {}
-        for layer, attribute, w in plan(self.model).weights():
-            if w.trainable:
-                tensor = getattr(getattr(self.net, attribute), w.attr)
-                array = tensor.grad.detach().numpy() if tensor.grad is not None else None
-                if array is None:
-                    array = np.zeros(tuple(tensor.shape), np.float32)
-                grads[f"{layer}/{w.param}"] = W._from_torch(array, w.transform, w.keras_shape)
-        opt.step()
-        self.net.eval()
-        return {
-            "loss": float(loss.detach()),
-            "outputs": [o.detach().numpy() for o in outputs],
-            "gradients": grads,
-            "after": W.from_torch(self.net, self.model),
-        }
-
-
-def _torch_loss(outputs, targets, loss_spec, tap=None):
-    import torch.nn.functional as F
-
-    from .runner.torch_backend import keras_loss
-
-    loss, from_logits = loss_spec
-    if loss is None:
-        return sum(F.mse_loss(o, y) for o, y in zip(outputs, targets))
-    return keras_loss(outputs[0], targets[0], loss, from_logits, tap)
-
-
-class _Onnx:
-    name = "onnx"
-
-    def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
-        self.model = model
-        self.proto = None
-
-    def load(self, weights) -> None:
-        from .onnx_target import build_onnx
-
-        self.proto = build_onnx(self.model, weights)
-        self.session = self._session(self.proto)
-
-    @staticmethod
-    def _session(proto):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        return ort.InferenceSession(
-            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-
-    def _feed(self, inputs):
-        return {t.name: x for t, x in zip(self.model.inputs, inputs)}
-
-    def forward(self, inputs) -> list[np.ndarray]:
-        return list(self.session.run(list(self.model.outputs), self._feed(inputs)))
-
-    def intermediates(self, inputs) -> dict[str, np.ndarray]:
-        """Every layer-named value added as a graph output, back to channels-last."""
-        import onnx
-
-        from .onnx_target import layer_layouts
-
-        proto = onnx.ModelProto()
-        proto.CopyFrom(self.proto)
-        graph = proto.graph
-        outputs = {o.name for o in graph.output}
-        produced = {name for node in graph.node for name in node.output}
-        layouts = layer_layouts(self.model)
-        wanted = []
-        for layer in self.model.layers:
-            if layer.name in outputs:
-                wanted.append((layer.name, lw.CL))  # graph outputs are channels-last
-            elif layer.name in produced:
-                graph.output.append(onnx.helper.make_empty_tensor_value_info(layer.name))
-                wanted.append((layer.name, layouts[layer.name]))
-        values = self._session(proto).run([n for n, _ in wanted], self._feed(inputs))
-        return {n: _to_channels_last(v, lay) for (n, lay), v in zip(wanted, values)}
-
-
-_CLASSES = {"keras": _Keras, "pytorch": _Torch, "onnx": _Onnx}
-_NEEDS = {"keras": ("keras", "tensorflow"), "pytorch": ("torch",), "onnx": ("onnx", "onnxruntime")}
+def _build(name: str, model: ModelIR, folder: Path, tag: str = ""):
+    """The runtime adapter of target ``name`` (specc.targets)."""
+    return targets.get(name).runtime(model, folder, tag)
 
 
 def _require(backends) -> None:
     for name in backends:
-        missing = [m for m in _NEEDS[name] if importlib.util.find_spec(m) is None]
+        target = targets.get(name)
+        missing = target.missing_modules()
         if missing:
             raise CrosscheckError(
-                f"the {name} backend needs {', '.join(missing)}, which is not installed"
+                f"the {name} backend needs {', '.join(missing)}, which is not installed; "
+                f"install it with: {target.install_hint()}"
             )
 
 
@@ -655,7 +417,7 @@ def crosscheck(
         built = {}
         for name in backends:
             say(f"building {name}")
-            built[name] = _CLASSES[name](model, folder)
+            built[name] = _build(name, model, folder)
             built[name].load(weights)
         inputs = _inputs(model, batch, seed)
         outputs = {name: b.forward(inputs) for name, b in built.items()}
@@ -666,36 +428,39 @@ def crosscheck(
                 max_abs, max_rel, ok = compare(
                     outputs[pair[0]][index], outputs[pair[1]][index], atol, rtol
                 )
-                report.rows.append(Row("forward", out_name, pair, max_abs, max_rel, ok))
+                report.rows.append(
+                    Row("forward", out_name, pair, max_abs, max_rel, ok, _nonfinite_note(
+                        outputs[pair[0]][index], outputs[pair[1]][index], pair))
+                )  # fmt: skip
                 failed = failed or not ok
             if failed:
                 say(f"localizing {pair[0]} vs {pair[1]}")
                 report.divergences.append(localize(model, built, pair, inputs, atol, rtol, cache))
         if train_step:
-            if "keras" in built and "pytorch" in built:
-                _training_rows(model, weights, folder, built, report, say)
+            trainers = [name for name in built if targets.get(name).trains]
+            if len(trainers) >= 2:
+                _training_rows(model, weights, folder, built, trainers[:2], report, say)
             else:
-                report.notes.append("the training step needs both keras and pytorch: skipped")
+                report.notes.append(
+                    "the training step needs two backends that train (keras, pytorch): skipped"
+                )
         if run is not None:
             _trained_rows(model, run, built, report, data_dir, limit, say)
     return report
 
 
-def _training_rows(model, weights, folder, built, report, say) -> None:
+def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
     if any(layer.type == "Dropout" for layer in model.layers):
         report.notes.append("training step: Dropout rates set to 0 (a variant of the spec)")
-        nets = {
-            "keras": _Keras(variant, folder, "_train"),
-            "pytorch": _Torch(variant, folder, "_train"),
-        }
+        nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:
-        nets = {"keras": built["keras"], "pytorch": built["pytorch"]}
+        nets = {name: built[name] for name in pair}
     loss_spec = _loss_spec(model)
     inputs = _inputs(model, report.batch, report.seed)
     targets = _targets(model, loss_spec[0], report.batch, report.seed)
     kinds = {key: kind for key, _, kind in W.layout(model)}
-    pair = ("keras", "pytorch")
+    pair = tuple(pair)
     atol, rtol = report.atol, report.rtol
     for label, optimizer in (("train sgd", SGD), ("train adam", ADAM)):
         say(f"{label}: one step")
@@ -704,7 +469,7 @@ def _training_rows(model, weights, folder, built, report, say) -> None:
             net.load(weights)
             results[name] = net.train_step(inputs, targets, loss_spec, optimizer)
             net.load(weights)
-        k, t = results["keras"], results["pytorch"]
+        k, t = results[pair[0]], results[pair[1]]
         what = f"loss ({loss_spec[0] or 'mse'})"
         report.rows.append(Row(label, what, pair, *compare(k["loss"], t["loss"], atol, rtol)))
         for index, out_name in enumerate(model.outputs):
@@ -752,16 +517,27 @@ def _step_sensitivity(optimizer: dict, grads_a: dict, grads_b: dict) -> dict:
 
 
 def _read_run(model: ModelIR, folder: Path) -> dict:
-    from .runner.run import spec_hash
-
     path = folder / "weights.npz"
     if not path.is_file():
         raise CrosscheckError(f"{folder} is not a specc run folder (no weights.npz)", exit_code=2)
-    run = {"weights": W.load(path), "normalization": None, "info": {}}
+    try:
+        weights = W.load(path)
+    except Exception as exc:  # empty, truncated or not an npz
+        raise CrosscheckError(f"cannot read {path}: {exc}", exit_code=3) from None
+    for key, value in weights.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            count = int((~np.isfinite(value)).sum())
+            first = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
+            raise CrosscheckError(
+                f"{path}: {key} holds {count:,} NaN/Inf values, the first at index {first}; "
+                "a model with non-finite weights cannot be checked",
+                exit_code=3,
+            )
+    run = {"weights": weights, "normalization": None, "info": {}}
     if (folder / "run.json").is_file():
         run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         want = run["info"].get("spec_sha256")
-        if want and want != spec_hash(model):
+        if want and want != model.sha256():
             raise CrosscheckError(
                 f"{folder} was trained from a different spec (spec_sha256 differs)", exit_code=2
             )
@@ -784,6 +560,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
     training = Training.model_validate(model.training)
     if data_dir is None:  # where the run found its data, unless told otherwise
         data_dir = run["info"].get("data_dir")
+    if limit is None:  # the run's --limit: the same test samples as the run's metrics
+        limit = (run["info"].get("data") or {}).get("limit")
     say("loading the test set")
     try:
         data = prepare(
@@ -821,5 +599,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
             note = f"{rate:.2%} identical predictions ({same}/{len(x)})"
         else:
             note = ""
-        what = f"test set ({len(x)} samples)"
+        bad = _nonfinite_note(outputs[pair[0]], outputs[pair[1]], pair)
+        if bad:
+            ok, note = False, bad
+        what = f"{model.outputs[0]} on the test set ({len(x)} samples)"
         report.rows.append(Row("trained", what, pair, max_abs, max_rel, ok, note))

@@ -30,6 +30,7 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
                     f"output shape {fmt_shape(out)} has an empty dimension "
                     f"(input {', '.join(fmt_shape(s) for s in in_shapes)})"
                 )
+            weights = layer.weights(in_shapes)
             trainable, frozen = layer.count_params(in_shapes, out)
             macs = layer.count_macs(in_shapes, out)
         except ShapeError as exc:
@@ -63,6 +64,7 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
                 non_trainable_params=frozen,
                 macs=macs,
                 spec=layer,
+                weights=weights,
             )
         )
     if failed:
@@ -75,6 +77,7 @@ def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, lis
         outputs=list(graph.outputs),
         training=spec.training.model_dump(mode="json") if spec.training else None,
         file=source.file,
+        source=source,
     )
     # only what the outputs need is part of the model (unused layers were warned about)
     needed = _needed(model)

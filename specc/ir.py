@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .layers.base import Layer, Shape
+from .layers.base import Layer, Shape, Weight
 
 
 @dataclass
@@ -35,6 +35,8 @@ class LayerIR:
     non_trainable_params: int
     macs: int
     spec: Layer = field(repr=False)
+    #: every weight the layer creates (its declaration, see Layer.weights), in Keras's order
+    weights: tuple[Weight, ...] = field(default=(), repr=False)
 
     @property
     def params(self) -> int:
@@ -75,6 +77,8 @@ class ModelIR:
     outputs: list[str]
     training: dict | None = None
     file: str = "<spec>"
+    #: the parsed spec (specc.source.Source) when known: locates target refusals at lines
+    source: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_params(self) -> int:
@@ -115,6 +119,14 @@ class ModelIR:
             if tensor.name == name:
                 return tensor.shape
         return self.layer(name).output_shape
+
+    def sha256(self) -> str:
+        """sha256 of the canonical spec JSON (``to_dict()``, sorted keys): the spec hash that
+        runs, ONNX metadata and crosscheck compare."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:
         return {

@@ -1,4 +1,9 @@
-"""The layer reference (docs/layers.md), generated from the registry so it cannot drift."""
+"""The generated documentation: docs/layers.md, and the per-layer tables of docs/onnx.md,
+docs/codegen.md and docs/weights.md, all from the layer declarations so they cannot drift.
+
+``python -m specc.reference`` (``make docs``) rewrites them; ``stale_docs()`` lists the files
+that differ (a test fails on them).
+"""
 
 from __future__ import annotations
 
@@ -65,3 +70,113 @@ def layer_reference_markdown() -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _lowering_rows(attribute: str, target_name: str) -> list[str]:
+    from . import targets
+    from .layers import LAYER_TYPES
+
+    target = targets.get(target_name)
+    rows = ["| Layer | " + target_name_title(target_name) + " |", "|---|---|"]
+    for name, cls in sorted(LAYER_TYPES.items()):
+        if cls.arity == 0:
+            continue
+        text = getattr(cls, attribute) if target.lowers(cls) else ""
+        if not target.lowers(cls):
+            text = f"refused: {target.refusal_reason(cls)}"
+        rows.append(f"| {name} | {text or '(undocumented)'} |")
+    return rows
+
+
+def target_name_title(name: str) -> str:
+    return {"onnx": "ONNX", "pytorch": "PyTorch code"}.get(name, name)
+
+
+def weights_rows() -> list[str]:
+    """The weights of every layer type that has some, from its declaration on its example."""
+    from .layers import LAYER_TYPES
+
+    rows = [
+        "| Layer | Key | Keras shape | Initializer (default) | Trainable | PyTorch | ONNX |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, cls in sorted(LAYER_TYPES.items()):
+        if cls.doc_example is None:
+            continue
+        fields, shapes = cls.doc_example
+        layer = cls.model_validate({"type": name, **fields})
+        for w in layer.weights(list(shapes)):
+            module = f"`{w.torch_module}`." if w.torch_module else ""
+            torch = f"{module}`{w.torch_attr}` ({w.transform('pytorch')})"
+            rows.append(
+                f"| {name} | `{w.name}` | {w.layout} | {w.initializer} | "
+                f"{'yes' if w.trainable else 'no'} | {torch} | {w.transform('onnx')} |"
+            )
+    return rows
+
+
+def coverage_rows() -> list[str]:
+    from .targets.coverage import matrix_markdown
+
+    return matrix_markdown().rstrip("\n").split("\n")
+
+
+#: file -> generated blocks (marker name -> function giving the lines)
+GENERATED = {
+    "docs/onnx.md": {"onnx-layers": lambda: _lowering_rows("onnx_doc", "onnx")},
+    "docs/codegen.md": {"pytorch-layers": lambda: _lowering_rows("torch_doc", "pytorch")},
+    "docs/weights.md": {"weights": weights_rows},
+    "docs/layers.md": {"coverage": coverage_rows},
+}
+
+
+def _fill(text: str, marker: str, lines: list[str]) -> str:
+    begin = f"<!-- generated: {marker} (make docs) -->"
+    end = f"<!-- end generated: {marker} -->"
+    if begin not in text:
+        return text.rstrip("\n") + f"\n\n{begin}\n" + "\n".join(lines) + f"\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
+
+
+def rendered_docs(root) -> dict:
+    """path -> the text the generated docs should have."""
+    from pathlib import Path
+
+    root = Path(root)
+    out = {"docs/layers.md": layer_reference_markdown()}
+    for path, blocks in GENERATED.items():
+        text = out.get(path)
+        if text is None:
+            text = (root / path).read_text(encoding="utf-8")
+        for marker, rows in blocks.items():
+            text = _fill(text, marker, rows())
+        out[path] = text
+    return out
+
+
+def stale_docs(root) -> list[str]:
+    from pathlib import Path
+
+    return [
+        path
+        for path, text in rendered_docs(root).items()
+        if (Path(root) / path).read_text(encoding="utf-8") != text
+    ]
+
+
+def main() -> None:
+    from pathlib import Path
+
+    root = Path.cwd()
+    for path, text in rendered_docs(root).items():
+        (root / path).write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,33 +1,39 @@
 """The canonical weight layout: one ``.npz`` keyed ``<layer>/<param>`` in Keras's layout.
 
-Keys and shapes follow Keras (``conv/kernel`` HWIO, ``dense/kernel`` (in, out),
-``bn/gamma|beta|moving_mean|moving_variance``, ``sep/depthwise_kernel`` ...); see
-docs/weights.md. Loaders and savers for built Keras models and for the generated torch
-modules convert on the fly (HWIO <-> OIHW, Dense transposes, depthwise regrouping, BN
-running statistics). TensorFlow/Keras and torch are imported inside the functions only.
+Every key, shape, initializer and target layout comes from the layers' own declarations
+(``Layer.weights``, stored on each ``LayerIR``): ``conv/kernel`` HWIO, ``dense/kernel``
+(in, out), ``bn/gamma|beta|moving_mean|moving_variance`` ...; see docs/weights.md. The
+conversions to each target's layout are the :data:`TRANSFORMS` below, named by the
+declarations. TensorFlow/Keras and torch are imported inside the functions only.
 """
 
 from __future__ import annotations
 
+import math
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .ir import ModelIR
+from .ir import LayerIR, ModelIR
+from .layers.base import Weight
+from .layers.initializers import TRUNCATED_STD, keras_fans, variance_scale
+
+
+def declared(model: ModelIR) -> Iterator[tuple[LayerIR, Weight]]:
+    """(layer, weight declaration) for every weight of the model, in model order."""
+    for layer in model.layers:
+        for weight in layer.weights:
+            yield layer, weight
 
 
 def layout(model: ModelIR) -> list[tuple[str, tuple[int, ...], str]]:
     """Every weight of the model: (key, Keras shape, 'trainable' | 'non_trainable')."""
     return [
-        (f"{layer}/{w.param}", w.keras_shape, "trainable" if w.trainable else "non_trainable")
-        for layer, _, w in _plan(model).weights()
+        (f"{layer.name}/{w.name}", w.shape, "trainable" if w.trainable else "non_trainable")
+        for layer, w in declared(model)
     ]
-
-
-def _plan(model: ModelIR):
-    from .codegen.pytorch import plan
-
-    return plan(model)
 
 
 def save(path: str | Path, weights: dict[str, np.ndarray]) -> None:
@@ -60,12 +66,40 @@ def check(model: ModelIR, weights: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{key}: shape {tuple(weights[key].shape)}, expected {shape}")
 
 
+def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
+    """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
+    shape = weight.shape
+    if weight.initializer == "zeros":
+        return np.zeros(shape, np.float32)
+    if weight.initializer == "ones":
+        return np.ones(shape, np.float32)
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    variance, distribution = variance_scale(weight.initializer, shape)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
+    std = math.sqrt(variance) / TRUNCATED_STD
+    values = rng.standard_normal(shape)
+    bad = np.abs(values) > 2.0
+    while bad.any():
+        values[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(values) > 2.0
+    return (values * std).astype(np.float32)
+
+
+def initial_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded Keras-style initial values of every weight (the ONNX target's default)."""
+    out = {}
+    for layer, weight in declared(model):
+        key = f"{layer.name}/{weight.name}"
+        out[key] = initial_value(key, weight, seed)
+    return out
+
+
 def random_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
     """Random weights of the right shapes, e.g. to compare backends: kernels with standard
     deviation 1/sqrt(fan_in) (Keras's fans), so activations stay near unit scale; vectors
     near 0 (near 1 for gamma and moving_variance, which stays positive)."""
-    from .layers.lowering import keras_fans
-
     rng = np.random.default_rng(seed)
     out = {}
     for key, shape, _ in layout(model):
@@ -83,27 +117,47 @@ def random_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- transforms
 
 
-def _to_torch(array: np.ndarray, transform: str) -> np.ndarray:
-    if transform == "dense":
-        return array.T
-    if transform == "conv":  # (*spatial, in, out) -> (out, in, *spatial); also IOHW <-> HWOI
-        rank = array.ndim - 2
-        return np.transpose(array, (rank + 1, rank, *range(rank)))
-    if transform == "depthwise":  # (kh, kw, C, M) -> (C*M, 1, kh, kw), channel c*M + m
-        kh, kw, c, m = array.shape
-        return np.transpose(array.reshape(kh, kw, c * m), (2, 0, 1))[:, None]
-    return array
+def _conv_to(array: np.ndarray) -> np.ndarray:
+    # (*spatial, in, out) -> (out, in, *spatial); also Conv2DTranspose's HWOI -> IOHW
+    rank = array.ndim - 2
+    return np.transpose(array, (rank + 1, rank, *range(rank)))
 
 
-def _from_torch(array: np.ndarray, transform: str, keras_shape: tuple[int, ...]) -> np.ndarray:
-    if transform == "dense":
-        return array.T
-    if transform == "conv":
-        rank = array.ndim - 2
-        return np.transpose(array, (*range(2, rank + 2), 1, 0))
-    if transform == "depthwise":
-        return np.transpose(array[:, 0], (1, 2, 0)).reshape(keras_shape)
-    return array
+def _conv_from(array: np.ndarray, keras_shape) -> np.ndarray:
+    rank = array.ndim - 2
+    return np.transpose(array, (*range(2, rank + 2), 1, 0))
+
+
+def _depthwise_to(array: np.ndarray) -> np.ndarray:
+    # (kh, kw, C, M) -> (C*M, 1, kh, kw): output channel c*M + m
+    *spatial, c, m = array.shape
+    moved = np.moveaxis(array.reshape(*spatial, c * m), -1, 0)
+    return moved[:, None]
+
+
+def _depthwise_from(array: np.ndarray, keras_shape) -> np.ndarray:
+    return np.moveaxis(array[:, 0], 0, -1).reshape(keras_shape)
+
+
+#: name -> (Keras layout -> target layout, (target array, Keras shape) -> Keras layout)
+TRANSFORMS = {
+    "identity": (lambda a: a, lambda a, shape: a),
+    "dense": (lambda a: a.T, lambda a, shape: a.T),
+    "conv": (_conv_to, _conv_from),
+    "depthwise": (_depthwise_to, _depthwise_from),
+}
+
+
+def to_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
+    """A canonical (Keras-layout) array in the layout ``target`` wants for ``weight``."""
+    return np.require(TRANSFORMS[weight.transform(target)][0](array), requirements=["C", "W"])
+
+
+def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
+    """The inverse of :func:`to_target`."""
+    return np.require(
+        TRANSFORMS[weight.transform(target)][1](array, weight.shape), requirements=["C", "W"]
+    )
 
 
 # --------------------------------------------------------------------------- Keras
@@ -131,17 +185,21 @@ def to_keras(keras_model, model: ModelIR, weights: dict[str, np.ndarray]) -> Non
 # --------------------------------------------------------------------------- PyTorch
 
 
-def _torch_tensor(module, attribute: str, name: str):
-    return getattr(getattr(module, attribute), name)
+def torch_tensors(torch_module, model: ModelIR):
+    """(key, weight declaration, torch tensor) for every weight of a generated torch module."""
+    from .targets.pytorch.codegen import plan
+
+    for layer, attribute, w in plan(model).weights():
+        tensor = getattr(getattr(torch_module, attribute), w.torch_attr)
+        yield f"{layer}/{w.name}", w, tensor
 
 
 def from_torch(torch_module, model: ModelIR) -> dict[str, np.ndarray]:
     """The canonical weights of a generated torch module (running stats as moving_*)."""
     out = {}
-    for layer, attribute, w in _plan(model).weights():
-        tensor = _torch_tensor(torch_module, attribute, w.attr)
+    for key, w, tensor in torch_tensors(torch_module, model):
         array = tensor.detach().cpu().numpy().astype(np.float32)
-        out[f"{layer}/{w.param}"] = _from_torch(array, w.transform, w.keras_shape)
+        out[key] = from_target(array, w, "pytorch")
     return out
 
 
@@ -151,12 +209,11 @@ def to_torch(torch_module, model: ModelIR, weights: dict[str, np.ndarray]) -> No
 
     check(model, weights)
     with torch.no_grad():
-        for layer, attribute, w in _plan(model).weights():
-            tensor = _torch_tensor(torch_module, attribute, w.attr)
-            array = np.ascontiguousarray(_to_torch(weights[f"{layer}/{w.param}"], w.transform))
+        for key, w, tensor in torch_tensors(torch_module, model):
+            array = to_target(weights[key], w, "pytorch")
             if tuple(array.shape) != tuple(tensor.shape):
                 raise ValueError(
-                    f"{layer}/{w.param}: torch {attribute}.{w.attr} has shape "
+                    f"{key}: torch tensor {w.torch_attr} has shape "
                     f"{tuple(tensor.shape)}, the converted weight {array.shape}"
                 )
             tensor.copy_(torch.from_numpy(array))

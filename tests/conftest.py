@@ -9,6 +9,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+#: the specs of the layer cases in tests/cases/ (a folder with its own spec and summary.txt)
+CASE_SPECS = sorted(
+    spec
+    for case in (ROOT / "tests" / "cases").iterdir()
+    if (case / "summary.txt").exists()
+    for spec in (case / "spec.yaml", case / "spec.json")
+    if spec.exists()
+)
+#: every valid model spec: bundled specs and layer cases (counts and crosscheck run on each)
+MODEL_SPECS = SPECS + CASE_SPECS
 
 
 def pytest_addoption(parser):

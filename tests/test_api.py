@@ -172,7 +172,10 @@ def test_memory_limit_can_be_raised(monkeypatch):
     # (100,000 + 1) * 20,000 = 2,000,020,000 params * 4 bytes = 7.45 GB
     monkeypatch.setenv("SPECC_MAX_MEMORY", "4GB")
     (diag,) = specc.check_data(spec).errors
-    assert "7.45 GB (float32) for its 2,000,020,000 parameters, above the 4.00 GB limit" in diag.message
+    assert (
+        "7.45 GB (float32) for its 2,000,020,000 parameters, above the 4.00 GB limit"
+        in diag.message
+    )
     assert diag.hint.endswith("SPECC_MAX_MEMORY=8GB")
     monkeypatch.setenv("SPECC_MAX_MEMORY", "8GB")
     assert specc.check_data(spec).ok

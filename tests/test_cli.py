@@ -185,11 +185,8 @@ def test_console_script_runs_as_module():
 
 
 def test_generated_docs_are_current():
-    from specc.reference import layer_reference_markdown
     from specc.schema import json_schema
 
-    assert (ROOT / "docs" / "layers.md").read_text() == layer_reference_markdown() + "\n", (
-        "run `make docs`"
-    )
+    # docs/layers.md and the per-layer tables: tests/test_docs_generated.py
     schema = json.loads((ROOT / "docs" / "spec.schema.json").read_text())
     assert schema == json_schema(), "run `make docs`"

@@ -4,7 +4,6 @@ safety, name clashes, refusals and the `specc compile` command."""
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import subprocess
 import sys
@@ -47,32 +46,6 @@ def _spec(layers, inputs=None, name="zoo", description="", outputs=None):
     result = check_data(data, file="zoo.yaml")
     assert result.ok, [d.format() for d in result.diagnostics]
     return result.model
-
-
-# --------------------------------------------------------------------------- goldens
-
-
-@pytest.mark.parametrize("target", sorted(TARGETS))
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_compile_golden(spec: Path, target: str, request):
-    actual = generate(_load(spec), target)
-    golden = CASES / f"compile_{spec.stem}" / TARGETS[target]
-    if request.config.getoption("--update-goldens", default=False):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        (golden.parent / "spec.ref").write_text(f"specs/{spec.name}\n")
-        golden.write_text(actual)
-        return
-    want = golden.read_text() if golden.exists() else ""
-    if actual != want:
-        diff = "".join(
-            difflib.unified_diff(
-                want.splitlines(keepends=True),
-                actual.splitlines(keepends=True),
-                fromfile=str(golden.relative_to(ROOT)),
-                tofile="generated",
-            )
-        )
-        pytest.fail(f"generated code differs (rerun with --update-goldens if intended):\n{diff}")
 
 
 def test_same_spec_same_bytes_and_no_paths_or_versions(tmp_path):

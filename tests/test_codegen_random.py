@@ -87,7 +87,7 @@ def check_all_targets(keras, spec_dict: dict) -> None:
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
     # ONNX: checker + strict shape inference equal specc's shapes for every layer
     pytest.importorskip("onnx")
-    from specc.onnx_target import build_onnx, verify_onnx
+    from specc.targets.onnx.graph import build_onnx, verify_onnx
 
     assert verify_onnx(build_onnx(model, weights, check=False), model) == []
 

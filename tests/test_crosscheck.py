@@ -17,19 +17,20 @@ from typer.testing import CliRunner
 
 from specc.cli import app
 from specc.codegen import generate
-from specc.codegen.pyformat import class_name
-from specc.codegen.pytorch import forward_taps
 from specc.crosscheck import compare, crosscheck, without_dropout
 from specc.layers import lowering as lw
 from specc.layers.normalization import BatchNormalization
 from specc.pipeline import check_file
+from specc.targets.pytorch.codegen import forward_taps
+
+from .conftest import MODEL_SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
 
 
-def _model(name: str):
-    result = check_file(ROOT / "specs" / name)
+def _model(name):
+    result = check_file(name if isinstance(name, Path) else ROOT / "specs" / name)
     assert result.ok, [d.format() for d in result.diagnostics]
     return result.model
 
@@ -43,7 +44,8 @@ def test_compare_tolerances():
     max_abs, max_rel, ok = compare(a, a + [2e-4, 0, 0], 1e-5, 1e-4)
     assert not ok and max_abs == pytest.approx(2e-4) and max_rel == pytest.approx(2e-4, rel=1e-3)
     assert compare(a, a + [1e-5, 0, 0], 1e-5, 1e-4)[2]  # within atol + rtol * |a|
-    assert compare([np.nan], [np.nan], 1e-5, 1e-4)[2]
+    assert not compare([np.nan], [np.nan], 1e-5, 1e-4)[2]  # NaN never passes (issue 19)
+    assert not compare([np.inf], [np.inf], 1e-5, 1e-4)[2]
     assert not compare([np.nan], [0.0], 1e-5, 1e-4)[2]
     assert compare(np.zeros(2), np.zeros(3), 1e-5, 1e-4) == (np.inf, np.inf, False)
     assert compare([0.0], [1e-3], 1e-5, 1e-4, slack=1e-3)[2]
@@ -59,26 +61,23 @@ def test_without_dropout_keeps_names_and_weights():
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_forward_taps_point_into_the_generated_forward(spec):
-    """Each tap names a local the generated forward assigns; the body ends forward."""
+def test_tapped_variant_records_every_layer_once(spec):
+    """The tapped module (crosscheck's per-layer outputs) records each layer exactly once,
+    right after the statements computing it; the code users get has no taps."""
+    from specc import targets
+
     model = _model(spec.name)
-    taps, body_lines = forward_taps(model)
+    taps = forward_taps(model)
     assert [tap.layer for tap in taps] == [layer.name for layer in model.layers]
-    code = generate(model, "pytorch")
-    model_class = next(
-        node
-        for node in ast.parse(code).body
-        if isinstance(node, ast.ClassDef) and node.name == class_name(model.name)
-    )
-    forward = next(node for node in model_class.body if getattr(node, "name", "") == "forward")
-    body = code.split("\n")[forward.end_lineno - body_lines : forward.end_lineno]
-    assert body[-1].strip().startswith("return") or body[-1].strip() == ")"
-    inputs = {"x", *(t.name for t in model.inputs)}
-    for tap in taps:
-        assert 0 <= tap.end <= body_lines
-        assert tap.layout in (lw.CF, lw.CL)
-        assigned = any(line.strip().startswith(f"{tap.variable} = ") for line in body[: tap.end])
-        assert assigned or tap.variable in inputs, tap
+    plain = generate(model, "pytorch")
+    tapped = targets.get("pytorch").emit(model, taps=True)
+    assert "self.taps" not in plain
+    ast.parse(tapped)
+    recorded = [line.strip() for line in tapped.splitlines() if "self.taps[" in line]
+    assert [line.split("'")[1] for line in recorded] == [tap.layer for tap in taps]
+    # removing the tap lines gives the plain module back
+    untapped = "\n".join(line for line in tapped.splitlines() if "self.taps[" not in line)
+    assert untapped + "\n" == plain
 
 
 def test_helper_class_never_clashes_with_the_model_class():
@@ -128,9 +127,11 @@ def frameworks():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "spec", MODEL_SPECS, ids=lambda p: p.parent.name if p.stem == "spec" else p.stem
+)
 def test_every_spec_agrees(spec, frameworks):
-    report = crosscheck(_model(spec.name), batch=4, seed=1)
+    report = crosscheck(_model(spec), batch=4, seed=1)
     assert report.ok, report.format_text()
     checks = {row.check for row in report.rows}
     assert checks == {"forward", "train sgd", "train adam"}
@@ -146,7 +147,7 @@ def _with_module(change):
     def lowering(self, shapes, out, layout):
         low = original(self, shapes, out, layout)
         modules = tuple(change(module, len(shapes[0])) for module in low.modules)
-        return lw.TorchLowering(modules, low.steps, low.weights, low.out_layout, low.comment)
+        return lw.TorchLowering(modules, low.steps, low.out_layout, low.comment)
 
     return lowering
 
@@ -290,3 +291,47 @@ def test_trained_mnist_run_agrees(frameworks, data_dir, tmp_path):
     assert set(accuracy) == {"keras", "pytorch", "onnx"}
     assert accuracy["pytorch"] == pytest.approx(metrics["accuracy"])
     assert max(accuracy.values()) - min(accuracy.values()) <= 0.001
+
+
+_BN_NO_SCALE = """version: 1
+name: bn_no_scale
+inputs:
+  - {name: image, shape: [8, 8, 3]}
+layers:
+  - {type: Conv2D, name: conv, filters: 4, kernel_size: 3, use_bias: false}
+  - {type: BatchNormalization, name: bn, scale: false}
+  - {type: ReLU, name: relu}
+  - {type: GlobalAveragePooling2D, name: pool}
+  - {type: Dense, name: out, units: 3}
+"""
+
+
+def test_batch_norm_without_scale_has_keras_weights_and_a_located_torch_refusal(tmp_path):
+    """InceptionV3's BatchNormalization(scale=False): the canonical layout comes from the
+    layer's declaration (no torch involved); the PyTorch target refuses at the layer's line."""
+    from specc import weights as W
+
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(_BN_NO_SCALE)
+    model = check_file(spec).model
+    assert [key for key, _, _ in W.layout(model)] == [
+        "conv/kernel",
+        "bn/beta",
+        "bn/moving_mean",
+        "bn/moving_variance",
+        "out/kernel",
+        "out/bias",
+    ]
+    result = CliRunner().invoke(app, ["compile", str(spec), "--target", "pytorch"])
+    assert result.exit_code == 1
+    assert f"{spec}:7:49: layers[1] BatchNormalization 'bn': pytorch target:" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_batch_norm_without_scale_crosschecks_in_keras_and_onnx(tmp_path, frameworks):
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(_BN_NO_SCALE)
+    result = CliRunner().invoke(app, ["crosscheck", str(spec), "--backends", "keras,onnx"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "Traceback" not in result.output

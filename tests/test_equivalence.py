@@ -14,9 +14,9 @@ import pytest
 
 from specc import weights as W
 from specc.codegen import generate
-from specc.codegen.pytorch import plan
 from specc.layers import lowering as lw
 from specc.pipeline import check_data, check_file
+from specc.targets.pytorch.codegen import plan
 
 pytestmark = pytest.mark.slow
 

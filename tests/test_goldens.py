@@ -1,8 +1,12 @@
-"""Golden-file tests: every folder in tests/cases/ holds a spec and the expected output of
-specc commands on it. Run `pytest tests/test_goldens.py --update-goldens` to rewrite them.
+"""The one golden driver: every folder in tests/cases/ is a case holding a spec and the
+expected output of every specc command on it. `make goldens` (or `pytest
+tests/test_goldens.py --update-goldens`) rewrites them; a mismatch prints a unified diff.
 
 A folder holds `spec.yaml` / `spec.json` (or `spec.ref`: a repo-relative path to a spec in
-specs/) and any of the expected files named in COMMANDS.
+specs/) and any of the expected files named in COMMANDS: diagnostics, summaries, the Keras
+and PyTorch code, the training scripts and the ONNX text view. A bundled spec's case holds
+all of them; `--update-goldens` also writes the missing ones of a case that has a
+`summary.txt` (a bundled or layer case).
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ COMMANDS = {
     "summary.txt": ["summary"],
     "summary.json": ["summary", "--format", "json"],
     "summary.md": ["summary", "--format", "markdown"],
+    "keras.py": ["compile", "--target", "keras"],
+    "pytorch.py": ["compile", "--target", "pytorch"],
+    "keras_train.py": ["compile", "--target", "keras", "--with-training"],
+    "pytorch_train.py": ["compile", "--target", "pytorch", "--with-training"],
+    "onnx.txt": ["compile", "--target", "onnx-text"],
 }
+#: outputs compared as the command's stdout alone (the file a user would write with -o)
+PLAIN = {"keras.py", "pytorch.py", "keras_train.py", "pytorch_train.py", "onnx.txt"}
+#: outputs every full case (one with a summary.txt) must have, and what each needs
+FULL = ("summary.txt", "summary.json", "summary.md", "keras.py", "pytorch.py", "onnx.txt")
+NEEDS = {"onnx.txt": "onnx"}
 
 
 def spec_path(case: Path) -> str:
@@ -36,21 +50,40 @@ def spec_path(case: Path) -> str:
     raise FileNotFoundError(f"{case} has no spec.yaml, spec.json or spec.ref")
 
 
-def run_cli(args: list[str]) -> str:
+def run_cli(args: list[str], plain: bool = False) -> str:
     result = CliRunner().invoke(app, args, catch_exceptions=False)
+    if plain:
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
     return f"exit: {result.exit_code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
 
 
-def _cases():
+def _wanted(case: Path, update: bool) -> list[str]:
+    present = [name for name in COMMANDS if (case / name).exists()]
+    if update and (case / "summary.txt").exists():
+        present = list(dict.fromkeys([*present, *FULL]))
+        if "training:" in Path(spec_path(case)).read_text(encoding="utf-8"):
+            present += [n for n in ("keras_train.py", "pytorch_train.py") if n not in present]
+    return [name for name in COMMANDS if name in present]
+
+
+def _cases(update: bool = False):
     for case in sorted(p for p in CASES.iterdir() if p.is_dir()):
-        for expected, args in COMMANDS.items():
-            if (case / expected).exists():
-                yield pytest.param(case, expected, args, id=f"{case.name}/{expected}")
+        for expected in _wanted(case, update):
+            yield pytest.param(case, expected, COMMANDS[expected], id=f"{case.name}/{expected}")
 
 
-@pytest.mark.parametrize(("case", "expected", "args"), list(_cases()))
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        update = metafunc.config.getoption("--update-goldens")
+        metafunc.parametrize(("case", "expected", "args"), list(_cases(update)))
+
+
 def test_golden(case: Path, expected: str, args: list[str], update_goldens: bool):
-    actual = run_cli([*args, spec_path(case)])
+    need = NEEDS.get(expected)
+    if need:
+        pytest.importorskip(need)
+    actual = run_cli([*args, spec_path(case)], plain=expected in PLAIN)
     assert "Traceback" not in actual
     golden = case / expected
     if update_goldens:
@@ -69,6 +102,12 @@ def test_golden(case: Path, expected: str, args: list[str], update_goldens: bool
         pytest.fail(
             f"output differs from {golden} (rerun with --update-goldens if intended):\n{diff}"
         )
+
+
+def test_every_full_case_has_every_output():
+    for case in sorted(p for p in CASES.iterdir() if (p / "summary.txt").exists()):
+        missing = [name for name in FULL if not (case / name).exists()]
+        assert not missing, f"{case.name} lacks {missing} (run make goldens)"
 
 
 def test_every_bundled_spec_has_a_golden_summary():

@@ -1,4 +1,5 @@
-"""specc's static answers equal what Keras itself builds, for every spec in specs/.
+"""specc's static answers equal what Keras itself builds, for every spec in specs/ and every
+layer case in tests/cases/.
 
 Builds each model with keras.layers.<keras_class>(**keras_args()) in the IR's order and
 compares every layer's output shape, total and trainable parameter counts.
@@ -10,7 +11,7 @@ import pytest
 
 from specc.pipeline import check_file
 
-from .conftest import SPECS
+from .conftest import MODEL_SPECS
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,9 @@ def build_keras(model):
     return keras.Model(inputs, [tensors[name] for name in model.outputs]), built, tensors
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", MODEL_SPECS, ids=lambda p: p.parent.name if p.stem == "spec" else p.name
+)
 def test_counts_and_shapes_equal_keras(path):
     model = check_file(path).model
     assert model is not None
@@ -53,6 +56,10 @@ def test_counts_and_shapes_equal_keras(path):
         assert built.count_params() == layer.params, layer.name
         trainable = sum(int(w.numpy().size) for w in built.trainable_weights)
         assert trainable == layer.trainable_params, layer.name
+        # the weight declaration is Keras's: names, shapes, trainability, in Keras's order
+        declared = [(w.name, w.shape, w.trainable) for w in layer.weights]
+        keras_weights = [(v.name, tuple(v.shape), v.trainable) for v in built.weights]
+        assert declared == keras_weights, layer.name
     assert keras_model.count_params() == model.total_params
     if path.name in PUBLISHED:
         assert model.total_params == PUBLISHED[path.name]

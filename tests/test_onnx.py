@@ -1,13 +1,11 @@
-"""The ONNX target (specc.onnx_target): checker, strict shape inference, onnxruntime runs,
-equality with Keras on the same weights, golden text views and refused requests.
+"""The ONNX target (specc.targets.onnx): checker, strict shape inference, onnxruntime runs,
+equality with Keras on the same weights, and refused requests.
 
-Golden views: tests/cases/onnx_<spec stem>/model.onnx.txt; rewrite them with
-`pytest tests/test_onnx.py --update-goldens`.
+Golden text views are tests/cases/<spec stem>/onnx.txt, checked by tests/test_goldens.py.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import subprocess
 import sys
@@ -182,7 +180,7 @@ ALL = SPEC_NAMES + sorted(COVERAGE)
 def _session(proto):
     import onnxruntime as ort
 
-    from specc.onnx_target import onnx_bytes
+    from specc.targets.onnx.graph import onnx_bytes
 
     return ort.InferenceSession(onnx_bytes(proto), providers=["CPUExecutionProvider"])
 
@@ -197,7 +195,7 @@ def _feeds(model, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_import_and_validate_do_not_import_onnx():
     code = (
-        "import sys, specc, specc.onnx_target\n"
+        "import sys, specc, specc.targets.onnx.graph\n"
         "r = specc.check_file('specs/residual_block.yaml'); assert r.ok\n"
         "bad = [m for m in ('onnx', 'onnxruntime', 'tensorflow', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -213,7 +211,7 @@ def test_import_and_validate_do_not_import_onnx():
 def test_checker_and_strict_shapes(name):
     import onnx
 
-    from specc.onnx_target import layer_layouts, onnx_bytes
+    from specc.targets.onnx.graph import layer_layouts, onnx_bytes
 
     model = _model(name)
     proto = _build(model)
@@ -235,7 +233,7 @@ def test_checker_and_strict_shapes(name):
         if layouts[layer.name] == "cf":  # stored channels-first: (batch, C, spatial...)
             want = ("batch", want[-1], *want[1:-1])
             if layer.name in model.outputs:
-                value = f"{layer.name}__cf"
+                value = f"{layer.name}/cf"
                 assert shapes[layer.name] == ("batch", *layer.output_shape)
         assert shapes[value] == want, (layer.name, layouts[layer.name])
     # graph interface: names from the spec, channels-last, symbolic batch
@@ -261,7 +259,7 @@ def test_runs_in_onnxruntime_with_batch_1_and_7(name):
 
 
 def _build(model, **kwargs):
-    from specc.onnx_target import build_onnx
+    from specc.targets.onnx.graph import build_onnx
 
     return build_onnx(model, **kwargs)
 
@@ -337,7 +335,7 @@ def test_onnxruntime_equals_generated_pytorch(name):
 
     from specc import weights as canonical
     from specc.codegen import generate
-    from specc.codegen.pytorch import plan
+    from specc.targets.pytorch.codegen import plan
 
     torch = pytest.importorskip("torch")
     model = _model(name)
@@ -362,22 +360,19 @@ def test_onnxruntime_equals_generated_pytorch(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
-def test_weight_table_matches_specc_weights(name):
-    """The ONNX target's weight keys and Keras shapes are specc.weights.layout's."""
+def test_initializers_are_the_declared_weights(name):
+    """Every declared weight is one initializer ``<layer>.<param>``, in the layout its
+    declaration gives ONNX; no other initializer carries a weight's name."""
     from specc import weights as canonical
-    from specc.onnx_target import _params
 
     model = _model(name)
-    mine = [
-        (f"{layer.name}/{p.name}", p.shape)
-        for layer in model.layers
-        for p in _params(layer, model.shape_of(layer.inputs[0]))
-    ]
-    try:
-        theirs = [(key, tuple(shape)) for key, shape, _ in canonical.layout(model)]
-    except Exception as exc:  # noqa: BLE001 - the torch lowering of a layer may be missing
-        pytest.skip(f"specc.weights.layout is not available for this spec: {exc}")
-    assert mine == theirs
+    proto = _build(model)
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    for layer, w in canonical.declared(model):
+        converted = canonical.to_target(np.zeros(w.shape, np.float32), w, "onnx")
+        assert inits[f"{layer.name}.{w.name}"] == converted.shape
+    total = sum(w.size for _, w in canonical.declared(model))
+    assert total == model.total_params
 
 
 # --------------------------------------------------------------------------- opsets
@@ -465,14 +460,13 @@ def test_seeded_initialization():
 def test_given_weights_are_used_in_onnx_layout():
     from onnx import numpy_helper
 
-    from specc.onnx_target import _params
+    from specc.weights import declared
 
     model = load(ROOT / "specs" / "mobilenet_block.yaml")
     rng = np.random.default_rng(0)
     weights = {
         f"{layer.name}/{p.name}": rng.standard_normal(p.shape).astype(np.float32)
-        for layer in model.layers
-        for p in _params(layer, model.shape_of(layer.inputs[0]))
+        for layer, p in declared(model)
     }
     inits = {
         t.name: numpy_helper.to_array(t) for t in _build(model, weights=weights).graph.initializer
@@ -484,35 +478,6 @@ def test_given_weights_are_used_in_onnx_layout():
     assert inits["dw2.kernel"].shape == (64, 1, 3, 3)
     np.testing.assert_array_equal(inits["dw2.kernel"][2 * 5 + 1, 0], dw[:, :, 5, 1])
     np.testing.assert_array_equal(inits["classifier.kernel"], weights["classifier/kernel"])
-
-
-# --------------------------------------------------------------------------- goldens
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
-def test_golden_text_view(spec, request):
-    from specc.onnx_target import onnx_text
-
-    golden = CASES / f"onnx_{spec.stem}" / "model.onnx.txt"
-    actual = onnx_text(_build(load(spec)))
-    if request.config.getoption("--update-goldens"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(actual)
-        return
-    assert golden.exists(), f"{golden} is missing (run pytest with --update-goldens)"
-    want = golden.read_text()
-    if actual != want:
-        diff = "".join(
-            difflib.unified_diff(
-                want.splitlines(keepends=True),
-                actual.splitlines(keepends=True),
-                fromfile=str(golden.relative_to(ROOT)),
-                tofile="actual",
-            )
-        )
-        print(diff)
-        pytest.fail(f"ONNX text view differs from {golden} (rerun with --update-goldens):\n{diff}")
 
 
 # --------------------------------------------------------------------------- bad requests
@@ -540,12 +505,12 @@ def test_layer_needing_a_newer_opset_is_refused():
     assert diag.file == "specs/two_inputs_two_outputs.yaml"
     assert "needs opset >= 17" in diag.message and "opset 16" in diag.message
     assert diag.format().startswith(
-        "specs/two_inputs_two_outputs.yaml:1:1: layers[5] LayerNormalization 'hidden_norm': "
+        "specs/two_inputs_two_outputs.yaml:15:5: layers[5] LayerNormalization 'hidden_norm': "
     )
 
 
 def _seeded_weights(model):
-    from specc.onnx_target import _weights_for
+    from specc.targets.onnx.graph import _weights_for
 
     return _weights_for(model, None, 0)
 
@@ -602,7 +567,7 @@ def test_integer_weights_are_refused():
 def test_write_onnx_writes_nothing_for_a_refused_request(tmp_path):
     import onnx
 
-    from specc.onnx_target import onnx_bytes, write_onnx
+    from specc.targets.onnx.graph import onnx_bytes, write_onnx
 
     model = load(ROOT / "specs" / "mnist_mlp.json")
     target = tmp_path / "model.onnx"

@@ -544,9 +544,49 @@ def single_input_layer(draw, kind: str, shape: tuple[int, ...]) -> dict:
         _maybe(draw, c, "negative_slope", st.floats(0.0, 1.0))
     elif kind == "Softmax":
         _maybe(draw, c, "axis", st.sampled_from([-1, *range(1, rank + 1)]))
+    elif kind in GENERIC:
+        c.update(generic_fields(draw, kind))
     else:
         raise AssertionError(f"no generator for {kind}")
     return c
+
+
+def _field_strategy(annotation):
+    """A strategy for a field from its annotation alone, or None when there is no generic one."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = len(args) < len(typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Literal:
+        strategy = st.sampled_from(typing.get_args(annotation))
+    elif annotation is bool:
+        strategy = st.booleans()
+    elif annotation is float:
+        strategy = st.floats(-4.0, 4.0, allow_nan=False, width=32)
+    elif annotation is int:
+        strategy = st.integers(1, 6)
+    elif optional and len(args) == 1:
+        inner = _field_strategy(args[0])
+        return None if inner is None else st.one_of(st.none(), inner)
+    else:
+        return None
+    return st.one_of(st.none(), strategy) if optional else strategy
+
+
+def generic_fields(draw, kind: str) -> dict:
+    """Random values of every field of a layer type from its pydantic annotations (layers
+    without a hand-written generator; specc's and Keras's verdicts are compared anyway)."""
+    config: dict = {}
+    for name, field in LAYER_TYPES[kind].model_fields.items():
+        if name in ("type", "name", "inputs"):
+            continue
+        strategy = _field_strategy(field.annotation)
+        if field.is_required():
+            assert strategy is not None, f"no generic generator for {kind}.{name}: write one"
+            config[name] = draw(strategy)
+        elif strategy is not None:
+            _maybe(draw, config, name, strategy)
+    return config
 
 
 # which single-input layers may follow a tensor of a given rank (specc's verdict decides the rest)
@@ -563,10 +603,25 @@ BY_RANK = {
 }  # fmt: skip
 
 
+#: layer types without a hand-written generator: fields drawn from their annotations, at
+#: every rank (specc's verdict is compared with Keras's)
+GENERIC = sorted(
+    set(LAYER_TYPES) - {k for kinds in BY_RANK.values() for k in kinds} - set(MERGES) - {"Input"}
+)
+for _kinds in BY_RANK.values():
+    _kinds.extend(GENERIC)
+
+
 def test_generators_cover_the_whole_registry():
-    """A new layer type must be added to the differential test too."""
+    """Every layer type is generated: by hand (above) or from its field annotations."""
     covered = {k for kinds in BY_RANK.values() for k in kinds} | set(MERGES) | {"Input"}
     assert covered == set(LAYER_TYPES)
+    for kind in GENERIC:
+        for name, field in LAYER_TYPES[kind].model_fields.items():
+            if field.is_required() and name not in ("type", "name", "inputs"):
+                assert _field_strategy(field.annotation) is not None, (
+                    f"{kind}.{name} needs a hand-written generator in single_input_layer"
+                )
 
 
 class Mismatch(AssertionError):

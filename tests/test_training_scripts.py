@@ -1,6 +1,6 @@
 """`specc compile --with-training`: the training scripts appended to the generated model code.
 
-Fast tests: goldens (tests/cases/compile_<stem>/{keras,pytorch}_train.py; rewrite with
+Fast tests: goldens (tests/cases/<stem>/{keras,pytorch}_train.py, checked by test_goldens.py; rewrite with
 --update-goldens), determinism, ruff check / ruff format --check on every variant (optimizers,
 losses, schedules, early stopping, augmentation), refusals. Slow tests run each backend's
 script for one epoch on a real MNIST slice in a subprocess.
@@ -64,21 +64,6 @@ def _diff(want: str, actual: str, name: str) -> str:
 def test_bundled_specs_with_training_are_found():
     names = {p.name for p in TRAINED}
     assert {"mnist_cnn.yaml", "mnist_mlp.json", "inception_block.yaml"} <= names
-
-
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("spec", TRAINED, ids=lambda p: p.stem)
-def test_training_script_golden(spec: Path, target: str, request):
-    actual = _script(spec, target)
-    golden = CASES / f"compile_{spec.stem}" / f"{target}_train.py"
-    if request.config.getoption("--update-goldens", default=False):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(actual)
-        return
-    want = golden.read_text() if golden.exists() else ""
-    if actual != want:
-        diff = _diff(want, actual, str(golden.relative_to(ROOT)))
-        pytest.fail(f"training script differs (rerun with --update-goldens if intended):\n{diff}")
 
 
 @pytest.mark.parametrize("target", TARGETS)

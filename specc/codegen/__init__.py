@@ -1,6 +1,7 @@
-"""Code generation: a ModelIR lowered to a plain render model per target, rendered by the
-jinja2 templates in ``templates/<target>/`` (StrictUndefined; templates only format what
-Python prepared). Never imports a framework.
+"""Code generation shared by the code targets (specc/targets/keras, specc/targets/pytorch):
+a ModelIR lowered to a plain render model per target, rendered by the jinja2 templates in
+``templates/<target>/`` (StrictUndefined; templates only format what Python prepared), and
+the training scripts (``training.py``). Never imports a framework.
 
     from specc.codegen import generate
     code = generate(model, "pytorch")          # raises CodegenError with diagnostics
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..diagnostics import Diagnostic, SpecError
 from ..ir import ModelIR
 
+#: the targets whose output is Python code
 TARGETS = ("keras", "pytorch")
 
 
@@ -55,12 +57,16 @@ def generate(model: ModelIR, target: str, source=None, with_training: bool = Fal
     ``with_training``: append a runnable training script for the spec's ``training:``
     section (``specc.codegen.training``); refused when the spec has none.
     """
-    if target == "keras":
-        from .keras import lower
-    elif target == "pytorch":
-        from .pytorch import lower
-    else:
+    if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    from ..targets import get
+
+    return get(target).emit(model, source, with_training=with_training)
+
+
+def generate_code(model: ModelIR, target: str, lower, source=None, with_training=False) -> str:
+    """Render ``lower(model, source)`` (a target's (template, context)), with the training
+    script appended when asked."""
     template, context = lower(model, source)
     if with_training:
         from .training import training_context
@@ -84,6 +90,7 @@ def refusal(
 
     if path is None and layer is not None:
         path = ("layers", layer.index) + ((field,) if field else ())
+    source = source if source is not None else model.source
     line, column = source.locate(path or ()) if source is not None else (1, 1)
     label = None
     if layer is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bounded import check_finite
 from .files import DatasetError
 from .loaders import DataSplits, load
 from .preprocess import (
@@ -172,6 +173,7 @@ def prepare(
     verify: bool = True,
     limit: int | None = None,
     data: DataSplits | None = None,
+    allow_nonfinite: bool = False,
 ) -> Prepared:
     """Load and preprocess the dataset of ``training`` (a ``specc.spec.Training``) for a
     model whose input is ``input_shape`` (one sample, no batch) and whose output has
@@ -195,6 +197,7 @@ def prepare(
             base_dir=base_dir,
             seed=seed,
             channels=channels,
+            **({"limit": limit} if limit is not None else {}),
         )
     info = data.info
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -205,6 +208,17 @@ def prepare(
             x_test[:limit],
             y_test[:limit],
         )
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) == 0:
+            raise DatasetError(
+                f"{info.name}: the {split} split is empty (0 samples); a run needs samples to "
+                f"{'train on' if split == 'train' else 'test on'}"
+            )
+        check_finite(y, f"{info.name}: y_{split}")
+        if not allow_nonfinite:
+            check_finite(
+                x, f"{info.name}: x_{split}", hint="fix the data, or pass --allow-nonfinite"
+            )
     sample = tuple(x_train.shape[1:])
     x_test_raw = x_test
     reshape_to(x_train[:0], input_shape, name=info.name)  # refuse early when sizes differ

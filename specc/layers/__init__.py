@@ -1,20 +1,28 @@
 """The layer registry: every layer type, and the discriminated union built from them.
 
-To add a layer type, write its class (fields + shape, parameter and MAC rules + Keras
-constructor data) in a module here and list the module in ``_MODULES``.
+To add a layer type, write its class in a module of this package (fields, shape rule,
+weight declaration, MACs, and its lowering to every target; see base.py) and list it in
+that module's ``LAYERS``: modules are discovered, nothing else needs registering.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from typing import Annotated, Union
 
 from pydantic import Field
 
-from . import activation, conv, core, merge, normalization, pooling, reshaping
 from .base import ACTIVATIONS, Layer, Shape, ShapeError
 
-_MODULES = (core, conv, pooling, reshaping, normalization, activation, merge)
+#: the original modules first (their order is the schema's), then any others by name
+_FIRST = ("core", "conv", "pooling", "reshaping", "normalization", "activation", "merge")
+_NAMES = _FIRST + tuple(
+    sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _FIRST)
+)
+_MODULES = tuple(importlib.import_module(f"{__name__}.{name}") for name in _NAMES)
+_MODULES = tuple(m for m in _MODULES if hasattr(m, "LAYERS"))
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.model_fields["type"].annotation.__args__[0]: cls

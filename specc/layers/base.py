@@ -1,13 +1,16 @@
 """What every layer type shares: the pydantic base, field types and the shape arithmetic.
 
-A layer module defines one pydantic model (its spec fields, with Keras names and defaults)
-and three rules: ``output_shape``, ``count_params`` and ``count_macs``. It also says what the
-Keras backend needs as data: ``keras_class`` and ``keras_args()``.
+A layer module is the one place a layer type is declared: its pydantic model (spec fields
+with Keras names and defaults), its rules (``output_shape``, ``weights``, ``count_macs``)
+and its lowering to every target (``keras_args``, ``torch_lowering``, ``onnx_lowering``).
+Parameter counts, the canonical weight layout, seeded initial values, ONNX initializers and
+the PyTorch state-dict conversion all derive from :meth:`Layer.weights`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -76,6 +79,42 @@ Pair = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_as_tuple(2))]
 Single = Annotated[tuple[PositiveInt], BeforeValidator(_as_tuple(1))]
 
 
+@dataclass(frozen=True)
+class Weight:
+    """One weight of a layer, as Keras's ``build()`` creates it.
+
+    ``name`` and ``shape`` are Keras's (the canonical ``.npz`` key is ``<layer>/<name>``);
+    ``initializer`` is a Keras initializer name; ``layout`` describes the Keras layout for
+    messages. ``transforms`` maps a target to the conversion its layout needs (see
+    specc.weights.TRANSFORMS; default 'identity'); ``torch_module`` / ``torch_attr`` name
+    the module (suffix, '' for the layer's own) and tensor the PyTorch target stores it in.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: str
+    trainable: bool = True
+    layout: str = "(channels,)"
+    transforms: tuple[tuple[str, str], ...] = ()
+    torch_attr: str = "weight"
+    torch_module: str = ""
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def transform(self, target: str) -> str:
+        return dict(self.transforms).get(target, "identity")
+
+
+#: kernels: torch and ONNX both want (out, in, *spatial)
+CONV_KERNEL = (("pytorch", "conv"), ("onnx", "conv"))
+#: depthwise kernels (kh, kw, C, M) -> (C*M, 1, kh, kw) in torch and ONNX
+DEPTHWISE_KERNEL = (("pytorch", "depthwise"), ("onnx", "depthwise"))
+#: Dense kernels: torch's Linear stores (out, in); ONNX's MatMul/Gemm takes Keras's (in, out)
+DENSE_KERNEL = (("pytorch", "dense"),)
+
+
 class ShapeError(Exception):
     """A layer cannot be applied to its input; ``field`` names the spec field to point at."""
 
@@ -101,6 +140,15 @@ class Layer(BaseModel):
     arity: ClassVar[int | None] = 1
     #: the Keras class that implements the layer (keras.layers.<keras_class>)
     keras_class: ClassVar[str] = ""
+    #: target name -> why this layer type has no lowering there (the coverage test
+    #: requires a lowering or a reason for every registered target)
+    refusals: ClassVar[dict[str, str]] = {}
+    #: one line each on how the PyTorch and ONNX targets lower it (the generated docs tables)
+    torch_doc: ClassVar[str] = ""
+    onnx_doc: ClassVar[str] = ""
+    #: (fields, input shapes) of an example instance, for layers with weights: the weight
+    #: tables of the docs are computed from it
+    doc_example: ClassVar[tuple | None] = None
 
     @property
     def layer_type(self) -> str:
@@ -110,9 +158,15 @@ class Layer(BaseModel):
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]
 
+    def weights(self, shapes: list[Shape]) -> tuple[Weight, ...]:
+        """Every weight this layer creates for these input shapes, in Keras's order."""
+        return ()
+
     def count_params(self, shapes: list[Shape], out: Shape) -> tuple[int, int]:
-        """(trainable, non_trainable), counted as Keras counts them."""
-        return (0, 0)
+        """(trainable, non_trainable), counted as Keras counts them: from :meth:`weights`."""
+        weights = self.weights(shapes)
+        trainable = sum(w.size for w in weights if w.trainable)
+        return trainable, sum(w.size for w in weights if not w.trainable)
 
     def count_macs(self, shapes: list[Shape], out: Shape) -> int:
         """Multiply-accumulates per sample (weight layers only; element-wise ops count 0)."""
@@ -130,7 +184,26 @@ class Layer(BaseModel):
         """Modules, forward steps and weight mapping of the PyTorch backend (a TorchLowering)."""
         from .lowering import Unsupported
 
-        raise Unsupported(f"{self.layer_type} has no PyTorch lowering yet")
+        reason = self.refusals.get("pytorch", f"{self.layer_type} has no PyTorch lowering")
+        raise Unsupported(reason)
+
+    # -- what the ONNX target needs (see specc/targets/onnx) --------------------------------
+    #: the layout this layer's ONNX nodes produce: "cf", "cl", or "any" (that of the inputs)
+    onnx_layout: ClassVar[str] = "any"
+    #: (opset, what needs it) when the lowering needs a newer opset than the target's minimum
+    onnx_min_opset: ClassVar[tuple[int, str] | None] = None
+
+    def onnx_out_layout(self, rank: int, in_layouts: list[str]) -> str:
+        """The layout of the output value for a rank-``rank`` sample (inputs in ``in_layouts``)."""
+        if self.onnx_layout != "any":
+            return self.onnx_layout
+        return "cf" if "cf" in in_layouts else "cl"
+
+    def onnx_lowering(self, b, layer, out: str, layout: str) -> None:
+        """Emit this layer's ONNX nodes through the graph builder ``b`` (writing ``out``)."""
+        from .lowering import Unsupported
+
+        raise Unsupported(self.refusals.get("onnx", f"{self.layer_type} has no ONNX lowering"))
 
 
 # --------------------------------------------------------------------------- arithmetic

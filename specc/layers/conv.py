@@ -8,6 +8,8 @@ from pydantic import model_validator
 
 from . import lowering as lw
 from .base import (
+    CONV_KERNEL,
+    DEPTHWISE_KERNEL,
     ActivationName,
     Initializer,
     Layer,
@@ -17,6 +19,7 @@ from .base import (
     Shape,
     ShapeError,
     Single,
+    Weight,
     fmt_shape,
     prod,
     window_out,
@@ -82,10 +85,41 @@ class _Conv(Layer):
             ("padding_mode", "zeros"),
         )
 
-    def _torch_bias(self, n: int, suffix: str = "") -> tuple:
+    def _bias(self, n: int, module: str = "") -> tuple[Weight, ...]:
         if not self.use_bias:
             return ()
-        return (lw.TorchWeight("bias", (n,), "bias", "identity", self.bias_initializer, suffix),)
+        return (
+            Weight("bias", (n,), self.bias_initializer, True, "(filters,)", (), "bias", module),
+        )
+
+    # -- ONNX ---------------------------------------------------------------------------
+    onnx_layout: ClassVar[str] = lw.CF
+
+    def _onnx_pads(self, sizes) -> list[int]:
+        if self.padding == "valid":
+            return [0] * (2 * len(sizes))
+        return lw.onnx_pads(lw.same_pads(sizes, self.kernel_size, self.strides, self.dilation_rate))
+
+    def onnx_lowering(self, b, layer, out, layout):
+        in_shape = b.shape_of(layer.inputs[0])
+        x = b.get(layer.inputs[0], lw.CF)
+        attrs = dict(
+            kernel_shape=list(self.kernel_size),
+            strides=list(self.strides),
+            dilations=list(self.dilation_rate),
+            pads=self._onnx_pads(in_shape[:-1]),
+        )
+        bias = [b.weight(layer, "bias")] if self.use_bias else []
+        emit = self._onnx_emit(b, layer, x, bias, attrs, in_shape)
+        b.then_activation(
+            self.activation, b.tmp(layer, "conv"), out, emit, lw.CF, len(in_shape) + 1
+        )
+
+    def _onnx_emit(self, b, layer, x, bias, attrs, in_shape):
+        """A function emitting the convolution into the value it is given."""
+        w = b.weight(layer, "kernel")
+        group = getattr(self, "groups", 1)
+        return lambda name: b.node("Conv", [x, w, *bias], name, group=group, **attrs)
 
     def _common_args(self) -> dict:
         return {
@@ -105,6 +139,13 @@ class Conv2D(_Conv):
 
     type: Literal["Conv2D"]
     keras_class: ClassVar[str] = "Conv2D"
+    onnx_doc: ClassVar[str] = (
+        "`Conv` (group, dilations); `'same'` as explicit pads with the odd pixel at the end (bottom/right), as TensorFlow"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.Conv2d` (groups, dilation) on NCHW; 'same' as symmetric `padding=(p, q)` or `F.pad` then `padding=0` (never torch's `padding='same'`, which refuses stride > 1)"
+    )
+    doc_example: ClassVar[tuple] = ({"filters": 16, "kernel_size": 3}, ((8, 8, 4),))
     filters: PositiveInt
     kernel_size: Pair
     strides: Pair = (1, 1)
@@ -121,12 +162,17 @@ class Conv2D(_Conv):
                 )
         return (*out, self.filters)
 
-    def count_params(self, shapes, out):
-        cin = shapes[0][-1]
+    def weights(self, shapes):
+        kernel = (*self.kernel_size, shapes[0][-1] // self.groups, self.filters)
         return (
-            prod(self.kernel_size) * (cin // self.groups) * self.filters
-            + self.filters * self.use_bias,
-            0,
+            Weight(
+                "kernel",
+                kernel,
+                self.kernel_initializer,
+                layout="(kh, kw, in_channels/groups, filters)",
+                transforms=CONV_KERNEL,
+            ),
+            *self._bias(self.filters),
         )
 
     def count_macs(self, shapes, out):
@@ -145,7 +191,6 @@ class Conv2D(_Conv):
     def torch_lowering(self, shapes, out, layout):
         cin = shapes[0][-1]
         padding, pre = self._torch_padding(shapes)
-        kernel = (*self.kernel_size, cin // self.groups, self.filters)
         return lw.TorchLowering(
             modules=(
                 lw.TorchModule(
@@ -154,10 +199,6 @@ class Conv2D(_Conv):
                 ),
             ),
             steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 3, lw.CF)),
-            weights=(
-                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
-                *self._torch_bias(self.filters),
-            ),
         )
 
 
@@ -166,6 +207,13 @@ class Conv1D(_Conv):
 
     type: Literal["Conv1D"]
     keras_class: ClassVar[str] = "Conv1D"
+    onnx_doc: ClassVar[str] = (
+        "`Conv` (dilations); `'same'` as explicit pads with the odd pixel at the end, as TensorFlow"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.Conv1d` on NCL; 'same' as explicit symmetric `padding` or `F.pad` (odd pixel at the end)"
+    )
+    doc_example: ClassVar[tuple] = ({"filters": 16, "kernel_size": 3}, ((10, 4),))
     rank: ClassVar[int] = 1
     filters: PositiveInt
     kernel_size: Single
@@ -177,9 +225,17 @@ class Conv1D(_Conv):
         out, _ = self._spatial_out(shapes)
         return (*out, self.filters)
 
-    def count_params(self, shapes, out):
-        cin = shapes[0][-1]
-        return (self.kernel_size[0] * cin * self.filters + self.filters * self.use_bias, 0)
+    def weights(self, shapes):
+        return (
+            Weight(
+                "kernel",
+                (*self.kernel_size, shapes[0][-1], self.filters),
+                self.kernel_initializer,
+                layout="(kernel, in_channels, filters)",
+                transforms=CONV_KERNEL,
+            ),
+            *self._bias(self.filters),
+        )
 
     def count_macs(self, shapes, out):
         return prod(out) * self.kernel_size[0] * shapes[0][-1]
@@ -195,7 +251,6 @@ class Conv1D(_Conv):
     def torch_lowering(self, shapes, out, layout):
         cin = shapes[0][-1]
         padding, pre = self._torch_padding(shapes)
-        kernel = (*self.kernel_size, cin, self.filters)
         return lw.TorchLowering(
             modules=(
                 lw.TorchModule(
@@ -203,10 +258,6 @@ class Conv1D(_Conv):
                 ),
             ),
             steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 2, lw.CF)),
-            weights=(
-                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
-                *self._torch_bias(self.filters),
-            ),
         )
 
 
@@ -215,6 +266,9 @@ class DepthwiseConv2D(_Conv):
 
     type: Literal["DepthwiseConv2D"]
     keras_class: ClassVar[str] = "DepthwiseConv2D"
+    onnx_doc: ClassVar[str] = "`Conv` with `group = cin`"
+    torch_doc: ClassVar[str] = "`nn.Conv2d(groups=C, out_channels=C·M)`"
+    doc_example: ClassVar[tuple] = ({"kernel_size": 3, "depth_multiplier": 2}, ((8, 8, 4),))
     kernel_size: Pair
     strides: Pair = (1, 1)
     dilation_rate: Pair = (1, 1)
@@ -225,9 +279,19 @@ class DepthwiseConv2D(_Conv):
         out, channels = self._spatial_out(shapes)
         return (*out, channels * self.depth_multiplier)
 
-    def count_params(self, shapes, out):
-        cout = shapes[0][-1] * self.depth_multiplier
-        return (prod(self.kernel_size) * cout + cout * self.use_bias, 0)
+    def weights(self, shapes):
+        cin = shapes[0][-1]
+        return (
+            # Keras 3 names this variable 'kernel'
+            Weight(
+                "kernel",
+                (*self.kernel_size, cin, self.depth_multiplier),
+                self.depthwise_initializer,
+                layout="(kh, kw, in_channels, depth_multiplier)",
+                transforms=DEPTHWISE_KERNEL,
+            ),
+            *self._bias(cin * self.depth_multiplier),
+        )
 
     def count_macs(self, shapes, out):
         return prod(out) * prod(self.kernel_size)
@@ -244,7 +308,6 @@ class DepthwiseConv2D(_Conv):
         cin = shapes[0][-1]
         cout = cin * self.depth_multiplier
         padding, pre = self._torch_padding(shapes)
-        kernel = (*self.kernel_size, cin, self.depth_multiplier)
         return lw.TorchLowering(
             modules=(
                 lw.TorchModule(
@@ -252,11 +315,11 @@ class DepthwiseConv2D(_Conv):
                 ),
             ),
             steps=(*pre, lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, 3, lw.CF)),
-            weights=(
-                lw.TorchWeight("kernel", kernel, "weight", "depthwise", self.depthwise_initializer),
-                *self._torch_bias(cout),
-            ),
         )
+
+    def _onnx_emit(self, b, layer, x, bias, attrs, in_shape):
+        w = b.weight(layer, "kernel")
+        return lambda name: b.node("Conv", [x, w, *bias], name, group=in_shape[-1], **attrs)
 
 
 class SeparableConv2D(_Conv):
@@ -264,6 +327,13 @@ class SeparableConv2D(_Conv):
 
     type: Literal["SeparableConv2D"]
     keras_class: ClassVar[str] = "SeparableConv2D"
+    onnx_doc: ClassVar[str] = (
+        "depthwise `Conv` (`<layer>/depthwise`), then a 1x1 `Conv` with the bias"
+    )
+    torch_doc: ClassVar[str] = (
+        "two modules `<name>_depthwise` (no bias) and `<name>_pointwise` (1x1, bias)"
+    )
+    doc_example: ClassVar[tuple] = ({"filters": 16, "kernel_size": 3}, ((8, 8, 4),))
     filters: PositiveInt
     kernel_size: Pair
     strides: Pair = (1, 1)
@@ -276,9 +346,28 @@ class SeparableConv2D(_Conv):
         out, _ = self._spatial_out(shapes)
         return (*out, self.filters)
 
-    def count_params(self, shapes, out):
-        mid = shapes[0][-1] * self.depth_multiplier
-        return (prod(self.kernel_size) * mid + mid * self.filters + self.filters * self.use_bias, 0)
+    def weights(self, shapes):
+        cin = shapes[0][-1]
+        mid = cin * self.depth_multiplier
+        return (
+            Weight(
+                "depthwise_kernel",
+                (*self.kernel_size, cin, self.depth_multiplier),
+                self.depthwise_initializer,
+                layout="(kh, kw, in_channels, depth_multiplier)",
+                transforms=DEPTHWISE_KERNEL,
+                torch_module="depthwise",
+            ),
+            Weight(
+                "pointwise_kernel",
+                (1, 1, mid, self.filters),
+                self.pointwise_initializer,
+                layout="(1, 1, in_channels*depth_multiplier, filters)",
+                transforms=CONV_KERNEL,
+                torch_module="pointwise",
+            ),
+            *self._bias(self.filters, "pointwise"),
+        )
 
     def count_macs(self, shapes, out):
         mid = shapes[0][-1] * self.depth_multiplier
@@ -322,26 +411,27 @@ class SeparableConv2D(_Conv):
                 lw.call(lw.Module("pointwise"), lw.X),
                 *lw.activation_steps(self.activation, 3, lw.CF),
             ),
-            weights=(
-                lw.TorchWeight(
-                    "depthwise_kernel",
-                    (*self.kernel_size, cin, self.depth_multiplier),
-                    "weight",
-                    "depthwise",
-                    self.depthwise_initializer,
-                    "depthwise",
-                ),
-                lw.TorchWeight(
-                    "pointwise_kernel",
-                    (1, 1, mid, self.filters),
-                    "weight",
-                    "conv",
-                    self.pointwise_initializer,
-                    "pointwise",
-                ),
-                *self._torch_bias(self.filters, "pointwise"),
-            ),
         )
+
+    def _onnx_emit(self, b, layer, x, bias, attrs, in_shape):
+        dw = b.weight(layer, "depthwise_kernel")
+        pw = b.weight(layer, "pointwise_kernel")
+        ones = [1] * self.rank
+
+        def emit(name):
+            mid = b.node("Conv", [x, dw], b.tmp(layer, "depthwise"), group=in_shape[-1], **attrs)
+            return b.node(
+                "Conv",
+                [mid, pw, *bias],
+                name,
+                kernel_shape=ones,
+                strides=ones,
+                dilations=ones,
+                pads=[0] * (2 * self.rank),
+                group=1,
+            )
+
+        return emit
 
 
 class Conv2DTranspose(_Conv):
@@ -349,6 +439,13 @@ class Conv2DTranspose(_Conv):
 
     type: Literal["Conv2DTranspose"]
     keras_class: ClassVar[str] = "Conv2DTranspose"
+    onnx_doc: ClassVar[str] = (
+        "`ConvTranspose` with explicit pads and `output_padding` giving Keras's size: `'same'` crops `max(k_eff - s, 0)` with the odd pixel at the end; a kernel smaller than the stride adds `s - k_eff` at the end"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.ConvTranspose2d` with `output_padding` for k_eff < s; symmetric crop → `padding`; uneven crop → `padding=0` and a slice"
+    )
+    doc_example: ClassVar[tuple] = ({"filters": 16, "kernel_size": 3}, ((8, 8, 4),))
     filters: PositiveInt
     kernel_size: Pair
     strides: Pair = (1, 1)
@@ -364,9 +461,17 @@ class Conv2DTranspose(_Conv):
             out.append(size * s if self.padding == "same" else size * s + max(effective - s, 0))
         return (*out, self.filters)
 
-    def count_params(self, shapes, out):
-        cin = shapes[0][-1]
-        return (prod(self.kernel_size) * cin * self.filters + self.filters * self.use_bias, 0)
+    def weights(self, shapes):
+        return (
+            Weight(
+                "kernel",
+                (*self.kernel_size, self.filters, shapes[0][-1]),
+                self.kernel_initializer,
+                layout="(kh, kw, filters, in_channels)",
+                transforms=CONV_KERNEL,
+            ),
+            *self._bias(self.filters),
+        )
 
     def count_macs(self, shapes, out):
         return prod(shapes[0]) * prod(self.kernel_size) * self.filters
@@ -409,14 +514,24 @@ class Conv2DTranspose(_Conv):
             ("dilation", self.dilation_rate),
             ("padding_mode", "zeros"),
         )
-        kernel = (*self.kernel_size, self.filters, cin)
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.ConvTranspose2d", args),),
             steps=(*steps, *lw.activation_steps(self.activation, 3, lw.CF)),
-            weights=(
-                lw.TorchWeight("kernel", kernel, "weight", "conv", self.kernel_initializer),
-                *self._torch_bias(self.filters),
-            ),
+        )
+
+    def _onnx_emit(self, b, layer, x, bias, attrs, in_shape):
+        """Keras's output size; TF crops the odd pixel at the end."""
+        w = b.weight(layer, "kernel")
+        begin, end, extra = [], [], []
+        for k, s, d in zip(self.kernel_size, self.strides, self.dilation_rate):
+            effective = (k - 1) * d + 1
+            total = max(effective - s, 0) if self.padding == "same" else 0
+            begin.append(total // 2)
+            end.append(total - total // 2)
+            extra.append(max(s - effective, 0))
+        attrs = {**attrs, "pads": begin + end}
+        return lambda name: b.node(
+            "ConvTranspose", [x, w, *bias], name, output_padding=extra, **attrs
         )
 
 

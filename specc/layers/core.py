@@ -8,11 +8,13 @@ from pydantic import Field
 
 from . import lowering as lw
 from .base import (
+    DENSE_KERNEL,
     ActivationName,
     Initializer,
     Layer,
     PositiveInt,
     ShapeError,
+    Weight,
     fmt_shape,
     prod,
 )
@@ -36,6 +38,11 @@ class Dense(Layer):
 
     type: Literal["Dense"]
     keras_class: ClassVar[str] = "Dense"
+    onnx_doc: ClassVar[str] = (
+        "`Gemm` on (batch, features); `MatMul` (+ `Add`) on the last axis for rank > 2"
+    )
+    torch_doc: ClassVar[str] = "`nn.Linear` on the channels-last tensor"
+    doc_example: ClassVar[tuple] = ({"units": 16}, ((8,),))
     units: PositiveInt
     activation: ActivationName | None = None
     use_bias: bool = True
@@ -45,8 +52,18 @@ class Dense(Layer):
     def output_shape(self, shapes):
         return (*shapes[0][:-1], self.units)
 
-    def count_params(self, shapes, out):
-        return (shapes[0][-1] * self.units + self.units * self.use_bias, 0)
+    def weights(self, shapes):
+        kernel = Weight(
+            "kernel",
+            (shapes[0][-1], self.units),
+            self.kernel_initializer,
+            layout="(in, units)",
+            transforms=DENSE_KERNEL,
+        )
+        if not self.use_bias:
+            return (kernel,)
+        bias = Weight("bias", (self.units,), self.bias_initializer, True, "(units,)", (), "bias")
+        return (kernel, bias)
 
     def count_macs(self, shapes, out):
         return prod(shapes[0]) * self.units
@@ -64,19 +81,29 @@ class Dense(Layer):
 
     def torch_lowering(self, shapes, out, layout):
         cin = shapes[0][-1]
-        weights = [
-            lw.TorchWeight("kernel", (cin, self.units), "weight", "dense", self.kernel_initializer)
-        ]
-        if self.use_bias:
-            weights.append(
-                lw.TorchWeight("bias", (self.units,), "bias", "identity", self.bias_initializer)
-            )
         args = (("in_features", cin), ("out_features", self.units), ("bias", self.use_bias))
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.Linear", args),),
             steps=(lw.call(lw.SELF, lw.X), *lw.activation_steps(self.activation, len(out), lw.CL)),
-            weights=tuple(weights),
         )
+
+    onnx_layout: ClassVar[str] = lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        x = b.get(layer.inputs[0], lw.CL)
+        rank = b.in_rank(layer)
+        w = b.weight(layer, "kernel")
+        bias = [b.weight(layer, "bias")] if self.use_bias else []
+
+        def emit(name):
+            if rank == 2:
+                return b.node("Gemm", [x, w, *bias], name)
+            if not bias:
+                return b.node("MatMul", [x, w], name)
+            y = b.node("MatMul", [x, w], b.tmp(layer, "matmul"))
+            return b.node("Add", [y, bias[0]], name)
+
+        b.then_activation(self.activation, b.tmp(layer, "dense"), out, emit, lw.CL, rank)
 
 
 class Flatten(Layer):
@@ -84,6 +111,10 @@ class Flatten(Layer):
 
     type: Literal["Flatten"]
     keras_class: ClassVar[str] = "Flatten"
+    onnx_doc: ClassVar[str] = "`Flatten` of the channels-last tensor, so Dense weights carry over"
+    torch_doc: ClassVar[str] = (
+        "`torch.flatten(x, start_dim=1)` of the channels-last tensor (Keras's order)"
+    )
 
     def output_shape(self, shapes):
         return (prod(shapes[0]),)
@@ -97,12 +128,22 @@ class Flatten(Layer):
     def torch_lowering(self, shapes, out, layout):
         return lw.TorchLowering(steps=(lw.call("torch.flatten", lw.X, start_dim=1),))
 
+    onnx_layout: ClassVar[str] = lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        # channels-last order, as Keras: the Dense weights after it carry over unchanged
+        b.node("Flatten", [b.get(layer.inputs[0], lw.CL)], out, axis=1)
+
 
 class Reshape(Layer):
     """Reshapes each sample; one dimension may be -1 (keras.layers.Reshape)."""
 
     type: Literal["Reshape"]
     keras_class: ClassVar[str] = "Reshape"
+    onnx_doc: ClassVar[str] = (
+        "`Reshape` of the channels-last tensor to `[0, *target]` (batch copied)"
+    )
+    torch_doc: ClassVar[str] = "`torch.reshape(x, (-1, *target))` of the channels-last tensor"
     target_shape: list[int] = Field(min_length=1, max_length=8)
 
     def output_shape(self, shapes):
@@ -139,12 +180,20 @@ class Reshape(Layer):
     def torch_lowering(self, shapes, out, layout):
         return lw.TorchLowering(steps=(lw.call("torch.reshape", lw.X, (-1, *out)),))
 
+    onnx_layout: ClassVar[str] = lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        shape = b.const(f"{layer.name}.shape", [0, *layer.output_shape], "int64")
+        b.node("Reshape", [b.get(layer.inputs[0], lw.CL), shape], out)
+
 
 class Dropout(Layer):
     """Randomly zeroes a fraction ``rate`` of inputs while training (keras.layers.Dropout)."""
 
     type: Literal["Dropout"]
     keras_class: ClassVar[str] = "Dropout"
+    onnx_doc: ClassVar[str] = "`Identity` (inference)"
+    torch_doc: ClassVar[str] = "`nn.Dropout(p=rate)`; the seed is Keras-only; identity in `eval()`"
     rate: float = Field(ge=0.0, lt=1.0)
     seed: int | None = None
 
@@ -157,6 +206,10 @@ class Dropout(Layer):
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.Dropout", args),), steps=(lw.call(lw.SELF, lw.X),)
         )
+
+    def onnx_lowering(self, b, layer, out, layout):
+        # the identity at inference
+        b.node("Identity", [b.get(layer.inputs[0], layout)], out)
 
 
 LAYERS = (Input, Dense, Flatten, Reshape, Dropout)

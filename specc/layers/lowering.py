@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .initializers import TRUNCATED_STD, keras_fans, variance_scale
+
 CF, CL, ANY = "cf", "cl", "any"
 
 #: a module class the generated file defines itself (templates/pytorch/keras_batch_norm.py.j2):
@@ -125,29 +127,9 @@ class TorchModule:
 
 
 @dataclass(frozen=True)
-class TorchWeight:
-    """One Keras weight (``<layer>/<param>`` in the canonical file) and its torch twin.
-
-    ``transform`` turns the Keras array into the torch one: 'identity', 'dense' (transpose),
-    'conv' (HWIO -> OIHW, any rank; also Conv2DTranspose's HWOI -> IOHW), 'depthwise'
-    (HWCM -> (C*M)1HW). ``initializer`` is the Keras initializer (None: a BN statistic,
-    which torch initializes as Keras does: zeros for the mean, ones for the variance).
-    """
-
-    param: str
-    keras_shape: tuple[int, ...]
-    attr: str  # torch parameter or buffer name on the module
-    transform: str = "identity"
-    initializer: str | None = None
-    suffix: str = ""
-    trainable: bool = True
-
-
-@dataclass(frozen=True)
 class TorchLowering:
     modules: tuple[TorchModule, ...] = ()
     steps: tuple[Expr, ...] = ()
-    weights: tuple[TorchWeight, ...] = ()
     out_layout: str | None = None  # None: the input layout
     comment: str | None = None
 
@@ -183,6 +165,11 @@ def same_pads(sizes, kernel, strides, dilation=None) -> tuple[tuple[int, int], .
     return tuple(pads)
 
 
+def onnx_pads(pads: tuple[tuple[int, int], ...]) -> list[int]:
+    """ONNX's ``pads`` attribute: every axis's start, then every axis's end."""
+    return [before for before, _ in pads] + [after for _, after in pads]
+
+
 def fpad_arg(pads: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
     """``F.pad`` wants the last axis first: (left, right, top, bottom)."""
     flat: list[int] = []
@@ -211,18 +198,6 @@ def activation_steps(name: str | None, rank: int, layout: str) -> tuple[Expr, ..
     return (call(simple[name], X),)
 
 
-def keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """keras.src.initializers.random_initializers.compute_fans."""
-    if len(shape) < 1:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
 @dataclass(frozen=True)
 class InitCall:
     """How torch initializes one weight exactly as the Keras initializer does."""
@@ -239,18 +214,13 @@ def torch_init(initializer: str, keras_shape: tuple[int, ...]) -> InitCall:
     if initializer == "ones":
         return InitCall("nn.init.ones_")
     fan_in, fan_out = keras_fans(keras_shape)
-    family, distribution = initializer.split("_")
-    scale, mode = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}[
-        family
-    ]
-    n = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
-    scale /= max(1.0, n)
+    scale, distribution = variance_scale(initializer, keras_shape)
     comment = f"{initializer}, Keras fans: in {fan_in}, out {fan_out}"
     if distribution == "uniform":
         limit = math.sqrt(3.0 * scale)
         return InitCall("nn.init.uniform_", (("a", -limit), ("b", limit)), comment)
     # Keras draws from a normal truncated at two standard deviations
-    std = math.sqrt(scale) / 0.87962566103423978
+    std = math.sqrt(scale) / TRUNCATED_STD
     return InitCall(
         "nn.init.trunc_normal_",
         (("mean", 0.0), ("std", std), ("a", -2 * std), ("b", 2 * std)),

@@ -39,12 +39,30 @@ class _ElementwiseMerge(Layer):
             steps += (lw.BinOp("/", (lw.X, lw.Lit(len(shapes)))),)
         return lw.TorchLowering(steps=steps)
 
+    #: the ONNX operator over all inputs (variadic), or the binary one folded pairwise
+    onnx_op: ClassVar[str] = ""
+
+    def onnx_lowering(self, b, layer, out, layout):
+        xs = [b.get(name, layout) for name in layer.inputs]
+        op = self.onnx_op
+        if op == "Add" and len(xs) > 2:
+            op = "Sum"
+        if op in ("Add", "Sub", "Sum", "Mean", "Max", "Min"):
+            b.node(op, xs, out)
+            return
+        y = xs[0]
+        for i, x in enumerate(xs[1:], start=1):
+            y = b.node(op, [y, x], out if i == len(xs) - 1 else b.tmp(layer, f"{op.lower()}{i}"))
+
 
 class Add(_ElementwiseMerge):
     """Element-wise sum (keras.layers.Add)."""
 
     type: Literal["Add"]
     keras_class: ClassVar[str] = "Add"
+    onnx_doc: ClassVar[str] = "`Add` (`Sum` for 3+ inputs)"
+    torch_doc: ClassVar[str] = "`a + b + …`"
+    onnx_op: ClassVar[str] = "Add"
     torch_operator: ClassVar[str] = "+"
 
 
@@ -53,6 +71,9 @@ class Subtract(_ElementwiseMerge):
 
     type: Literal["Subtract"]
     keras_class: ClassVar[str] = "Subtract"
+    onnx_doc: ClassVar[str] = "`Sub`"
+    torch_doc: ClassVar[str] = "`a - b`"
+    onnx_op: ClassVar[str] = "Sub"
     torch_operator: ClassVar[str] = "-"
     arity: ClassVar[int | None] = 2
 
@@ -62,6 +83,9 @@ class Multiply(_ElementwiseMerge):
 
     type: Literal["Multiply"]
     keras_class: ClassVar[str] = "Multiply"
+    onnx_doc: ClassVar[str] = "chained `Mul`"
+    torch_doc: ClassVar[str] = "`a * b * …`"
+    onnx_op: ClassVar[str] = "Mul"
     torch_operator: ClassVar[str] = "*"
 
 
@@ -70,6 +94,9 @@ class Average(_ElementwiseMerge):
 
     type: Literal["Average"]
     keras_class: ClassVar[str] = "Average"
+    onnx_doc: ClassVar[str] = "`Mean`"
+    torch_doc: ClassVar[str] = "`(a + b + …) / n` (Keras sums, then divides)"
+    onnx_op: ClassVar[str] = "Mean"
     torch_operator: ClassVar[str] = "+"
 
 
@@ -78,6 +105,9 @@ class Maximum(_ElementwiseMerge):
 
     type: Literal["Maximum"]
     keras_class: ClassVar[str] = "Maximum"
+    onnx_doc: ClassVar[str] = "`Max`"
+    torch_doc: ClassVar[str] = "`torch.maximum` folded pairwise"
+    onnx_op: ClassVar[str] = "Max"
     torch_function: ClassVar[str] = "torch.maximum"
 
 
@@ -86,6 +116,9 @@ class Minimum(_ElementwiseMerge):
 
     type: Literal["Minimum"]
     keras_class: ClassVar[str] = "Minimum"
+    onnx_doc: ClassVar[str] = "`Min`"
+    torch_doc: ClassVar[str] = "`torch.minimum` folded pairwise"
+    onnx_op: ClassVar[str] = "Min"
     torch_function: ClassVar[str] = "torch.minimum"
 
 
@@ -94,6 +127,8 @@ class Concatenate(Layer):
 
     type: Literal["Concatenate"]
     keras_class: ClassVar[str] = "Concatenate"
+    onnx_doc: ClassVar[str] = "`Concat`, the Keras axis mapped to the layout used"
+    torch_doc: ClassVar[str] = "`torch.cat` on the Keras axis mapped to the layout used"
     arity: ClassVar[int | None] = None
     axis: int = -1
 
@@ -124,6 +159,11 @@ class Concatenate(Layer):
         dim = lw.torch_dim(normalize_axis(self.axis, rank), rank, layout)
         inputs = lw.ListOf(tuple(lw.Input(i) for i in range(len(shapes))))
         return lw.TorchLowering(steps=(lw.call("torch.cat", inputs, dim=dim),))
+
+    def onnx_lowering(self, b, layer, out, layout):
+        rank = len(layer.output_shape)
+        axis = lw.torch_dim(normalize_axis(self.axis, rank), rank, layout)
+        b.node("Concat", [b.get(name, layout) for name in layer.inputs], out, axis=axis)
 
 
 LAYERS = (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)

@@ -7,7 +7,14 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from . import lowering as lw
-from .base import Layer, normalize_axis
+from .base import Layer, Weight, normalize_axis
+
+
+def _affine(n: tuple[int], scale: bool, center: bool) -> tuple[Weight, ...]:
+    """gamma (if ``scale``) then beta (if ``center``), as Keras's normalization layers."""
+    gamma = Weight("gamma", n, "ones", torch_attr="weight")
+    beta = Weight("beta", n, "zeros", torch_attr="bias")
+    return (gamma,) * scale + (beta,) * center
 
 
 class BatchNormalization(Layer):
@@ -21,6 +28,13 @@ class BatchNormalization(Layer):
 
     type: Literal["BatchNormalization"]
     keras_class: ClassVar[str] = "BatchNormalization"
+    onnx_doc: ClassVar[str] = (
+        "`BatchNormalization` (inference), the spec's `epsilon` and `momentum`; another axis than the channels is moved to position 1 and back; `center/scale: false` use constant 0/1"
+    )
+    torch_doc: ClassVar[str] = (
+        "`KerasBatchNorm` (emitted in the file): Keras's momentum, epsilon and biased moving variance; channels axis only; `center != scale` refused"
+    )
+    doc_example: ClassVar[tuple] = ({}, ((8, 8, 4),))
     axis: int = -1
     momentum: float = Field(default=0.99, ge=0.0, le=1.0)
     epsilon: float = Field(default=1e-3, gt=0.0, le=1.0)
@@ -31,9 +45,13 @@ class BatchNormalization(Layer):
         normalize_axis(self.axis, len(shapes[0]))
         return shapes[0]
 
-    def count_params(self, shapes, out):
-        channels = shapes[0][normalize_axis(self.axis, len(shapes[0]))]
-        return (channels * (self.center + self.scale), 2 * channels)
+    def weights(self, shapes):
+        n = (shapes[0][normalize_axis(self.axis, len(shapes[0]))],)
+        return (
+            *_affine(n, self.scale, self.center),
+            Weight("moving_mean", n, "zeros", False, torch_attr="running_mean"),
+            Weight("moving_variance", n, "ones", False, torch_attr="running_var"),
+        )
 
     def keras_args(self):
         return {
@@ -73,20 +91,36 @@ class BatchNormalization(Layer):
             ("momentum", self.momentum),
             ("affine", self.center),
         )
-        weights = []
-        if self.scale:
-            weights.append(lw.TorchWeight("gamma", (channels,), "weight", initializer="ones"))
-        if self.center:
-            weights.append(lw.TorchWeight("beta", (channels,), "bias", initializer="zeros"))
-        weights += [
-            lw.TorchWeight("moving_mean", (channels,), "running_mean", trainable=False),
-            lw.TorchWeight("moving_variance", (channels,), "running_var", trainable=False),
-        ]
         return lw.TorchLowering(
             modules=(lw.TorchModule(lw.KERAS_BATCH_NORM, args),),
             steps=(lw.call(lw.SELF, lw.X),),
-            weights=tuple(weights),
         )
+
+    def onnx_out_layout(self, rank: int, in_layouts: list[str]) -> str:
+        return lw.CF if normalize_axis(self.axis, rank) == rank - 1 else lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        rank = len(layer.output_shape)  # sample rank
+        k = normalize_axis(self.axis, rank)
+        n = layer.output_shape[k]
+        name = layer.name
+        gamma = b.weight(layer, "gamma") if self.scale else b.const(f"{name}.gamma", [1.0] * n)
+        beta = b.weight(layer, "beta") if self.center else b.const(f"{name}.beta", [0.0] * n)
+        stats = [b.weight(layer, "moving_mean"), b.weight(layer, "moving_variance")]
+        attrs = dict(epsilon=self.epsilon, momentum=self.momentum)
+        if rank == 1 or k == rank - 1:
+            x = b.get(layer.inputs[0], lw.CF)
+            b.node("BatchNormalization", [x, gamma, beta, *stats], out, **attrs)
+            return
+        # another axis: move it to position 1 of the channels-last tensor and back
+        x = b.get(layer.inputs[0], lw.CL)
+        perm = [0, k + 1, *(i for i in range(1, rank + 1) if i != k + 1)]
+        back = [perm.index(i) for i in range(rank + 1)]
+        y = b.node("Transpose", [x], b.tmp(layer, "moved"), perm=perm)
+        y = b.node(
+            "BatchNormalization", [y, gamma, beta, *stats], b.tmp(layer, "normalized"), **attrs
+        )
+        b.node("Transpose", [y], out, perm=back)
 
 
 class LayerNormalization(Layer):
@@ -94,6 +128,13 @@ class LayerNormalization(Layer):
 
     type: Literal["LayerNormalization"]
     keras_class: ClassVar[str] = "LayerNormalization"
+    onnx_doc: ClassVar[str] = (
+        "`LayerNormalization` over the last axis (another axis is moved last and back); opset >= 17"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.LayerNorm(eps=…, elementwise_affine=scale, bias=center)`; last axis only; center without scale refused"
+    )
+    doc_example: ClassVar[tuple] = ({}, ((8, 4),))
     axis: int = -1
     epsilon: float = Field(default=1e-3, gt=0.0, le=1.0)
     center: bool = True
@@ -103,9 +144,9 @@ class LayerNormalization(Layer):
         normalize_axis(self.axis, len(shapes[0]))
         return shapes[0]
 
-    def count_params(self, shapes, out):
-        channels = shapes[0][normalize_axis(self.axis, len(shapes[0]))]
-        return (channels * (self.center + self.scale), 0)
+    def weights(self, shapes):
+        n = (shapes[0][normalize_axis(self.axis, len(shapes[0]))],)
+        return _affine(n, self.scale, self.center)
 
     def keras_args(self):
         return {
@@ -138,16 +179,37 @@ class LayerNormalization(Layer):
             ("elementwise_affine", self.scale),
             ("bias", self.center),
         )
-        weights = []
-        if self.scale:
-            weights.append(lw.TorchWeight("gamma", (channels,), "weight", initializer="ones"))
-        if self.center:
-            weights.append(lw.TorchWeight("beta", (channels,), "bias", initializer="zeros"))
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.LayerNorm", args),),
             steps=(lw.call(lw.SELF, lw.X),),
-            weights=tuple(weights),
         )
+
+    onnx_layout: ClassVar[str] = lw.CL
+    onnx_min_opset: ClassVar[tuple[int, str] | None] = (17, "the LayerNormalization operator")
+
+    def onnx_lowering(self, b, layer, out, layout):
+        rank = len(layer.output_shape)
+        k = normalize_axis(self.axis, rank)
+        n = layer.output_shape[k]
+        gamma = (
+            b.weight(layer, "gamma") if self.scale else b.const(f"{layer.name}.gamma", [1.0] * n)
+        )
+        beta = [b.weight(layer, "beta")] if self.center else []
+        x = b.get(layer.inputs[0], lw.CL)
+        if k == rank - 1:
+            b.node("LayerNormalization", [x, gamma, *beta], out, axis=-1, epsilon=self.epsilon)
+            return
+        perm = [*(i for i in range(rank + 1) if i != k + 1), k + 1]
+        back = [perm.index(i) for i in range(rank + 1)]
+        y = b.node("Transpose", [x], b.tmp(layer, "moved"), perm=perm)
+        y = b.node(
+            "LayerNormalization",
+            [y, gamma, *beta],
+            b.tmp(layer, "normalized"),
+            axis=-1,
+            epsilon=self.epsilon,
+        )
+        b.node("Transpose", [y], out, perm=back)
 
 
 LAYERS = (BatchNormalization, LayerNormalization)

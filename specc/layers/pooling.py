@@ -93,12 +93,32 @@ class _Pooling(Layer):
             args += (("divisor_override", None),)
         return lw.TorchLowering(modules=(lw.TorchModule(self.torch_class, args),), steps=steps)
 
+    # -- ONNX ---------------------------------------------------------------------------
+    onnx_layout: ClassVar[str] = lw.CF
+
+    def onnx_lowering(self, b, layer, out, layout):
+        in_shape = b.shape_of(layer.inputs[0])
+        x = b.get(layer.inputs[0], lw.CF)
+        strides = self.effective_strides
+        ones = (1,) * len(strides)
+        if self.padding == "same":
+            pads = lw.onnx_pads(lw.same_pads(in_shape[:-1], self.pool_size, strides, ones))
+        else:
+            pads = [0] * (2 * len(strides))
+        attrs = dict(kernel_shape=list(self.pool_size), strides=list(strides), pads=pads)
+        if "Max" in self.torch_class:
+            b.node("MaxPool", [x], out, **attrs)
+        else:  # Keras/TF 'same' average pooling divides by the number of real pixels
+            b.node("AveragePool", [x], out, count_include_pad=0, **attrs)
+
 
 class MaxPooling2D(_Pooling):
     """Max pooling over (height, width) (keras.layers.MaxPooling2D)."""
 
     type: Literal["MaxPooling2D"]
     keras_class: ClassVar[str] = "MaxPooling2D"
+    onnx_doc: ClassVar[str] = "`MaxPool` (explicit 'same' pads, never the maximum)"
+    torch_doc: ClassVar[str] = "`nn.MaxPool2d`; uneven 'same' pads with −inf first"
     torch_class: ClassVar[str] = "nn.MaxPool2d"
     pool_size: Pair = (2, 2)
     strides: Pair | None = None
@@ -109,6 +129,12 @@ class AveragePooling2D(_Pooling):
 
     type: Literal["AveragePooling2D"]
     keras_class: ClassVar[str] = "AveragePooling2D"
+    onnx_doc: ClassVar[str] = (
+        "`AveragePool` with `count_include_pad=0`: 'same' divides by the real pixels, as TF"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.AvgPool2d(count_include_pad=False)`; uneven 'same': zero-pad, pool, divide by the same pooling of ones"
+    )
     torch_class: ClassVar[str] = "nn.AvgPool2d"
     pool_size: Pair = (2, 2)
     strides: Pair | None = None
@@ -119,6 +145,8 @@ class MaxPooling1D(_Pooling):
 
     type: Literal["MaxPooling1D"]
     keras_class: ClassVar[str] = "MaxPooling1D"
+    onnx_doc: ClassVar[str] = "`MaxPool` (explicit 'same' pads, never the maximum)"
+    torch_doc: ClassVar[str] = "`nn.MaxPool1d`; uneven 'same' pads with −inf first"
     torch_class: ClassVar[str] = "nn.MaxPool1d"
     rank: ClassVar[int] = 1
     pool_size: Single = (2,)
@@ -130,6 +158,12 @@ class AveragePooling1D(_Pooling):
 
     type: Literal["AveragePooling1D"]
     keras_class: ClassVar[str] = "AveragePooling1D"
+    onnx_doc: ClassVar[str] = (
+        "`AveragePool` with `count_include_pad=0`: 'same' divides by the real values, as TF"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.AvgPool1d(count_include_pad=False)`; uneven 'same': zero-pad, pool, divide by the same pooling of ones"
+    )
     torch_class: ClassVar[str] = "nn.AvgPool1d"
     rank: ClassVar[int] = 1
     pool_size: Single = (2,)
@@ -157,12 +191,25 @@ class _GlobalPooling(Layer):
         step = lw.call(lw.Attr(lw.X, self.torch_reduce), dim=dims, keepdim=self.keepdims)
         return lw.TorchLowering(steps=(step,))
 
+    onnx_layout: ClassVar[str] = lw.CF
+
+    def onnx_lowering(self, b, layer, out, layout):
+        x = b.get(layer.inputs[0], lw.CF)
+        op = "GlobalMaxPool" if self.torch_reduce == "amax" else "GlobalAveragePool"
+        if self.keepdims:
+            b.node(op, [x], out)
+        else:
+            y = b.node(op, [x], b.tmp(layer, "pooled"))
+            b.node("Flatten", [y], out, axis=1)
+
 
 class GlobalAveragePooling2D(_GlobalPooling):
     """Mean over (height, width) (keras.layers.GlobalAveragePooling2D)."""
 
     type: Literal["GlobalAveragePooling2D"]
     keras_class: ClassVar[str] = "GlobalAveragePooling2D"
+    onnx_doc: ClassVar[str] = "`GlobalAveragePool`, then `Flatten` unless `keepdims`"
+    torch_doc: ClassVar[str] = "`x.mean(dim=(2, 3), keepdim=…)`"
 
 
 class GlobalMaxPooling2D(_GlobalPooling):
@@ -170,6 +217,8 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
     type: Literal["GlobalMaxPooling2D"]
     keras_class: ClassVar[str] = "GlobalMaxPooling2D"
+    onnx_doc: ClassVar[str] = "`GlobalMaxPool`, then `Flatten` unless `keepdims`"
+    torch_doc: ClassVar[str] = "`x.amax(dim=(2, 3), keepdim=…)`"
     torch_reduce: ClassVar[str] = "amax"
 
 
@@ -178,6 +227,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
     type: Literal["GlobalAveragePooling1D"]
     keras_class: ClassVar[str] = "GlobalAveragePooling1D"
+    onnx_doc: ClassVar[str] = "`GlobalAveragePool`, then `Flatten` unless `keepdims`"
+    torch_doc: ClassVar[str] = "`x.mean(dim=2, keepdim=…)`"
     rank: ClassVar[int] = 1
 
 
@@ -186,6 +237,8 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
     type: Literal["GlobalMaxPooling1D"]
     keras_class: ClassVar[str] = "GlobalMaxPooling1D"
+    onnx_doc: ClassVar[str] = "`GlobalMaxPool`, then `Flatten` unless `keepdims`"
+    torch_doc: ClassVar[str] = "`x.amax(dim=2, keepdim=…)`"
     torch_reduce: ClassVar[str] = "amax"
     rank: ClassVar[int] = 1
 

@@ -146,12 +146,26 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
     shown only when that rank fails. When a rank fails, the others are stopped (SIGTERM,
     then SIGKILL after ``grace_s``) and the job exits with that rank's exit code when it is
     one of specc's own (1 invalid spec, 2 usage, 3 run cannot proceed), else 3.
+
+    The ranks run in their own process group, so Ctrl-C reaches the launcher alone; it
+    passes the SIGINT on to every rank, and the ranks stop together after the same step,
+    rank 0 saving a checkpoint (exit 130, as a single process). A second Ctrl-C is passed
+    on as well: the ranks stop at once, the last complete checkpoint stays.
     """
     err = err or sys.stderr
     port = free_port()
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    logs = tempfile.TemporaryDirectory(prefix="specc-ranks-")
+    interrupts = [0]
     procs: list[subprocess.Popen] = []
+
+    def forward_interrupt(signum, frame):
+        interrupts[0] += 1
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    previous_int = signal.signal(signal.SIGINT, forward_interrupt)
+    logs = tempfile.TemporaryDirectory(prefix="specc-ranks-")
     files = []
     try:
         for rank in range(nproc):
@@ -163,6 +177,7 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
                 "LOCAL_WORLD_SIZE": str(nproc),
                 "MASTER_ADDR": "127.0.0.1",
                 "MASTER_PORT": str(port),
+                "SPECC_NPROC": str(nproc),  # rank 0's --resume hint repeats --nproc N
             }
             if rank == 0:
                 stdout = stderr = None
@@ -177,6 +192,7 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
                     stdout=stdout,
                     stderr=stderr,
                     preexec_fn=_die_with_parent,
+                    process_group=0,
                 )
             )
         failed: tuple[int, int] | None = None
@@ -184,6 +200,8 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
             codes = [p.poll() for p in procs]
             if all(c == 0 for c in codes):
                 return 0
+            if interrupts[0] and all(c is not None for c in codes):
+                return 130 if any(c != 0 for c in codes) else 0
             failed = next(((r, c) for r, c in enumerate(codes) if c not in (None, 0)), None)
             if failed is None:
                 time.sleep(0.1)
@@ -193,13 +211,20 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
         while time.time() < deadline and any(p.poll() is None for p in procs):
             time.sleep(0.05)
         codes = [p.poll() for p in procs]
+        if interrupts[0]:  # Ctrl-C: rank 0 said where its checkpoint is
+            while any(p.poll() is None for p in procs) and time.time() < deadline + grace_s:
+                time.sleep(0.05)
+            _stop(procs, grace_s)
+            return 130
         # the culprit: a rank killed or crashed outside specc's own exit codes, else the
         # first rank seen failing (the others fail at their next collective after it)
-        own = (0, 1, 2, 3, None)
+        own = (0, 1, 2, 3, 130, None)
         rank, code = next(((r, c) for r, c in enumerate(codes) if c not in own), failed)
         _stop(procs, grace_s)
-        if len(set(codes)) == 1 and code in (1, 2, 3) and rank == 0:
-            return code  # every rank refused the run alike; rank 0 said why
+        if rank == 0 and code in (1, 2, 3, 130):
+            # rank 0 refused or stopped the run (a spec error, a locked or different run
+            # folder, Ctrl-C) and said why; the others failed after it
+            return code
         if rank > 0:
             log = files[rank - 1]
             log.flush()
@@ -218,6 +243,7 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         for log in files:
             log.close()
         logs.cleanup()
@@ -487,6 +513,39 @@ def data_parallel_backend(module, training, comm: Communicator, *, sync_bn: bool
             loss_sum, acc_sum = comm.all_sum([loss * (hi - lo), acc * (hi - lo)])
             return loss_sum / n, acc_sum / n
 
+        rank_rngs: list | None = None  # every rank's random state, for a checkpoint
+
+        def gather_rng(self) -> None:
+            """Collect every rank's random state (Dropout draws differ per rank) so that
+            rank 0's checkpoint resumes each rank mid-epoch exactly. Every rank calls it."""
+            self.rank_rngs = comm.all_gather_object(self._cpu(self._rng_states()))
+
+        def _rng_states(self) -> dict:
+            import torch
+
+            states = {"rng": self.rng_state()}
+            if self.device.type == "cuda":
+                states["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            return states
+
+        def state(self) -> dict:
+            state = super().state()
+            if self.rank_rngs is not None:
+                state["rank_rngs"] = self.rank_rngs
+            return state
+
+        def load_state(self, state: dict) -> None:
+            super().load_state(state)
+            rngs = state.get("rank_rngs") if isinstance(state, dict) else None
+            if isinstance(rngs, list) and len(rngs) == comm.world_size:
+                self.rank_rngs = rngs
+                mine = rngs[comm.rank]
+                self.set_rng_state(mine["rng"].cpu())
+                if self.device.type == "cuda" and "cuda_rng" in mine:
+                    import torch
+
+                    torch.cuda.set_rng_state(mine["cuda_rng"].cpu(), self.device)
+
         def share(self, state):
             """Rank 0's model, optimizer and loop state (``state``) on every rank."""
             payload = comm.broadcast_object((self._cpu_state(), state) if comm.is_main else None)
@@ -495,6 +554,10 @@ def data_parallel_backend(module, training, comm: Communicator, *, sync_bn: bool
             return payload[1]
 
         def _cpu_state(self) -> dict:
+            return self._cpu(self.state())
+
+        @staticmethod
+        def _cpu(value):
             import torch
 
             def cpu(value):
@@ -506,7 +569,7 @@ def data_parallel_backend(module, training, comm: Communicator, *, sync_bn: bool
                     return [cpu(v) for v in value]
                 return value
 
-            return cpu(self.state())
+            return cpu(value)
 
     return DataParallelTorchBackend()
 

@@ -169,8 +169,8 @@ class DistributedKerasBackend(KerasBackend):
         return outputs, total / max(len(x), 1)
 
     def load(self, folder) -> None:
-        import keras
-
+        """KerasBackend's load (damaged files refused, seed generators restored), with the
+        model's variables created under the strategy."""
         with self.strategy.scope():
-            self.model = keras.models.load_model(folder / "model.keras")
+            super().load(folder)
         self._built = False

@@ -270,23 +270,53 @@ class TorchBackend:
     def restore(self, snapshot) -> None:
         self.module.load_state_dict(snapshot)
 
+    def rng_state(self):
+        return torch.get_rng_state()
+
+    def set_rng_state(self, state) -> None:
+        torch.set_rng_state(state)
+
     def state(self) -> dict:
-        """Model, optimizer (and gradient scaler) state: what a checkpoint holds."""
-        state = {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """Model, optimizer, gradient scaler (fp16) and torch's random state (Dropout
+        mid-epoch): what a checkpoint holds."""
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
+            raise ValueError("not a specc checkpoint (no model and optimizer state)")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        if "rng" in state:
+            rng = state["rng"]
+            self.set_rng_state(rng.cpu() if isinstance(rng, torch.Tensor) else rng)
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
     def save(self, folder: Path) -> None:
+        """``state()`` in ``state.pt``."""
         torch.save(self.state(), folder / "state.pt")
 
     def load(self, folder: Path) -> None:
-        self.load_state(
-            torch.load(folder / "state.pt", map_location=self.device, weights_only=True)
-        )
+        path = folder / "state.pt"
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError("empty file")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # torch's messages for a corrupt file suggest unsafe loading
+            raise ValueError(
+                f"not a readable PyTorch checkpoint, truncated or corrupted ({type(exc).__name__})"
+            ) from None
+        self.load_state(state)

@@ -1,0 +1,337 @@
+"""PyTorch target: an ``nn.Module`` named after the spec, layers in ``__init__``, a forward
+that reads like hand-written code.
+
+Layout: the module takes and returns channels-last tensors, exactly the arrays the Keras
+model takes and returns. Inside it works channels-first (NCHW / NCL) wherever a
+convolution, pooling or BatchNorm needs it, converting with one ``permute`` where the layout
+changes; Flatten, Reshape, Dense and LayerNorm see channels-last tensors, so Flatten keeps
+Keras's element order and Keras Dense kernels load without any row permutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...codegen import CodegenError, refusal
+from ...codegen.pyformat import (
+    INDENT,
+    LINE_LENGTH,
+    NN_MODULE_ATTRIBUTES,
+    RESERVED,
+    Renderer,
+    call_block,
+    class_name,
+    comment_text,
+    docstring,
+    identifier,
+)
+from ...ir import LayerIR, ModelIR
+from ...layers import lowering as lw
+
+ATTRIBUTE_RESERVED = RESERVED | NN_MODULE_ATTRIBUTES
+
+
+@dataclass
+class LayerPlan:
+    layer: LayerIR
+    layout: str  # the layout its inputs are brought to
+    lowering: lw.TorchLowering
+    attributes: dict[str, str] = field(default_factory=dict)  # module suffix -> attribute
+
+
+@dataclass
+class TorchPlan:
+    """Every decision of the PyTorch backend, shared by the code generator and weights.py."""
+
+    model: ModelIR
+    class_name: str
+    layers: list[LayerPlan]
+
+    def weights(self):
+        """(layer name, module attribute, Weight) for every declared weight, in model order."""
+        for plan in self.layers:
+            for weight in plan.layer.weights:
+                yield plan.layer.name, plan.attributes[weight.torch_module], weight
+
+
+def _permutation(rank: int, to: str) -> tuple[int, ...]:
+    """Batch-included permutation between channels-last and channels-first for a sample rank."""
+    if to == lw.CF:
+        return (0, rank, *range(1, rank))
+    return (0, *range(2, rank + 1), 1)
+
+
+_LAYOUT_NAMES = {2: ("NLC", "NCL"), 3: ("NHWC", "NCHW"), 4: ("NDHWC", "NCDHW")}
+
+
+def _input_path(model: ModelIR, source, index: int) -> tuple:
+    data = source.data if source is not None else None
+    name = model.inputs[index].name
+    if isinstance(data, dict):
+        for k, item in enumerate(data.get("inputs") or []):
+            if isinstance(item, dict) and item.get("name") == name:
+                return ("inputs", k, "dtype")
+        for k, item in enumerate(data.get("layers") or []):
+            if isinstance(item, dict) and item.get("type") == "Input":
+                return ("layers", k, "dtype")
+    return ()
+
+
+def plan(model: ModelIR, source=None) -> TorchPlan:
+    """Choose layouts, lower every layer and name every attribute; refuse what torch cannot
+    express exactly (raises CodegenError listing every problem)."""
+    problems = []
+    for k, tensor in enumerate(model.inputs):
+        if tensor.dtype != "float32":
+            problems.append(
+                refusal(
+                    model,
+                    source,
+                    f"pytorch target: input '{tensor.name}' has dtype {tensor.dtype}; "
+                    "only float32 inputs are supported",
+                    path=_input_path(model, source, k),
+                    hint="use dtype: float32",
+                )
+            )
+    layouts = {t.name: lw.CL for t in model.inputs}
+    ranks = {t.name: len(t.shape) for t in model.inputs}
+    taken: set[str] = set()
+    plans = []
+    for layer in model.layers:
+        shapes = [model.shape_of(name) for name in layer.inputs]
+        want = layer.spec.torch_layout
+        if want == lw.ANY:
+            seen = {layouts[n] for n in layer.inputs if ranks[n] >= 2}
+            want = seen.pop() if len(seen) == 1 else lw.CF if seen else lw.CL
+        try:
+            lowering = layer.spec.torch_lowering(shapes, layer.output_shape, want)
+        except lw.Unsupported as exc:
+            problems.append(
+                refusal(
+                    model,
+                    source,
+                    f"pytorch target: {exc.message}",
+                    layer=layer,
+                    field=exc.field,
+                    hint=exc.hint,
+                )
+            )
+            # keep planning what follows, to report every refusal at once
+            layouts[layer.name] = want
+            ranks[layer.name] = len(layer.output_shape)
+            continue
+        attributes = {}
+        for module in lowering.modules:
+            attributes[module.suffix] = identifier(
+                layer.name, taken, ATTRIBUTE_RESERVED, module.suffix
+            )
+        plans.append(LayerPlan(layer, want, lowering, attributes))
+        layouts[layer.name] = lowering.out_layout or want
+        ranks[layer.name] = len(layer.output_shape)
+    if problems:
+        raise CodegenError(problems)
+    return TorchPlan(model, class_name(model.name), plans)
+
+
+# --------------------------------------------------------------------------- rendering
+
+_I2 = INDENT * 2
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where one layer's output lives in the generated ``forward``: the local ``variable``
+    holds it, in ``layout``, once the first ``end`` lines of forward's body have run (until
+    the variable is reassigned)."""
+
+    layer: str
+    variable: str
+    layout: str
+    end: int
+
+
+def forward_taps(model: ModelIR) -> list[Tap]:
+    """Every layer's :class:`Tap` in model order."""
+    taps: list[Tap] = []
+    _forward(plan(model), taps)
+    return taps
+
+
+def _with_taps(body: list[str], taps: list[Tap]) -> list[str]:
+    """forward's body recording each layer's output in ``self.taps`` (a dict the caller
+    sets) as soon as it is computed: the tapped variant ``specc crosscheck`` builds."""
+    out = list(body)
+    for tap in sorted(taps, key=lambda t: t.end, reverse=True):
+        line = f"{_I2}self.taps[{tap.layer!r}] = ({tap.variable}.clone(), {tap.layout!r})"
+        out.insert(tap.end, line)
+    return out
+
+
+def _forward(
+    tp: TorchPlan, taps: list[Tap] | None = None
+) -> tuple[list[str], list[str], str, list[str]]:
+    """(parameter names, body lines, return annotation, docstring lines) of forward;
+    appends each layer's :class:`Tap` to ``taps`` when given."""
+    model = tp.model
+    sequential = model.is_sequential
+    local_taken: set[str] = set()
+    var: dict[str, str] = {}
+    for tensor in model.inputs:
+        var[tensor.name] = "x" if sequential else identifier(tensor.name, local_taken)
+    params = [var[t.name] for t in model.inputs]
+    layout = {var[t.name]: lw.CL for t in model.inputs}
+    rank = {t.name: len(t.shape) for t in model.inputs}
+    body: list[str] = []
+
+    def convert(name: str, to: str) -> None:
+        v = var[name]
+        if rank[name] < 2 or layout[v] == to:
+            return
+        names = _LAYOUT_NAMES.get(rank[name], ("channels-last", "channels-first"))
+        frm, dst = (names[0], names[1]) if to == lw.CF else (names[1], names[0])
+        body.append(f"{_I2}# {frm} -> {dst}")
+        permute = lw.call(lw.Attr(lw.X, "permute"), *_permutation(rank[name], to))
+        body.extend(Renderer([v]).lines(permute, _I2, f"{v} = "))
+        layout[v] = to
+
+    for lp in tp.layers:
+        layer = lp.layer
+        for name in layer.inputs:
+            convert(name, lp.layout)
+        in_vars = [var[n] for n in layer.inputs]
+        rank[layer.name] = len(layer.output_shape)
+        if not lp.lowering.steps:  # an identity (linear activation): the same tensor
+            var[layer.name] = in_vars[0]
+            if taps is not None:
+                taps.append(Tap(layer.name, in_vars[0], layout[in_vars[0]], len(body)))
+            continue
+        out = "x" if sequential else identifier(layer.name, local_taken)
+        var[layer.name] = out
+        modules = {suffix: f"self.{attr}" for suffix, attr in lp.attributes.items()}
+        for index, step in enumerate(lp.lowering.steps):
+            renderer = Renderer(in_vars if index == 0 else [out], modules)
+            body.extend(renderer.lines(step, _I2, f"{out} = "))
+        layout[out] = lp.lowering.out_layout or lp.layout
+        if taps is not None:
+            taps.append(Tap(layer.name, out, layout[out], len(body)))
+    for name in model.outputs:
+        convert(name, lw.CL)
+    results = [var[name] for name in model.outputs]
+    if len(results) == 1:
+        body.append(f"{_I2}return {results[0]}")
+        annotation = "torch.Tensor"
+    else:
+        line = f"{_I2}return {', '.join(results)}"
+        if len(line) <= LINE_LENGTH:
+            body.append(line)
+        else:
+            body += [f"{_I2}return (", *(f"{_I2}{INDENT}{r}," for r in results), f"{_I2})"]
+        annotation = "tuple[" + ", ".join(["torch.Tensor"] * len(results)) + "]"
+    doc = ["Channels-last in and out, as the Keras model: the same arrays give the same outputs."]
+    doc.append("")
+    for tensor, param in zip(model.inputs, params):
+        shape = ", ".join(["batch", *(str(d) for d in tensor.shape)])
+        doc.append(f"{param}: input '{tensor.name}', shape ({shape}).")
+    for name in model.outputs:
+        shape = ", ".join(["batch", *(str(d) for d in model.shape_of(name))])
+        doc.append(f"Returns '{name}', shape ({shape}).")
+    return params, body, annotation, doc
+
+
+def _signature(params: list[str], annotation: str) -> list[str]:
+    args = ["self", *(f"{p}: torch.Tensor" for p in params)]
+    line = f"{INDENT}def forward({', '.join(args)}) -> {annotation}:"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [
+        f"{INDENT}def forward(",
+        *(f"{_I2}{a}," for a in args),
+        f"{INDENT}) -> {annotation}:",
+    ]
+
+
+def _helpers(tp: TorchPlan) -> dict[str, str]:
+    """Module classes the generated file defines itself -> their name there (renamed with a
+    trailing ``_`` should the model's own class have the same name), in first-use order."""
+    names: dict[str, str] = {}
+    for lp in tp.layers:
+        for module in lp.lowering.modules:
+            if module.cls in lw.HELPER_TEMPLATES and module.cls not in names:
+                names[module.cls] = module.cls + ("_" if module.cls == tp.class_name else "")
+    return names
+
+
+def _init(tp: TorchPlan, helpers: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(__init__ body lines, reset_parameters body lines)."""
+    init = [f"{_I2}super().__init__()"]
+    reset: list[str] = []
+    for lp in tp.layers:
+        for module in lp.lowering.modules:
+            attr = lp.attributes[module.suffix]
+            cls = helpers.get(module.cls, module.cls)
+            init += call_block(cls, list(module.args), _I2, f"self.{attr} = ")
+        for weight in lp.layer.weights:
+            if not weight.trainable:  # statistics: torch's buffers start as Keras's (0 and 1)
+                continue
+            how = lw.torch_init(weight.initializer, weight.shape)
+            target = lw.Ref(f"self.{lp.attributes[weight.torch_module]}.{weight.torch_attr}")
+            if how.comment:
+                reset.append(f"{_I2}# {lp.layer.name}/{weight.name}: {comment_text(how.comment)}")
+            expr = lw.call(how.func, target, **dict(how.kwargs))
+            reset += Renderer([]).lines(expr, _I2)
+    if reset:
+        init.append(f"{_I2}self.reset_parameters()")
+    return init, reset
+
+
+def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
+    """(template, context) of the module; ``taps``: the variant whose forward records every
+    layer's output in ``self.taps`` (for per-layer comparisons; not for users)."""
+    tp = plan(model, source)
+    recorded: list[Tap] = []
+    params, forward, annotation, forward_doc = _forward(tp, recorded)
+    if taps:
+        forward = _with_taps(forward, recorded)
+    helpers = _helpers(tp)
+    init, reset = _init(tp, helpers)
+    from ...codegen import render
+
+    helper_code = [
+        render(lw.HELPER_TEMPLATES[cls], {"name": name}).rstrip("\n")
+        for cls, name in helpers.items()
+    ]
+    spec_file = Path(model.file).name
+    head = [
+        f"PyTorch model '{model.name}', generated by specc from {spec_file}.",
+        "",
+    ]
+    if model.description:
+        head += [*model.description.split("\n"), ""]
+    head += [
+        "Inputs and outputs are channels-last, as in Keras; inside, convolutions run",
+        "channels-first. Flatten keeps Keras's channels-last order. Every backend-sensitive",
+        "default (padding, BatchNorm momentum/epsilon, initializers) is written out.",
+    ]
+    body = "\n".join(init + reset + forward + helper_code)
+    uses_f = "F." in body
+    imports = ["import torch"]
+    if uses_f:
+        imports.append("import torch.nn.functional as F")
+    imports.append("from torch import nn")
+    context = {
+        "module_doc": docstring(head),
+        "imports": imports,
+        "helpers": helper_code,
+        "class_name": tp.class_name,
+        "class_doc": docstring([f"{model.name} (specc spec {spec_file})."], _I2[:4]),
+        "init_lines": init,
+        "reset_doc": docstring(
+            ["Initialize as Keras does, with Keras's fan counts and distributions."], _I2
+        ),
+        "reset_lines": reset,
+        "forward_signature": _signature(params, annotation),
+        "forward_doc": docstring(forward_doc, _I2),
+        "forward_lines": forward,
+    }
+    return "pytorch/model.py.j2", context
