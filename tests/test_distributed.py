@@ -368,6 +368,20 @@ def test_nproc_with_an_invalid_spec_exits_1_with_one_message(tmp_path):
     assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr
 
 
+def test_nproc_resume_refused_by_rank_0_exits_2_with_its_message(tmp_path):
+    """Only rank 0 checks the run folder: a --resume with nothing to resume ends the job
+    with rank 0's exit code and one message; no rank writes anything."""
+    pytest.importorskip("torch")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    out = tmp_path / "run"
+    done = _train(spec, out, "--nproc", "2", "--resume", check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("nothing to resume") == 1, done.stderr
+    assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists() or all(p.name.startswith(".specc") for p in out.iterdir())
+
+
 def test_device_resolution_with_and_without_gpus(monkeypatch):
     """The choice of device, whatever this machine has (torch.cuda answers are patched)."""
     torch = pytest.importorskip("torch")

@@ -219,12 +219,16 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
         # the culprit: a rank killed or crashed outside specc's own exit codes, else the
         # first rank seen failing (the others fail at their next collective after it)
         own = (0, 1, 2, 3, 130, None)
-        rank, code = next(((r, c) for r, c in enumerate(codes) if c not in own), failed)
+        crashed = next(((r, c) for r, c in enumerate(codes) if c not in own), None)
+        rank, code = crashed or failed
         _stop(procs, grace_s)
-        if rank == 0 and code in (1, 2, 3, 130):
-            # rank 0 refused or stopped the run (a spec error, a locked or different run
-            # folder, Ctrl-C) and said why; the others failed after it
-            return code
+        if crashed is None and (
+            (failed[0] == 0 and codes[0] in (1, 2, 3, 130))
+            or (len(set(codes)) == 1 and codes[0] in (1, 2, 130))
+        ):
+            # every rank refused the spec alike, or rank 0 refused or stopped the run (a
+            # locked or different run folder) and the others failed after it: rank 0 said why
+            return codes[0]
         if rank > 0:
             log = files[rank - 1]
             log.flush()

@@ -347,6 +347,22 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
         log(f"resuming {out_dir} from {where} ({seconds:.1f} s of training so far)")
 
 
+def _barrier(comm) -> None:
+    """Wait for every rank; a rank 0 that refused the run (its message says why) or a lost
+    peer ends the others with one line (exit 3), not a traceback."""
+    from .distributed import DistributedError, is_collective_failure
+
+    try:
+        comm.barrier()
+    except Exception as exc:
+        if not is_collective_failure(exc):
+            raise
+        raise DistributedError(
+            f"rank {comm.rank} of {comm.world_size} lost the other ranks before training "
+            "began (rank 0 refused the run or stopped: see its message)"
+        ) from None
+
+
 def _train_locked(
     spec_path, model, training, options, run: RunFolder | None, config, log, say_result=print,
     comm=None, device=None, out_dir: Path | None = None,
@@ -372,7 +388,7 @@ def _train_locked(
 
     started = time.time()
     if comm is not None and not main:
-        comm.barrier()  # rank 0 checks the run folder and fetches a missing dataset first
+        _barrier(comm)  # rank 0 checks the run folder and fetches a missing dataset first
     output_units = model.shape_of(model.outputs[0])[-1]
     data = prepare(
         training,
@@ -385,7 +401,7 @@ def _train_locked(
         allow_nonfinite=options.allow_nonfinite,
     )
     if comm is not None and main:
-        comm.barrier()
+        _barrier(comm)
     log(
         f"{model.name}: {model.total_params:,} params; {data.dataset}: "
         f"{len(data.x_train):,} train / {0 if data.x_val is None else len(data.x_val):,} validation / "
