@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick gpu-bench fuzz clean check-no-cuda goldens docs zoo
+.PHONY: install demo test test-fast lint format bench bench-quick gpu-bench gpu-check bench-distributed fuzz clean check-no-cuda goldens docs zoo
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	@if [ -f bench/results/distributed.json ]; then \
+		$(BIN)/python bench/distributed.py --markdown-from bench/results/distributed.json >/dev/null; fi
+
+# 1 process x 2 threads vs 2 DDP processes x 1 thread (about 3 minutes; its BENCHMARKS.md section)
+bench-distributed: $(STAMP)
+	$(BIN)/python bench/distributed.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
@@ -83,6 +89,11 @@ bench-quick: $(STAMP)
 # CUDA, bf16, with and without channels-last; prints one line and exits 0 without CUDA.
 gpu-bench: $(STAMP)
 	$(BIN)/python bench/gpu_bench.py --json bench/results/gpu.json
+
+# CUDA training checks (fp32, bf16/fp16, 2-GPU DDP, crosscheck); says "no CUDA device" and
+# succeeds elsewhere. DATA_DIR: where MNIST is (default: $$SPECC_DATA_DIR or the cache).
+gpu-check: $(STAMP)
+	PYTHON=$(BIN)/python bench/gpu_check.sh $(DATA_DIR)
 
 # The long hypothesis profiles: thousands of random specs and mutated inputs; then the
 # fault soak of runs (tests/test_fault_soak.py).

@@ -405,6 +405,7 @@ class Backend(str, Enum):
 class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
+    fp16 = "fp16"
 
 
 @app.command(short_help="Train on the spec's dataset; write metrics, plots, model, weights.")
@@ -453,8 +454,32 @@ def train(
     precision: Precision = typer.Option(
         Precision.fp32,
         "--precision",
-        help="fp32, or bf16: bf16 autocast in the PyTorch forward pass (faster on CPUs with "
-        "AVX512_BF16/AMX; weights, optimizer, loss and evaluation stay float32).",
+        help="fp32; bf16: bf16 autocast in the forward pass (faster on GPUs and CPUs with "
+        "AVX512_BF16/AMX); fp16: float16 autocast with a gradient scaler (CUDA). Weights, "
+        "optimizer, loss and evaluation stay float32. Keras: its mixed precision policies.",
+    ),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="PyTorch: auto (CUDA when available), cpu, cuda or cuda:N.",
+    ),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        min=1,
+        help="PyTorch: train data parallel on N processes of this machine (DDP; gloo on CPU, "
+        "nccl on CUDA). For several machines start `torchrun ... -m specc train` instead.",
+    ),
+    sync_batchnorm: bool = typer.Option(
+        False,
+        "--sync-batchnorm",
+        help="Data parallel: batch-norm statistics over the global batch, not per rank.",
+    ),
+    devices: int | None = typer.Option(
+        None,
+        "--devices",
+        min=1,
+        help="Keras: MirroredStrategy over N local devices (GPUs, else N logical CPUs).",
     ),
     threads: int | None = typer.Option(
         None,
@@ -484,6 +509,25 @@ def train(
     from .runner.run import train as run_training
     from .runner.runfolder import RunDamaged, RunFolderBusy, RunFolderConflict
 
+    if nproc is not None:
+        from .runner import distributed
+
+        if backend != Backend.pytorch:
+            typer.echo("error: --nproc trains with --backend pytorch (Keras: --devices)", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        if os.environ.get("WORLD_SIZE") is None:
+            if nproc > 1:
+                if "train" not in sys.argv[1:]:  # called in-process, not from a command line
+                    typer.echo("error: --nproc starts `python -m specc train` itself", err=True)
+                    raise typer.Exit(EXIT_USAGE)
+                raise typer.Exit(distributed.launch(distributed.strip_nproc(sys.argv[1:]), nproc))
+        elif int(os.environ["WORLD_SIZE"]) != nproc:
+            typer.echo(
+                f"error: --nproc {nproc} under a launcher with WORLD_SIZE="
+                f"{os.environ['WORLD_SIZE']}; leave --nproc out under torchrun",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
     options = TrainOptions(
         backend=backend.value,
         epochs=epochs,
@@ -501,6 +545,9 @@ def train(
         download=not offline,
         precision=precision.value,
         threads=threads,
+        device=device,
+        sync_batchnorm=sync_batchnorm,
+        devices=devices,
     )
     log = (lambda *_: None) if quiet else (lambda text: typer.echo(text, err=True))
     try:

@@ -158,7 +158,7 @@ def _json_literal(value):
 def _imports(names: set[str]) -> list[str]:
     """Import lines as ruff's isort orders them: standard library, then third party; within
     a group ``import x`` before ``from x import y``, each sorted by module."""
-    stdlib = {"argparse", "copy", "math", "time", "pathlib"}
+    stdlib = {"argparse", "copy", "math", "os", "time", "pathlib"}
     groups: list[list[str]] = []
     for in_group in (lambda m: m in stdlib, lambda m: m not in stdlib):
         chosen = [n for n in names if in_group(n.split()[1].split(".")[0])]
@@ -246,6 +246,11 @@ def _common(model: ModelIR, training: dict, target: str, context: dict, extensio
         "It needs specc installed for data loading only: specc.data.prepare loads and",
         f"preprocesses the dataset exactly as `specc train` does; the rest is plain {framework}.",
     ]
+    if target == "pytorch":
+        doc += [
+            "It trains on CUDA when available. Data parallel on N processes (DDP, rank 0",
+            "prints and saves): torchrun --nproc-per-node N <this file> [...].",
+        ]
     return {
         "module_doc": _extend_docstring(context["module_doc"], doc),
         "data_lines": [
@@ -688,6 +693,7 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
     seed = training["seed"]
 
     def loader(split: str, shuffle: bool) -> list[str]:
+        shard = {"rank": lw.Ref("rank"), "world_size": lw.Ref("world_size")} if shuffle else {}
         call = lw.call(
             "make_loader",
             lw.Ref(f"data.x_{split}"),
@@ -695,6 +701,7 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
+            **shard,
         )
         return _lines(call, INDENT, f"{split}_loader = ")
 
@@ -717,11 +724,15 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
         setup.append(f"{INDENT}rng = np.random.default_rng({seed})  # for the augmentation")
     imports = {
         "import argparse",
+        "import os",
         "import time",
         "from pathlib import Path",
         "import torch",
+        "import torch.distributed as dist",
         "from torch import nn",
+        "from torch.nn.parallel import DistributedDataParallel",
         "from torch.utils.data import DataLoader, TensorDataset",
+        "from torch.utils.data.distributed import DistributedSampler",
     }
     imports |= {line for line in context["imports"] if line}
     if loss_uses_f:
@@ -733,7 +744,7 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
     validation_lines = []
     if common["validation"]:
         validation_lines = [
-            f"{_I2}for name, value in evaluate(model, val_loader).items():",
+            f"{_I2}for name, value in evaluate(model, val_loader, device).items():",
             f'{_I3}row[f"val_{{name}}"] = value',
         ]
     metrics = _torch_metrics(model, training)
@@ -746,7 +757,7 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
         "metric_lines": [f"{_I2}{line}" for line in metrics],
         "setup_lines": setup,
         "loader_lines": loaders,
-        "model_line": f"{INDENT}model = {context['class_name']}()",
+        "model_line": f"{INDENT}model = {context['class_name']}().to(device)",
         "optimizer_lines": [
             *(f"{INDENT}{c}" for c in comment),
             *_lines(optimizer, INDENT, "optimizer = "),

@@ -284,9 +284,17 @@ def fit(
     ``batches(batch_size, epoch)``).
     """
     progress = progress or Progress(enabled=False)
-    run = _as_folder(out_dir)
-    if state is None:  # ``state``: a checkpoint the caller already loaded into ``backend``
-        state = (load_checkpoint(run.path, backend) if resume else None) or LoopState()
+    # data parallel (specc.runner.distributed): only rank 0 reads and writes the run folder
+    # (``out_dir`` is None on the other ranks); it shares the resumed state and the
+    # validation results with the other ranks, and every rank stops at the same step
+    comm = getattr(backend, "comm", None)
+    main = comm is None or comm.is_main
+    run = _as_folder(out_dir) if main else None
+    if state is None and main:  # ``state``: a checkpoint the caller loaded into ``backend``
+        state = load_checkpoint(run.path, backend) if resume else None
+    state = state or LoopState()
+    if comm is not None:
+        state = backend.share(state)
     monitor_spec = training.early_stopping
     plateau = (
         training.schedule
@@ -298,13 +306,14 @@ def fit(
     with _InterruptFlag() as interrupt:
         state = _epochs(
             backend, data, training, state, run, epochs, batch_size, seed, progress,
-            interrupt, monitor_spec, plateau, n, has_val,
+            interrupt, monitor_spec, plateau, n, has_val, comm,
         )  # fmt: skip
     # as Keras 3's EarlyStopping: the best weights come back at the end of training,
     # whether or not it stopped early
     if (
         monitor_spec is not None
         and monitor_spec.restore_best_weights
+        and main
         and run.owns("best")
         and (run.path / "best").exists()
     ):
@@ -312,12 +321,30 @@ def fit(
             backend.load(run.path / "best")
         except Exception as exc:
             raise RunDamaged(run.path / "best", f"cannot be loaded ({exc})") from None
+    if comm is not None and monitor_spec is not None and monitor_spec.restore_best_weights:
+        backend.share(None)  # the best weights on every rank too
     return state
+
+
+def _checkpoint(run, backend, state, comm) -> Path | None:
+    """``save_checkpoint`` on rank 0 (every rank's random state gathered first)."""
+    if comm is not None:
+        backend.gather_rng()
+    if run is None:
+        return None
+    return save_checkpoint(run, backend, state)
+
+
+def _stop_requested(interrupt, comm) -> bool:
+    """Ctrl-C seen (on any rank, when data parallel: all stop after the same step)."""
+    if comm is None:
+        return interrupt.set
+    return comm.all_sum([1.0 if interrupt.set else 0.0])[0] > 0
 
 
 def _epochs(
     backend, data, training, state, run, epochs, batch_size, seed, progress, interrupt,
-    monitor_spec, plateau, n, has_val,
+    monitor_spec, plateau, n, has_val, comm=None,
 ) -> LoopState:  # fmt: skip
     while state.epoch < epochs and not state.stopped_early:
         epoch = state.epoch
@@ -331,7 +358,8 @@ def _epochs(
         steps = math.ceil(n / batch_size)
         progress.start_epoch(epoch + 1, epochs, steps, n)
         # shuffled and augmented from (seed, epoch) alone: a resumed run sees the same batches
-        whole = getattr(backend, "train_epoch", None)  # a backend's own loop over the batches
+        whole = getattr(backend, "train_epoch", None) if comm is None else None
+        # (a backend's own loop over the batches; single process only)
         done = None
         if whole is not None:
 
@@ -355,7 +383,7 @@ def _epochs(
                 state.step, state.epoch_loss, state.epoch_acc = step, total_loss, total_acc
                 state.epoch_seen = seen
                 state.epoch_seconds = time.perf_counter() - started
-                folder = save_checkpoint(run, backend, state)
+                folder = _checkpoint(run, backend, state, comm)
                 raise Interrupted(state, folder)
         else:
             for step, (xb, yb) in enumerate(data.batches(batch_size, epoch), 1):
@@ -369,11 +397,11 @@ def _epochs(
                 if training.loss != "mse":
                     running["accuracy"] = total_acc / seen
                 progress.batch(epoch + 1, epochs, step, steps, running, seen)
-                if interrupt.set:
+                if _stop_requested(interrupt, comm):
                     state.step, state.epoch_loss, state.epoch_acc = step, total_loss, total_acc
                     state.epoch_seen = seen
                     state.epoch_seconds = time.perf_counter() - started
-                    folder = save_checkpoint(run, backend, state)
+                    folder = _checkpoint(run, backend, state, comm)
                     raise Interrupted(state, folder)
         state.step, state.epoch_loss, state.epoch_acc, state.epoch_seen = 0, 0.0, 0.0, 0
         state.epoch_seconds = 0.0
@@ -384,12 +412,21 @@ def _epochs(
         if set(training.metrics) - {"accuracy"} and training.loss != "mse":
             # metrics the train step does not give: on the train split after the epoch
             # (inference mode), so train, validation and test report the same metrics
-            extra = evaluate(backend, data.x_train, data.y_train, training, batch_size)
+            main = comm is None or comm.is_main
+            extra = (
+                evaluate(backend, data.x_train, data.y_train, training, batch_size)
+                if main
+                else None
+            )
+            if comm is not None:
+                extra = comm.broadcast_object(extra)
             row.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
         if has_val:
-            for key, value in evaluate(
-                backend, data.x_val, data.y_val, training, batch_size
-            ).items():
+            main = comm is None or comm.is_main
+            val = evaluate(backend, data.x_val, data.y_val, training, batch_size) if main else None
+            if comm is not None:
+                val = comm.broadcast_object(val)
+            for key, value in val.items():
                 row[f"val_{key}"] = value
         row["lr"] = lr
         row["seconds"] = seconds
@@ -419,7 +456,7 @@ def _epochs(
                 or _improved(monitor_spec.monitor, value, state.best, monitor_spec.min_delta)
             ):
                 state.best, state.best_epoch, state.wait = value, state.epoch, 0
-                if monitor_spec.restore_best_weights:
+                if monitor_spec.restore_best_weights and run is not None:
                     run.remove("best")
                     run.claim("best")
                     try:
@@ -432,9 +469,10 @@ def _epochs(
                 state.wait += 1
                 if state.wait >= monitor_spec.patience:
                     state.stopped_early = True
-        save_checkpoint(run, backend, state)
-        if interrupt.set:  # Ctrl-C during validation: the epoch's checkpoint is the place
-            raise Interrupted(state, run.path / f"checkpoint-{state.epoch:04d}")
+        _checkpoint(run, backend, state, comm)
+        if _stop_requested(interrupt, comm):  # Ctrl-C during validation: this checkpoint
+            name = f"checkpoint-{state.epoch:04d}"
+            raise Interrupted(state, run.path / name if run is not None else Path(name))
     return state
 
 

@@ -77,6 +77,9 @@ def resume_command(argv: list[str] | None = None) -> str:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--resume" not in args:
         args.append("--resume")
+    nproc = os.environ.get("SPECC_NPROC")  # a rank started by `--nproc N` (distributed.launch)
+    if argv is None and nproc and not any(a.startswith("--nproc") for a in args):
+        args += ["--nproc", nproc]
     return shlex.join(["specc", *args])
 
 
@@ -97,8 +100,11 @@ class TrainOptions:
     tensorboard: str | None = None  # folder for TensorBoard scalars (specc.runner.tensorboard)
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
-    precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
+    precision: str = "fp32"  # "bf16" / "fp16": autocast (mixed precision), opt-in
     threads: int | None = None  # framework intra-op threads (None: the framework's default)
+    device: str = "auto"  # PyTorch: auto | cpu | cuda | cuda:N (specc.runner.devices)
+    sync_batchnorm: bool = False  # data parallel: batch statistics over the global batch
+    devices: int | None = None  # Keras: MirroredStrategy over N local devices
 
 
 def spec_hash(model: ModelIR) -> str:
@@ -121,8 +127,16 @@ def build_backend(
     *,
     precision: str = "fp32",
     threads: int | None = None,
+    device=None,
+    comm=None,
+    sync_batchnorm: bool = False,
+    devices: int | None = None,
 ):
-    """Generate the model code into ``code_path``, import it, build the model and its backend."""
+    """Generate the model code into ``code_path``, import it, build the model and its backend.
+
+    PyTorch: on ``device`` (default CPU); with ``comm`` (a distributed.Communicator) the
+    backend trains through DistributedDataParallel. Keras: a tf.distribute strategy for
+    ``devices`` / TF_CONFIG (specc.runner.keras_distribute), the precision as its policy."""
     from .. import targets
 
     if backend == "keras":  # before the generated code's `import keras`
@@ -135,13 +149,18 @@ def build_backend(
         import keras
 
         from .keras_backend import KerasBackend
+        from .keras_distribute import DistributedKerasBackend, make_strategy, set_precision
 
         if threads is not None:  # before TensorFlow runs its first op
             import tensorflow as tf
 
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
+        strategy = make_strategy(devices)  # also before the first op (logical devices)
+        set_precision(precision)
         keras.utils.set_random_seed(training.seed)  # the initial weights are part of the run
+        if strategy is not None:
+            return DistributedKerasBackend(module.build_model, training, strategy)
         return KerasBackend(module.build_model(), training)
     import torch
 
@@ -152,7 +171,12 @@ def build_backend(
 
     cls = getattr(module, class_name(model.name))
     assert issubclass(cls, torch.nn.Module)
-    return TorchBackend(cls(), training, precision=precision, threads=threads)
+    kwargs = {"precision": precision, "threads": threads, "device": device or "cpu"}
+    if comm is not None:
+        from .distributed import data_parallel_backend
+
+        return data_parallel_backend(cls(), training, comm, sync_bn=sync_batchnorm, **kwargs)
+    return TorchBackend(cls(), training, **kwargs)
 
 
 def _framework_version(backend: str) -> dict:
@@ -213,8 +237,8 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
     }
     training = Training.model_validate({**model.training, **overrides})
     _require(options.backend)
-    if options.precision != "fp32" and options.backend != "pytorch":
-        raise RunError(f"--precision {options.precision} is available with --backend pytorch")
+    if options.devices is not None and options.backend != "keras":
+        raise RunError("--devices is a Keras option; PyTorch runs one device per rank (--nproc)")
 
     out_dir = Path(options.out_dir or f"runs/{model.name}-{options.backend}")
     config = {
@@ -230,8 +254,21 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         "precision": options.precision,
         "epochs_target": training.epochs,
     }
+    # devices and data parallel ranks (specc.runner.distributed); None / None: one CPU process
+    from .distributed import setup
+
+    comm, device = setup(options, training)
+    if comm is not None and not comm.is_main:
+        # the other ranks take no lock and write nothing: rank 0 owns the run folder
+        quiet = lambda *_: None  # noqa: E731
+        return _train_locked(
+            spec_path, model, training, options, None, config, quiet, quiet, comm, device,
+            out_dir,
+        )  # fmt: skip
     with RunFolder(out_dir) as run:
-        return _train_locked(spec_path, model, training, options, run, config, log, say_result)
+        return _train_locked(
+            spec_path, model, training, options, run, config, log, say_result, comm, device
+        )
 
 
 def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
@@ -321,25 +358,48 @@ def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> N
         log(f"resuming {out_dir} from {where} ({seconds:.1f} s of training so far)")
 
 
+def _barrier(comm) -> None:
+    """Wait for every rank; a rank 0 that refused the run (its message says why) or a lost
+    peer ends the others with one line (exit 3), not a traceback."""
+    from .distributed import DistributedError, is_collective_failure
+
+    try:
+        comm.barrier()
+    except Exception as exc:
+        if not is_collective_failure(exc):
+            raise
+        raise DistributedError(
+            f"rank {comm.rank} of {comm.world_size} lost the other ranks before training "
+            "began (rank 0 refused the run or stopped: see its message)"
+        ) from None
+
+
 def _train_locked(
-    spec_path, model, training, options, run: RunFolder, config, log, say_result=print
-) -> dict:
-    out_dir = run.path
-    if options.resume:
-        _check_resume(run, config, options, log)
-    elif (out_dir / "checkpoint.json").exists():
-        raise RunError(
-            f"{out_dir} already holds a run; continue it with --resume or choose another --out"
-        )
-    run.claim(*output_files(options.backend))
-    if not options.resume:
-        atomic_write_text(
-            out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
-        )
+    spec_path, model, training, options, run: RunFolder | None, config, log, say_result=print,
+    comm=None, device=None, out_dir: Path | None = None,
+) -> dict:  # fmt: skip
+    """The run, with the run folder locked (``run``); ``run`` is None on a data-parallel
+    rank other than 0, which reads and writes nothing there."""
+    main = run is not None
+    if main:
+        out_dir = run.path
+        if options.resume:
+            _check_resume(run, config, options, log)
+        elif (out_dir / "checkpoint.json").exists():
+            raise RunError(
+                f"{out_dir} already holds a run; continue it with --resume or choose another --out"
+            )
+        run.claim(*output_files(options.backend))
+        if not options.resume:
+            atomic_write_text(
+                out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
+            )
 
     from ..data import prepare
 
     started = time.time()
+    if comm is not None and not main:
+        _barrier(comm)  # rank 0 checks the run folder and fetches a missing dataset first
     output_units = model.shape_of(model.outputs[0])[-1]
     data = prepare(
         training,
@@ -352,48 +412,63 @@ def _train_locked(
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
         allow_nonfinite=options.allow_nonfinite,
     )
+    if comm is not None and main:
+        _barrier(comm)
     log(
         f"{model.name}: {model.total_params:,} params; {data.dataset}: "
         f"{len(data.x_train):,} train / {0 if data.x_val is None else len(data.x_val):,} validation / "
         f"{len(data.x_test):,} test samples; backend {options.backend}"
     )
 
+    from .distributed import code_folder, guarded
+    from .distributed import run_record as parallel_record
     from .loop import Interrupted, Progress, fit
     from .results import data_record, result_line
 
-    backend = build_backend(
-        model,
-        options.backend,
-        out_dir / f"model_{options.backend}.py",
-        training,
-        precision=options.precision,
-        threads=options.threads,
-    )
-    progress = Progress(enabled=options.progress, interval=options.progress_interval)
-    if options.tensorboard:
+    if comm is not None:
+        from .distributed import global_batch_line
+
+        log(global_batch_line(training.batch_size, comm.world_size))
+
+    progress = Progress(enabled=options.progress and main, interval=options.progress_interval)
+    if options.tensorboard and main:
         from .tensorboard import with_tensorboard
 
         progress = with_tensorboard(progress, options.tensorboard)
-    if not options.resume:  # a resumed run's checkpoint holds the adapted statistics
-        _adapt(model, data, backend, log)
-    resumed = None
-    if options.resume:  # the checkpoint loads before run.json records the new target
-        from .loop import load_checkpoint
-
-        resumed = load_checkpoint(out_dir, backend)
-        _record_new_target(out_dir, config)
     try:  # the live bar gives the terminal back even when training stops with an error
-        state = fit(
-            backend,
-            data,
-            training,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            seed=training.seed,
-            out_dir=run,
-            state=resumed,
-            progress=progress,
-        )
+        with guarded(comm):
+            backend = build_backend(
+                model,
+                options.backend,
+                code_folder(out_dir, main) / f"model_{options.backend}.py",
+                training,
+                precision=options.precision,
+                threads=options.threads,
+                device=device,
+                comm=comm,
+                sync_batchnorm=options.sync_batchnorm,
+                devices=options.devices,
+            )
+            if not options.resume:  # a resumed run's checkpoint holds the adapted statistics
+                _adapt(model, data, backend, log)
+            resumed = None
+            if options.resume and main:  # the checkpoint loads before run.json records the
+                from .loop import load_checkpoint  # new target
+
+                resumed = load_checkpoint(out_dir, backend)
+                _record_new_target(out_dir, config)
+            state = fit(
+                backend,
+                data,
+                training,
+                epochs=training.epochs,
+                batch_size=training.batch_size,
+                seed=training.seed,
+                out_dir=run,
+                state=resumed,
+                progress=progress,
+            )
+            parallel = parallel_record(backend, comm, device, options, training, state)
     except Interrupted as stop:
         where = (
             f"epoch {stop.state.epoch + 1}, step {stop.state.step}"
@@ -406,6 +481,8 @@ def _train_locked(
         ) from None
     finally:
         progress.close()
+    if not main:
+        return {}
     from .loop import _InterruptFlag
 
     try:
@@ -429,6 +506,7 @@ def _train_locked(
         "status": "finished",
         "epochs": state.epoch,
         "stopped_early": state.stopped_early,
+        **parallel,
         "train_seconds": round(state.train_seconds, 3),
         "wall_seconds": round(time.time() - started, 3),
         "samples_per_second": round(state.samples_seen / state.train_seconds, 1)
@@ -506,7 +584,7 @@ def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state,
         from ..fsutil import atomic_write_bytes
 
         buffer = io.BytesIO()
-        torch.save(backend.module.state_dict(), buffer)
+        torch.save({k: v.cpu() for k, v in backend.module.state_dict().items()}, buffer)
         atomic_write_bytes(out_dir / "model.pt", buffer.getvalue())
         weights = canonical.from_torch(backend.module, model)
     canonical.save(out_dir / "weights.npz", weights)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .losses import EPSILON
 from .torch_optim import make_optimizer
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 _ALLOCATOR_TUNED: bool | None = None
 
@@ -162,19 +162,31 @@ class TorchBackend:
         *,
         precision: str = "fp32",
         threads: int | None = None,
+        device: torch.device | str = "cpu",
     ):
-        """``precision="bf16"``: the training forward pass runs under bf16 autocast (the
-        weights, optimizer state, loss and evaluation stay float32); it is opt-in because it
-        changes the numerics. ``threads``: torch's intra-op threads (None: torch's default)."""
+        """``precision``: "bf16" runs the training forward pass under bf16 autocast, "fp16"
+        (CUDA only) under float16 autocast with a gradient scaler; the weights, optimizer
+        state, loss and evaluation stay float32. Opt-in because it changes the numerics.
+        ``threads``: torch's intra-op threads (None: torch's default). ``device``: where the
+        module, its optimizer state and every batch live (see specc.runner.devices)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if threads is not None:
             torch.set_num_threads(threads)
         tune_allocator()
-        self.module = module
+        self.device = torch.device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device")
+        self.module = module.to(self.device)
+        self.net: torch.nn.Module = self.module  # what the forward pass calls (DDP wraps it)
         self.training = training
         self.precision = precision
         self.optimizer = make_optimizer(module.parameters(), training.optimizer)
+        self.scaler = (
+            torch.amp.GradScaler("cuda", init_scale=2.0**16, growth_interval=2000)
+            if precision == "fp16"
+            else None
+        )
         self.tap = LogitsTap(module)
 
     def seed(self, seed: int) -> None:
@@ -185,20 +197,40 @@ class TorchBackend:
             group["lr"] = lr
 
     def train_step(self, x, y) -> tuple[float, float]:
-        self.module.train()
+        return self._step(x, y)
+
+    def _tensors(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         yt = torch.from_numpy(np.asarray(y))
+        if self.device.type != "cpu":
+            xt = xt.to(self.device, non_blocking=True)
+            yt = yt.to(self.device, non_blocking=True)
+        return xt, yt
+
+    def _step(self, x, y, weight: float = 1.0) -> tuple[float, float]:
+        """One optimizer step on (x, y); the loss is multiplied by ``weight`` before the
+        backward pass (a data-parallel rank's share of the global batch). Returns the
+        unweighted (mean loss, accuracy) on these samples."""
+        self.module.train()
+        xt, yt = self._tensors(x, y)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.precision == "bf16":
-            with self.tap, torch.autocast("cpu", dtype=torch.bfloat16):
-                outputs = self.module(xt)
+        if self.precision != "fp32":
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            with self.tap, torch.autocast(self.device.type, dtype=dtype):
+                outputs = self.net(xt)
             outputs = self._float32(outputs)
         else:
             with self.tap:
-                outputs = self.module(xt)
+                outputs = self.net(xt)
         loss = keras_loss(outputs, yt, self.training.loss, self.training.from_logits, self.tap)
-        loss.backward()
-        self.optimizer.step()
+        scaled = loss * weight if weight != 1.0 else loss
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            scaled.backward()
+            self.optimizer.step()
         return float(loss.detach()), batch_accuracy(
             outputs.detach(), yt, self.training.loss, self.training.from_logits
         )
@@ -221,17 +253,14 @@ class TorchBackend:
         total = 0.0
         step = max(batch_size, 256)
         for start in range(0, len(x), step):
-            chunk = torch.from_numpy(
-                np.ascontiguousarray(x[start : start + step], dtype=np.float32)
-            )
-            target = torch.from_numpy(np.asarray(y[start : start + step]))
+            chunk, target = self._tensors(x[start : start + step], y[start : start + step])
             with self.tap:
                 outputs = self.module(chunk)
             loss = keras_loss(
                 outputs, target, self.training.loss, self.training.from_logits, self.tap
             )
             total += float(loss) * len(chunk)
-            parts.append(outputs.numpy())
+            parts.append(outputs.cpu().numpy())
         outputs = np.concatenate(parts) if parts else np.zeros((0,))
         return outputs, total / max(len(x), 1)
 
@@ -247,32 +276,47 @@ class TorchBackend:
     def set_rng_state(self, state) -> None:
         torch.set_rng_state(state)
 
+    def state(self) -> dict:
+        """Model, optimizer, gradient scaler (fp16) and torch's random state (Dropout
+        mid-epoch): what a checkpoint holds."""
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
+            raise ValueError("not a specc checkpoint (no model and optimizer state)")
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if "rng" in state:
+            rng = state["rng"]
+            self.set_rng_state(rng.cpu() if isinstance(rng, torch.Tensor) else rng)
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+
     def save(self, folder: Path) -> None:
-        """Model, optimizer and torch's random state (Dropout mid-epoch) in ``state.pt``."""
-        torch.save(
-            {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng_state(),
-            },
-            folder / "state.pt",
-        )
+        """``state()`` in ``state.pt``."""
+        torch.save(self.state(), folder / "state.pt")
 
     def load(self, folder: Path) -> None:
         path = folder / "state.pt"
         if path.is_file() and path.stat().st_size == 0:
             raise ValueError("empty file")
         try:
-            state = torch.load(path, weights_only=True)
+            state = torch.load(path, map_location=self.device, weights_only=True)
         except FileNotFoundError:
             raise
         except Exception as exc:  # torch's messages for a corrupt file suggest unsafe loading
             raise ValueError(
                 f"not a readable PyTorch checkpoint, truncated or corrupted ({type(exc).__name__})"
             ) from None
-        if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
-            raise ValueError("not a specc checkpoint (no model and optimizer state)")
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            self.set_rng_state(state["rng"])
+        self.load_state(state)
