@@ -278,8 +278,21 @@ def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
         shape = (batch, *tensor.shape)
         if tensor.dtype.startswith("float"):
             out.append(rng.normal(size=shape).astype(tensor.dtype))
-        else:
-            out.append(rng.integers(0, 256, size=shape).astype(tensor.dtype))
+        else:  # ids: below every reading layer's input_dim (an Embedding's vocabulary)
+            limits = [
+                layer.spec.input_dim
+                for layer in model.layers
+                if tensor.name in layer.inputs and hasattr(layer.spec, "input_dim")
+            ]
+            high = min([256, *limits])
+            count = int(np.prod(shape))
+            if limits and count <= high:
+                # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
+                # occurrence, torch's the summed gradient; they differ when an id repeats
+                ids = rng.permutation(high)[:count].reshape(shape)
+            else:
+                ids = rng.integers(0, high, size=shape)
+            out.append(ids.astype(tensor.dtype))
     return out
 
 
@@ -307,12 +320,24 @@ def _targets(model: ModelIR, loss: str | None, batch: int, seed: int) -> list[np
     return [rng.integers(0, 2, size=shapes[0]).astype(np.float32)]  # binary
 
 
+def _no_cell_dropout(spec):
+    """A recurrent layer (or a wrapper of one) without its input/recurrent dropout."""
+    from .layers.base import Layer
+
+    update = {k: 0.0 for k in ("dropout", "recurrent_dropout") if getattr(spec, k, 0.0)}
+    inner = getattr(spec, "layer", None)
+    if isinstance(inner, Layer):
+        if any(getattr(inner, k, 0.0) for k in ("dropout", "recurrent_dropout")):
+            update["layer"] = _no_cell_dropout(inner)
+    return spec.model_copy(update=update) if update else spec
+
+
 def without_dropout(model: ModelIR) -> ModelIR:
     """The same model with every Dropout rate 0 (identical weights and layer names)."""
     layers = [
         dataclasses.replace(layer, spec=layer.spec.model_copy(update={"rate": 0.0}))
         if layer.type == "Dropout"
-        else layer
+        else dataclasses.replace(layer, spec=_no_cell_dropout(layer.spec))
         for layer in model.layers
     ]
     return dataclasses.replace(model, layers=layers)
@@ -431,8 +456,8 @@ def crosscheck(
 
 def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
-    if any(layer.type == "Dropout" for layer in model.layers):
-        report.notes.append("training step: Dropout rates set to 0 (a variant of the spec)")
+    if any(a.spec is not b.spec for a, b in zip(model.layers, variant.layers)):
+        report.notes.append("training step: dropout rates set to 0 (a variant of the spec)")
         nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:
         nets = {name: built[name] for name in pair}

@@ -629,8 +629,9 @@ class Mismatch(AssertionError):
 
 
 def keras_layer(keras, ir_layer):
-    cls = getattr(keras.layers, ir_layer.spec.keras_class)
-    return cls(name=ir_layer.name, **ir_layer.spec.keras_args())
+    from specc.targets.keras.codegen import keras_layer as build
+
+    return build(keras, ir_layer.spec, ir_layer.name)
 
 
 def compare(keras, ir_layer, klayer, tensor, context: dict) -> None:

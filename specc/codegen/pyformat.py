@@ -265,9 +265,17 @@ def call_block(
     """A constructor call with keyword arguments of literal values: one line when it has at
     most one argument and fits (unless ``explode``), else one argument per line (with a
     magic trailing comma, which ruff keeps)."""
+    inner = indent + INDENT
+    if any(isinstance(v, lw.Expr) for _, v in kwargs):  # e.g. a wrapper's nested layer
+        lines = [f"{indent}{prefix}{func}("]
+        for k, v in kwargs:
+            if isinstance(v, lw.Expr):
+                lines += Renderer([]).lines(v, inner, f"{k}=", ",")
+            else:
+                lines.append(f"{inner}{k}={py_literal(v)},")
+        return [*lines, f"{indent}){suffix}"]
     args = [f"{k}={py_literal(v)}" for k, v in kwargs]
     one = f"{indent}{prefix}{func}({', '.join(args)}){suffix}"
     if not explode and len(args) <= 1 and len(one) <= LINE_LENGTH:
         return [one]
-    inner = indent + INDENT
     return [f"{indent}{prefix}{func}(", *(f"{inner}{a}," for a in args), f"{indent}){suffix}"]

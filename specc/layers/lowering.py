@@ -213,6 +213,12 @@ def torch_init(initializer: str, keras_shape: tuple[int, ...]) -> InitCall:
         return InitCall("nn.init.zeros_")
     if initializer == "ones":
         return InitCall("nn.init.ones_")
+    if initializer == "uniform":
+        return InitCall("nn.init.uniform_", (("a", -0.05), ("b", 0.05)), "uniform, as Keras")
+    if initializer == "orthogonal":
+        return InitCall("nn.init.orthogonal_", (("gain", 1.0),), "orthogonal, as Keras")
+    if initializer == "unit_forget_bias":
+        return InitCall("KerasLSTM.unit_forget_bias_", (), "LSTM unit_forget_bias, as Keras")
     fan_in, fan_out = keras_fans(keras_shape)
     scale, distribution = variance_scale(initializer, keras_shape)
     comment = f"{initializer}, Keras fans: in {fan_in}, out {fan_out}"

@@ -104,3 +104,21 @@ def lower(model: ModelIR, source=None) -> tuple[str, dict]:
         "body_lines": body,
     }
     return "keras/model.py.j2", context
+
+
+def keras_layer(keras, spec, name: str | None = None):
+    """``keras.layers.<keras_class>(**keras_args())`` built in this process (tests, tools):
+    a nested layer argument (a Bidirectional's ``layer``) is built too."""
+
+    def value(v):
+        if isinstance(v, lw.Call):
+            cls = getattr(keras.layers, str(v.func).rsplit(".", 1)[-1])
+            return cls(**{k: value(a) for k, a in v.kwargs})
+        if isinstance(v, lw.Lit):
+            return v.value
+        return v
+
+    args = {k: value(v) for k, v in spec.keras_args().items()}
+    if name is not None:
+        args["name"] = name
+    return getattr(keras.layers, spec.keras_class)(**args)
