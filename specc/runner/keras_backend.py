@@ -68,14 +68,12 @@ class KerasBackend:
         self.model.optimizer.learning_rate = lr
 
     def train_step(self, x, y) -> tuple[float, float]:
-        logs = self.model.train_on_batch(
-            np.asarray(x, dtype=np.float32), np.asarray(y), return_dict=True
-        )
+        logs = self.model.train_on_batch(_model_input(x), np.asarray(y), return_dict=True)
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
     def evaluate(self, x, y, batch_size: int):
         """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""
-        x = np.asarray(x, dtype=np.float32)
+        x = _model_input(x)
         y = np.asarray(y)
         step = max(batch_size, 256)
         parts = []
@@ -98,3 +96,9 @@ class KerasBackend:
 
     def load(self, folder: Path) -> None:
         self.model = keras.models.load_model(folder / "model.keras")
+
+
+def _model_input(x) -> np.ndarray:
+    """A batch as the model takes it: integer ids kept as integers, else float32."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32)

@@ -177,6 +177,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         base_dir=Path(spec_path).parent,
         limit=options.limit,
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
+        integer=model.inputs[0].dtype in ("int32", "int64"),
     )
     log(
         f"{model.name}: {model.total_params:,} params; {data.dataset}: "

@@ -186,7 +186,7 @@ class TorchBackend:
 
     def train_step(self, x, y) -> tuple[float, float]:
         self.module.train()
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        xt = _model_input(x)
         yt = torch.from_numpy(np.asarray(y))
         self.optimizer.zero_grad(set_to_none=True)
         if self.precision == "bf16":
@@ -221,9 +221,7 @@ class TorchBackend:
         total = 0.0
         step = max(batch_size, 256)
         for start in range(0, len(x), step):
-            chunk = torch.from_numpy(
-                np.ascontiguousarray(x[start : start + step], dtype=np.float32)
-            )
+            chunk = _model_input(x[start : start + step])
             target = torch.from_numpy(np.asarray(y[start : start + step]))
             with self.tap:
                 outputs = self.module(chunk)
@@ -251,3 +249,10 @@ class TorchBackend:
         state = torch.load(folder / "state.pt", weights_only=True)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _model_input(x) -> torch.Tensor:
+    """A batch as the generated module takes it: integer ids as int64, else float32."""
+    x = np.asarray(x)
+    dtype = np.int64 if x.dtype.kind in "iu" else np.float32
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
