@@ -71,8 +71,8 @@ class KerasLSTM(nn.Module):
         h = x.new_zeros(x.shape[0], self.units)
         c = h
         outputs = []
-        for step in range(x.shape[1]):
-            z = projected[:, step] + h @ self.recurrent_kernel
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            z = x_step + h @ self.recurrent_kernel
             if self.bias is not None:
                 z = z + self.bias
             i, f, g, o = z.chunk(4, dim=1)
@@ -135,8 +135,8 @@ class KerasGRU(nn.Module):
         u = self.units
         h = x.new_zeros(x.shape[0], u)
         outputs = []
-        for step in range(x.shape[1]):
-            x_z, x_r, x_h = projected[:, step].chunk(3, dim=1)
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            x_z, x_r, x_h = x_step.chunk(3, dim=1)
             if self.reset_after:
                 inner = h @ self.recurrent_kernel
                 if recurrent_bias is not None:
@@ -194,8 +194,8 @@ class KerasSimpleRNN(nn.Module):
             projected = projected + self.bias
         h = x.new_zeros(x.shape[0], self.units)
         outputs = []
-        for step in range(x.shape[1]):
-            h = self.activation(projected[:, step] + h @ self.recurrent_kernel)
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            h = self.activation(x_step + h @ self.recurrent_kernel)
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 

@@ -63,8 +63,8 @@ class KerasGRU(nn.Module):
         u = self.units
         h = x.new_zeros(x.shape[0], u)
         outputs = []
-        for step in range(x.shape[1]):
-            x_z, x_r, x_h = projected[:, step].chunk(3, dim=1)
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            x_z, x_r, x_h = x_step.chunk(3, dim=1)
             if self.reset_after:
                 inner = h @ self.recurrent_kernel
                 if recurrent_bias is not None:

@@ -61,8 +61,8 @@ class KerasLSTM(nn.Module):
         h = x.new_zeros(x.shape[0], self.units)
         c = h
         outputs = []
-        for step in range(x.shape[1]):
-            z = projected[:, step] + h @ self.recurrent_kernel
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            z = x_step + h @ self.recurrent_kernel
             if self.bias is not None:
                 z = z + self.bias
             i, f, g, o = z.chunk(4, dim=1)

@@ -62,8 +62,8 @@ class KerasSimpleRNN(nn.Module):
             projected = projected + self.bias
         h = x.new_zeros(x.shape[0], self.units)
         outputs = []
-        for step in range(x.shape[1]):
-            h = self.activation(projected[:, step] + h @ self.recurrent_kernel)
+        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+            h = self.activation(x_step + h @ self.recurrent_kernel)
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
