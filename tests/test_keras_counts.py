@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from specc.pipeline import check_file
+from specc.targets.keras.codegen import keras_apply
 from specc.targets.keras.codegen import keras_layer as build_layer
 
 from .conftest import MODEL_SPECS
@@ -36,8 +37,7 @@ def build_keras(model):
     for layer in model.layers:
         keras_layer = build_layer(keras, layer.spec, layer.name)
         args = [tensors[name] for name in layer.inputs]
-        merge = type(layer.spec).arity != 1
-        tensors[layer.name] = keras_layer(args if merge else args[0])
+        tensors[layer.name] = keras_apply(keras_layer, layer.spec, args)
         built[layer.name] = keras_layer
     return keras.Model(inputs, [tensors[name] for name in model.outputs]), built, tensors
 

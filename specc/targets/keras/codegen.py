@@ -30,13 +30,33 @@ def _layer_args(layer) -> list[tuple[str, object]]:
     return [*layer.spec.keras_args().items(), ("name", layer.name)]
 
 
+def _cls(spec) -> str:
+    """The constructor: keras.layers.<keras_class>, or a class the generated file defines."""
+    if getattr(spec, "keras_helper", ""):
+        return spec.keras_class
+    return f"keras.layers.{spec.keras_class}"
+
+
+def _call_operand(spec, args: list[str]) -> str:
+    """What the layer is called with: one tensor, a list, or (MultiHeadAttention) positional
+    tensors and call arguments."""
+    if getattr(spec, "keras_call_style", "") == "positional":
+        kwargs = getattr(spec, "keras_call_kwargs", dict)()
+        return ", ".join(
+            [*args, *(f"{k}={Renderer([]).flat(lw.Lit(v))}" for k, v in kwargs.items())]
+        )
+    operand = lw.Ref(args[0])
+    if len(args) > 1 or spec.arity != 1:
+        operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
+    return Renderer([]).flat(operand)
+
+
 def _sequential(model: ModelIR) -> list[str]:
     lines = [f"{INDENT}return keras.Sequential(", f"{_I2}["]
     inner = _I2 + INDENT
     lines += call_block("keras.Input", _input_args(model.inputs[0]), inner, suffix=",")
     for layer in model.layers:
-        cls = f"keras.layers.{layer.spec.keras_class}"
-        lines += call_block(cls, _layer_args(layer), inner, suffix=",")
+        lines += call_block(_cls(layer.spec), _layer_args(layer), inner, suffix=",")
     lines += [f"{_I2}],", f"{_I2}name={py_str(model.name)},", f"{INDENT})"]
     return lines
 
@@ -52,7 +72,7 @@ def _functional(model: ModelIR) -> list[str]:
         )
     for layer in model.layers:
         out = identifier(layer.name, taken)
-        cls = f"keras.layers.{layer.spec.keras_class}"
+        cls = _cls(layer.spec)
         # as ruff lays it out: the right-hand side in parentheses when its head is too long
         wrap = len(f"{INDENT}{out} = {cls}(") > LINE_LENGTH
         indent = _I2 if wrap else INDENT
@@ -60,13 +80,19 @@ def _functional(model: ModelIR) -> list[str]:
             cls, _layer_args(layer), indent, "" if wrap else f"{out} = ", explode=True
         )
         args = [var[name] for name in layer.inputs]
-        operand = lw.Ref(args[0])
-        if len(args) > 1 or layer.spec.arity != 1:
-            operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
-        call = f"{block[-1]}({Renderer([]).flat(operand)})"
+        text = _call_operand(layer.spec, args)
+        call = f"{block[-1]}({text})"
         if len(call) <= LINE_LENGTH:
             block[-1] = call
+        elif getattr(layer.spec, "keras_call_style", "") == "positional":
+            items = text.split(", ")
+            block[-1] += "("
+            block += [f"{indent + INDENT}{item}," for item in items]
+            block.append(f"{indent})")
         else:
+            operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
+            if len(args) == 1 and layer.spec.arity == 1:
+                operand = lw.Ref(args[0])
             block[-1] += "("
             block += Renderer([]).lines(operand, indent + INDENT, suffix=",")
             block.append(f"{indent})")
@@ -98,7 +124,17 @@ def lower(model: ModelIR, source=None) -> tuple[str, dict]:
         "Every layer argument is written out; inputs and outputs are channels-last.",
     ]
     body = _sequential(model) if model.is_sequential else _functional(model)
+    from ...codegen import render
+
+    helpers = []
+    for layer in model.layers:
+        template = getattr(layer.spec, "keras_helper", "")
+        if template:
+            code = render(template, {"name": layer.spec.keras_class}).rstrip("\n")
+            if code not in helpers:
+                helpers.append(code)
     context = {
+        "helpers": helpers,
         "module_doc": docstring(head),
         "build_doc": docstring([f"Build '{model.name}' ({kind})."], INDENT),
         "body_lines": body,
@@ -121,4 +157,19 @@ def keras_layer(keras, spec, name: str | None = None):
     args = {k: value(v) for k, v in spec.keras_args().items()}
     if name is not None:
         args["name"] = name
+    if getattr(spec, "keras_helper", ""):
+        from ...codegen import render
+
+        scope = {"keras": keras}
+        exec(render(spec.keras_helper, {"name": spec.keras_class}), scope)  # noqa: S102
+        return scope[spec.keras_class](**args)
     return getattr(keras.layers, spec.keras_class)(**args)
+
+
+def keras_apply(keras_layer_object, spec, tensors: list):
+    """Call a built layer on its input tensors as the generated code does."""
+    if getattr(spec, "keras_call_style", "") == "positional":
+        return keras_layer_object(*tensors, **spec.keras_call_kwargs())
+    if len(tensors) > 1 or spec.arity != 1:
+        return keras_layer_object(tensors)
+    return keras_layer_object(tensors[0])
