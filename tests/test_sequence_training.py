@@ -52,14 +52,15 @@ def test_mnist_rows_as_steps(data_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["keras", "pytorch"])
-def test_text_bilstm_learns_the_keyword(tmp_path, backend):
+@pytest.mark.parametrize("spec", ["text_bilstm.yaml", "text_transformer.yaml"])
+def test_text_specs_learn_the_keyword(tmp_path, spec, backend):
     pytest.importorskip("torch" if backend == "pytorch" else "keras")
-    shutil.copy(ROOT / "specs" / "text_bilstm.yaml", tmp_path / "text_bilstm.yaml")
+    shutil.copy(ROOT / "specs" / spec, tmp_path / spec)
     token_dataset(tmp_path / "tokens.npz")
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "specc", "train", str(tmp_path / "text_bilstm.yaml"),
-         "-b", backend, "-o", str(out), "--epochs", "3", "-q"],
+        [sys.executable, "-m", "specc", "train", str(tmp_path / spec),
+         "-b", backend, "-o", str(out), "-q"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

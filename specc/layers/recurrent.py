@@ -78,6 +78,11 @@ class _Recurrent(Layer):
     def _bias_initializer(self) -> str:
         return self.bias_initializer
 
+    def _bias_layout(self) -> str:
+        if len(self._bias_shape()) == 2:
+            return "(2, 3 * units): input and recurrent biases"
+        return f"({self.gates} * units,)" if self.gates > 1 else "(units,)"
+
     def weights_for(self, features: int, prefix: str = "", module: str = ""):
         """The cell's weights; ``prefix`` / ``module`` for a Bidirectional direction."""
         n = self.gates * self.units
@@ -110,7 +115,7 @@ class _Recurrent(Layer):
                     prefix + "bias",
                     self._bias_shape(),
                     self._bias_initializer(),
-                    layout=f"{self._bias_shape()}",
+                    layout=self._bias_layout(),
                     transforms=(("onnx", self.bias_transform),),
                     torch_attr="bias",
                     torch_module=module,
@@ -356,8 +361,9 @@ RecurrentLayer = Annotated[Union[SimpleRNN, LSTM, GRU], Field(discriminator="typ
 
 
 class Bidirectional(Layer):
-    """Runs a recurrent layer forwards and backwards and merges the two
-    (keras.layers.Bidirectional); ``layer`` is the wrapped layer as a mapping, e.g.
+    """Runs a recurrent layer both ways and merges the outputs (keras.layers.Bidirectional).
+
+    ``layer`` is the wrapped layer as a mapping, e.g.
     ``{type: LSTM, units: 32}``. With return_sequences the backward outputs are put back in
     input order before merging, as Keras does."""
 
