@@ -206,12 +206,15 @@ TRANSFORMS = {
 
 def to_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """A canonical (Keras-layout) array in the layout ``target`` wants for ``weight``."""
-    return np.ascontiguousarray(TRANSFORMS[weight.transform(target)][0](array))
+    # np.require keeps a scalar weight 0-d (np.ascontiguousarray would make it 1-d)
+    return np.require(TRANSFORMS[weight.transform(target)][0](array), requirements="C")
 
 
 def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """The inverse of :func:`to_target`."""
-    return np.ascontiguousarray(TRANSFORMS[weight.transform(target)][1](array, weight.shape))
+    return np.require(
+        TRANSFORMS[weight.transform(target)][1](array, weight.shape), requirements="C"
+    )
 
 
 # --------------------------------------------------------------------------- Keras

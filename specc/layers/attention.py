@@ -294,4 +294,183 @@ class PositionEmbedding(Layer):
 
 lw.HELPER_TEMPLATES.setdefault("KerasPositionEmbedding", "pytorch/keras_position_embedding.py.j2")
 
-LAYERS = (MultiHeadAttention, PositionEmbedding)
+
+KERAS_ATTENTION = "KerasAttention"
+lw.HELPER_TEMPLATES.setdefault(KERAS_ATTENTION, "pytorch/keras_attention.py.j2")
+
+
+class _ScoreAttention(Layer):
+    """Attention over [query, value] or [query, value, key] (Keras calls it with a list)."""
+
+    arity: ClassVar[int | None] = None
+    score_mode_name: ClassVar[str] = "dot"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    use_causal_mask: bool = False
+
+    def _dims(self, shapes):
+        if len(shapes) > 3:
+            raise ShapeError(
+                f"reads [query, value] or [query, value, key], got {len(shapes)} inputs",
+                field="inputs",
+            )
+        for s in shapes:
+            if len(s) != 2:
+                raise ShapeError(
+                    f"expects rank-2 inputs (steps, features), got {fmt_shape(s)}",
+                    hint="add a Reshape layer before it",
+                )
+        query, value = shapes[0], shapes[1]
+        key = shapes[2] if len(shapes) == 3 else value
+        if key[0] != value[0]:
+            raise ShapeError(
+                f"key and value need the same number of steps, got {key[0]} and {value[0]}",
+                field="inputs",
+            )
+        if query[-1] != key[-1]:
+            raise ShapeError(
+                f"query and key need the same features, got {query[-1]} and {key[-1]}",
+                field="inputs",
+            )
+        return query, key, value
+
+    def output_shape(self, shapes):
+        query, _, value = self._dims(shapes)
+        return (query[0], value[-1])
+
+    def count_macs(self, shapes, out):
+        query, key, value = self._dims(shapes)
+        return query[0] * key[0] * (query[-1] + value[-1])
+
+    def keras_call_kwargs(self) -> dict:
+        return {"use_causal_mask": self.use_causal_mask}
+
+    def _score_mode(self) -> str:
+        return self.score_mode_name
+
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        query, _, _ = self._dims(shapes)
+        args = (
+            ("score_mode", self._score_mode()),
+            ("use_scale", self.use_scale),
+            ("dim", query[-1]),
+            ("dropout", self.dropout),
+            ("use_causal_mask", self.use_causal_mask),
+        )
+        inputs = tuple(lw.Input(i) for i in range(len(shapes)))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule(KERAS_ATTENTION, args),),
+            steps=(lw.call(lw.SELF, *inputs),),
+        )
+
+    onnx_layout: ClassVar[str] = lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        name = layer.name
+        xs = [b.get(i, lw.CL) for i in layer.inputs]
+        query, value = xs[0], xs[1]
+        key = xs[2] if len(xs) == 3 else value
+        mode = self._score_mode()
+        if mode == "dot":
+            keys = b.node("Transpose", [key], b.tmp(layer, "key_t"), perm=[0, 2, 1])
+            scores = b.node("MatMul", [query, keys], b.tmp(layer, "scores"))
+            if self.use_scale:
+                scores = b.node("Mul", [scores, b.weight(layer, "scale")], b.tmp(layer, "scaled"))
+        else:
+            q = b.node(
+                "Unsqueeze", [query, b.const(f"{name}.axis2", [2], "int64")], b.tmp(layer, "q")
+            )
+            k = b.node(
+                "Unsqueeze", [key, b.const(f"{name}.axis1", [1], "int64")], b.tmp(layer, "k")
+            )
+            pairs = b.node("Add", [q, k], b.tmp(layer, "pairs"))
+            if mode == "concat" and self.use_scale:
+                pairs = b.node("Mul", [b.weight(layer, "scale"), pairs], b.tmp(layer, "scaled"))
+            t = b.node("Tanh", [pairs], b.tmp(layer, "tanh"))
+            if mode == "additive" and self.use_scale:
+                t = b.node("Mul", [b.weight(layer, "scale"), t], b.tmp(layer, "weighted"))
+            last = b.const(f"{name}.last", [-1], "int64")
+            scores = b.node("ReduceSum", [t, last], b.tmp(layer, "scores"), keepdims=0)
+            if mode == "concat":
+                scores = b.node(
+                    "Mul",
+                    [b.weight(layer, "concat_score_weight"), scores],
+                    b.tmp(layer, "concat_scores"),
+                )
+        if self.use_causal_mask:
+            tq = b.shape_of(layer.inputs[0])[0]
+            tv = b.shape_of(layer.inputs[1])[0]
+            mask = [[0.0 if j <= i else 1.0e9 for j in range(tv)] for i in range(tq)]
+            scores = b.node(
+                "Sub", [scores, b.const(f"{name}.causal", mask)], b.tmp(layer, "masked")
+            )
+        weights = b.node("Softmax", [scores], b.tmp(layer, "weights"), axis=-1)
+        b.node("MatMul", [weights, value], out)
+
+
+class Attention(_ScoreAttention):
+    """Dot-product (Luong-style) attention (keras.layers.Attention): softmax(q·kᵀ) · v."""
+
+    type: Literal["Attention"]
+    keras_class: ClassVar[str] = "Attention"
+    torch_doc: ClassVar[str] = (
+        "`KerasAttention` (emitted in the file): Keras's scores, causal mask and dropout"
+    )
+    onnx_doc: ClassVar[str] = (
+        "`MatMul` scores (dot) or `Unsqueeze`/`Add`/`Tanh`/`ReduceSum` (concat), constant "
+        "causal mask, `Softmax`, `MatMul`"
+    )
+    doc_example: ClassVar[tuple] = ({"use_scale": True}, ((6, 4), (5, 4)))
+    use_scale: bool = False
+    score_mode: Literal["dot", "concat"] = "dot"
+
+    def _score_mode(self) -> str:
+        return self.score_mode
+
+    def weights(self, shapes):
+        out = []
+        if self.use_scale:
+            out.append(Weight("scale", (), "ones", layout="()", torch_attr="scale"))
+        if self.score_mode == "concat":
+            out.append(
+                Weight(
+                    "concat_score_weight", (), "ones", layout="()", torch_attr="concat_score_weight"
+                )
+            )
+        return tuple(out)
+
+    def keras_args(self):
+        return {"use_scale": self.use_scale, "score_mode": self.score_mode, "dropout": self.dropout}
+
+
+class AdditiveAttention(_ScoreAttention):
+    """Additive (Bahdanau-style) attention (keras.layers.AdditiveAttention):
+    scores = Σ scale · tanh(q + k)."""
+
+    type: Literal["AdditiveAttention"]
+    keras_class: ClassVar[str] = "AdditiveAttention"
+    score_mode_name: ClassVar[str] = "additive"
+    torch_doc: ClassVar[str] = (
+        "`KerasAttention` (emitted in the file, additive scores): Keras's causal mask and dropout"
+    )
+    onnx_doc: ClassVar[str] = (
+        "`Unsqueeze`/`Add`/`Tanh`, `Mul` by the scale, `ReduceSum`, constant causal mask, "
+        "`Softmax`, `MatMul`"
+    )
+    doc_example: ClassVar[tuple] = ({}, ((6, 4), (5, 4)))
+    use_scale: bool = True
+
+    def weights(self, shapes):
+        if not self.use_scale:
+            return ()
+        dim = shapes[0][-1]
+        return (
+            Weight("scale", (dim,), "glorot_uniform", layout="(features,)", torch_attr="scale"),
+        )
+
+    def keras_args(self):
+        return {"use_scale": self.use_scale, "dropout": self.dropout}
+
+
+LAYERS = (MultiHeadAttention, PositionEmbedding, Attention, AdditiveAttention)

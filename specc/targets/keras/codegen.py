@@ -37,18 +37,17 @@ def _cls(spec) -> str:
     return f"keras.layers.{spec.keras_class}"
 
 
-def _call_operand(spec, args: list[str]) -> str:
-    """What the layer is called with: one tensor, a list, or (MultiHeadAttention) positional
-    tensors and call arguments."""
+def _call_items(spec, args: list[str]) -> list[str] | None:
+    """The call's items when it takes call arguments (use_causal_mask) or positional tensors
+    (MultiHeadAttention): [tensors..., key=value...]; None for a plain tensor or list call."""
+    kwargs = getattr(spec, "keras_call_kwargs", dict)()
     if getattr(spec, "keras_call_style", "") == "positional":
-        kwargs = getattr(spec, "keras_call_kwargs", dict)()
-        return ", ".join(
-            [*args, *(f"{k}={Renderer([]).flat(lw.Lit(v))}" for k, v in kwargs.items())]
-        )
-    operand = lw.Ref(args[0])
-    if len(args) > 1 or spec.arity != 1:
-        operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
-    return Renderer([]).flat(operand)
+        tensors = list(args)
+    elif kwargs:
+        tensors = [Renderer([]).flat(lw.ListOf(tuple(lw.Ref(a) for a in args)))]
+    else:
+        return None
+    return [*tensors, *(f"{k}={Renderer([]).flat(lw.Lit(v))}" for k, v in kwargs.items())]
 
 
 def _sequential(model: ModelIR) -> list[str]:
@@ -80,19 +79,19 @@ def _functional(model: ModelIR) -> list[str]:
             cls, _layer_args(layer), indent, "" if wrap else f"{out} = ", explode=True
         )
         args = [var[name] for name in layer.inputs]
-        text = _call_operand(layer.spec, args)
+        items = _call_items(layer.spec, args)
+        operand = lw.Ref(args[0])
+        if len(args) > 1 or layer.spec.arity != 1:
+            operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
+        text = ", ".join(items) if items is not None else Renderer([]).flat(operand)
         call = f"{block[-1]}({text})"
         if len(call) <= LINE_LENGTH:
             block[-1] = call
-        elif getattr(layer.spec, "keras_call_style", "") == "positional":
-            items = text.split(", ")
+        elif items is not None:
             block[-1] += "("
             block += [f"{indent + INDENT}{item}," for item in items]
             block.append(f"{indent})")
         else:
-            operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
-            if len(args) == 1 and layer.spec.arity == 1:
-                operand = lw.Ref(args[0])
             block[-1] += "("
             block += Renderer([]).lines(operand, indent + INDENT, suffix=",")
             block.append(f"{indent})")
@@ -170,6 +169,7 @@ def keras_apply(keras_layer_object, spec, tensors: list):
     """Call a built layer on its input tensors as the generated code does."""
     if getattr(spec, "keras_call_style", "") == "positional":
         return keras_layer_object(*tensors, **spec.keras_call_kwargs())
+    kwargs = getattr(spec, "keras_call_kwargs", dict)()
     if len(tensors) > 1 or spec.arity != 1:
-        return keras_layer_object(tensors)
-    return keras_layer_object(tensors[0])
+        return keras_layer_object(tensors, **kwargs)
+    return keras_layer_object(tensors[0], **kwargs)
