@@ -189,6 +189,11 @@ TRANSFORMS = {
     "identity": (lambda a: a, lambda a, shape: a),
     "dense": (lambda a: a.T, lambda a, shape: a.T),
     "conv": (_conv_to, _conv_from),
+    # TimeDistributed convolutions in ONNX: (out, in, 1, *spatial), a kernel 1 step long
+    "conv_time": (
+        lambda a: _conv_to(a)[:, :, None],
+        lambda a, shape: _conv_from(a[:, :, 0], shape),
+    ),
     "depthwise": (_depthwise_to, _depthwise_from),
     "rnn_onnx": (lambda a: a.T[None], lambda a, shape: a[0].T),
     "lstm_onnx": (

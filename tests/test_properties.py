@@ -510,6 +510,12 @@ def single_input_layer(draw, kind: str, shape: tuple[int, ...]) -> dict:
         pass
     elif kind == "Permute":
         c["dims"] = draw(st.permutations(list(range(1, rank + 1))))
+    elif kind == "TimeDistributed":
+        inner = draw(st.sampled_from(["Dense", "Conv1D"]))
+        if inner == "Dense":
+            c["layer"] = {"type": "Dense", "units": draw(small)}
+        else:
+            c["layer"] = {"type": "Conv1D", "filters": draw(small), "kernel_size": draw(small)}
     elif kind == "Bidirectional":
         inner = {"type": draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"])), "units": draw(small)}
         _maybe(draw, inner, "return_sequences", st.booleans())
@@ -600,10 +606,10 @@ def generic_fields(draw, kind: str) -> dict:
 BY_RANK = {
     1: ["Dense", "Dropout", "Reshape", "BatchNormalization", "LayerNormalization", "Activation",
         "ReLU", "LeakyReLU", "Softmax"],
-    2: ["Bidirectional", "Permute", "Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+    2: ["Bidirectional", "Permute", "TimeDistributed", "Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
         "GlobalMaxPooling1D", "Dense", "Flatten", "Reshape", "Dropout", "BatchNormalization",
         "LayerNormalization", "Activation", "ReLU", "LeakyReLU", "Softmax"],
-    3: ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+    3: ["TimeDistributed", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
         "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D",
         "UpSampling2D", "Dense", "Flatten", "Reshape", "Dropout", "BatchNormalization",
         "LayerNormalization", "Activation", "ReLU", "LeakyReLU", "Softmax"],

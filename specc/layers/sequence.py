@@ -5,12 +5,15 @@ Every one works on the channels-last tensor (batch, steps, features) in all thre
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from dataclasses import replace
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from . import lowering as lw
 from .base import Layer, PositiveInt, ShapeError, fmt_shape
+from .conv import Conv1D, Conv2D
+from .core import Dense
 
 NonNegative = Annotated[int, Field(ge=0, le=100_000)]
 
@@ -217,4 +220,108 @@ class UpSampling1D(Layer):
         b.node("Reshape", [y, full], out)
 
 
-LAYERS = (RepeatVector, Permute, Cropping1D, ZeroPadding1D, UpSampling1D)
+class TimeDistributed(Layer):
+    """Applies a Dense or convolution layer to every step (keras.layers.TimeDistributed);
+    ``layer`` is the wrapped layer as a mapping, e.g. ``{type: Conv2D, filters: 8,
+    kernel_size: 3}``. Its weights are shared by all steps."""
+
+    type: Literal["TimeDistributed"]
+    keras_class: ClassVar[str] = "TimeDistributed"
+    torch_doc: ClassVar[str] = (
+        "steps folded into the batch (`reshape`), the wrapped layer's own lowering, unfolded"
+    )
+    onnx_doc: ClassVar[str] = (
+        "Dense: its `MatMul` on the last axis; Conv1D/Conv2D: a `Conv` one dimension up with "
+        "a kernel 1 step long (the symbolic batch kept)"
+    )
+    doc_example: ClassVar[tuple] = ({"layer": {"type": "Dense", "units": 8}}, ((5, 4),))
+    layer: Annotated[Union[Dense, Conv1D, Conv2D], Field(discriminator="type")]  # noqa: UP007
+
+    @model_validator(mode="after")
+    def _plain_inner(self):
+        if self.layer.name is not None or self.layer.inputs is not None:
+            raise ValueError("the wrapped layer takes no name or inputs (the wrapper has them)")
+        return self
+
+    def _inner(self, shapes):
+        if len(shapes[0]) < 2:
+            raise ShapeError(
+                f"expects (steps, ...) inputs of rank >= 2, got {fmt_shape(shapes[0])}",
+                hint="add a Reshape layer before it",
+            )
+        return [shapes[0][1:]]
+
+    def output_shape(self, shapes):
+        return (shapes[0][0], *self.layer.output_shape(self._inner(shapes)))
+
+    def weights(self, shapes):
+        weights = self.layer.weights(self._inner(shapes))
+        if self.layer.type == "Dense":
+            return weights
+        # ONNX runs the convolution one dimension up, with a kernel 1 step long (conv_time)
+        return tuple(
+            replace(w, transforms=(("pytorch", "conv"), ("onnx", "conv_time")))
+            if w.name == "kernel"
+            else w
+            for w in weights
+        )
+
+    def count_macs(self, shapes, out):
+        return shapes[0][0] * self.layer.count_macs(self._inner(shapes), out[1:])
+
+    def keras_args(self):
+        inner = lw.call(f"keras.layers.{self.layer.keras_class}", **self.layer.keras_args())
+        return {"layer": inner}
+
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        inner_in = self._inner(shapes)
+        inner_out = out[1:]
+        want = self.layer.torch_layout
+        inner = self.layer.torch_lowering(inner_in, inner_out, want)
+        steps = [lw.call("torch.reshape", lw.X, (-1, *inner_in[0]))]
+        rank = len(inner_in[0])
+        cf = want == lw.CF and rank >= 2
+        if cf:  # channels-last -> channels-first for the convolution
+            steps.append(lw.call(lw.Attr(lw.X, "permute"), 0, rank, *range(1, rank)))
+        steps += inner.steps
+        if cf:
+            steps.append(lw.call(lw.Attr(lw.X, "permute"), 0, *range(2, rank + 1), 1))
+        steps.append(lw.call("torch.reshape", lw.X, (-1, *out)))
+        return lw.TorchLowering(modules=inner.modules, steps=tuple(steps))
+
+    def onnx_out_layout(self, rank: int, in_layouts: list[str]) -> str:
+        return lw.CL if self.layer.type == "Dense" else lw.CF
+
+    def onnx_lowering(self, b, layer, out, layout):
+        inner = self.layer
+        if inner.type == "Dense":  # MatMul on the last axis: every step at once
+            inner.onnx_lowering(b, layer, out, layout)
+            return
+        # a convolution over (steps, *spatial) with a kernel 1 step long: channels-first
+        # (batch, channels, steps, *spatial), the symbolic batch dimension kept
+        in_shape = b.shape_of(layer.inputs[0])
+        spatial = in_shape[1:-1]
+        pads = inner._onnx_pads(spatial)
+        n = len(spatial)
+        x = b.get(layer.inputs[0], lw.CF)
+        attrs = dict(
+            kernel_shape=[1, *inner.kernel_size],
+            strides=[1, *inner.strides],
+            dilations=[1, *inner.dilation_rate],
+            pads=[0, *pads[:n], 0, *pads[n:]],
+            group=getattr(inner, "groups", 1),
+        )
+        w = b.weight(layer, "kernel")
+        bias = [b.weight(layer, "bias")] if inner.use_bias else []
+
+        def emit(name):
+            return b.node("Conv", [x, w, *bias], name, **attrs)
+
+        b.then_activation(
+            inner.activation, b.tmp(layer, "conv"), out, emit, lw.CF, len(in_shape) + 1
+        )
+
+
+LAYERS = (RepeatVector, Permute, Cropping1D, ZeroPadding1D, UpSampling1D, TimeDistributed)
