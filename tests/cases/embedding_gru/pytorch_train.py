@@ -184,7 +184,14 @@ def load_data(data_dir: str | None, limit: int | None):
     """The spec's dataset, loaded and preprocessed by specc (needed for this only)."""
     from specc.data import prepare
 
-    return prepare(DATA, input_shape=(12,), data_dir=data_dir, output_units=3, limit=limit)
+    return prepare(
+        DATA,
+        input_shape=(12,),
+        data_dir=data_dir,
+        output_units=3,
+        limit=limit,
+        integer=True,
+    )
 
 
 def make_loader(x, y, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
