@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.specc-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs
+.PHONY: install demo test test-fast lint format bench bench-quick fuzz clean check-no-cuda goldens docs zoo
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,8 @@ check-no-cuda:
 		echo "error: nvidia-* packages were installed; use the CPU torch pinned in $(CONSTRAINTS)" >&2; \
 		exit 1; fi
 
-# The main job on an embedded default: check every bundled spec, show a summary, compile to
+# The main job on an embedded default: check every bundled spec, show a summary, draw the
+# residual network (Mermaid and DOT; SVG when Graphviz is installed), compile to
 # every target, train the digits CNN (scikit-learn's bundled digits: no download) in both
 # frameworks, and crosscheck Keras, PyTorch and ONNX (random weights, then the trained run).
 DEMO_OUT ?= out/demo
@@ -33,6 +34,11 @@ demo: $(STAMP)
 	$(BIN)/specc summary specs/mnist_cnn.yaml
 	$(BIN)/specc summary specs/residual_block.yaml
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.mmd
+	$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.dot
+	@if command -v dot >/dev/null 2>&1; then \
+		$(BIN)/specc plot specs/residual_block.yaml -o $(DEMO_OUT)/residual.svg; \
+	else echo "Graphviz 'dot' not installed: skipping residual.svg (apt-get install graphviz)"; fi
 	$(BIN)/specc compile specs/residual_block.yaml --target keras -o $(DEMO_OUT)/residual_keras.py
 	$(BIN)/specc compile specs/residual_block.yaml --target pytorch -o $(DEMO_OUT)/residual_pytorch.py
 	$(BIN)/specc compile specs/residual_block.yaml --target onnx -o $(DEMO_OUT)/residual.onnx
@@ -50,6 +56,9 @@ test-fast: $(STAMP)
 
 goldens: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_goldens.py --update-goldens
+
+zoo: $(STAMP)  ## the zoo specs against keras.applications: counts, lines, summary time
+	$(BIN)/python bench/zoo.py
 
 docs: $(STAMP)
 	$(BIN)/python -m specc.reference
@@ -69,9 +78,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
-# The long hypothesis profiles: thousands of random specs and mutated inputs.
+# The long hypothesis profiles: thousands of random specs and mutated inputs; then the
+# fault soak of runs (tests/test_fault_soak.py).
 fuzz: $(STAMP)
-	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -n 2 tests/test_properties.py tests/test_fuzz.py tests/test_codegen_random.py tests/test_onnx_names.py
+	# fault soak of runs: random kills (both backends), a full disk (tmpfs, as root), corrupted
+	# run files; prints the counts of each outcome (SPECC_SOAK_ROUNDS, default 4)
+	SPECC_FUZZ=long $(BIN)/python -m pytest -q -s tests/test_fault_soak.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

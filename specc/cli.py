@@ -18,6 +18,7 @@ from . import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
 app = typer.Typer(
     name="specc",
@@ -38,6 +39,8 @@ class SummaryFormat(str, Enum):
 class DiagnosticFormat(str, Enum):
     text = "text"
     json = "json"
+    sarif = "sarif"  # SARIF 2.1.0 log (specc/formats.py)
+    github = "github"  # GitHub Actions workflow annotations (specc/formats.py)
 
 
 def _version(value: bool) -> None:
@@ -108,6 +111,14 @@ def validate(
             for path, result in reports
         ]
         typer.echo(json.dumps(payload, indent=2))
+    elif format in (DiagnosticFormat.sarif, DiagnosticFormat.github):
+        from .formats import github_annotations, sarif_log
+
+        every = [d for _, result in reports for d in result.diagnostics]
+        if format is DiagnosticFormat.sarif:
+            typer.echo(json.dumps(sarif_log(every), indent=2))
+        else:
+            typer.echo(github_annotations(every), nl=False)
     raise typer.Exit(status)
 
 
@@ -116,6 +127,13 @@ def summary(
     spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
     format: SummaryFormat = typer.Option(
         SummaryFormat.text, "--format", "-f", help="Output format."
+    ),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        min=0,
+        help="Show block instances nested deeper than this as one row with their totals "
+        "(0: every top-level instance is one row). Default: every layer.",
     ),
 ) -> None:
     """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts them."""
@@ -128,9 +146,9 @@ def summary(
     if format is SummaryFormat.json:
         typer.echo(json.dumps(summarize(result.model), indent=2))
     elif format is SummaryFormat.markdown:
-        typer.echo(format_markdown(result.model), nl=False)
+        typer.echo(format_markdown(result.model, depth), nl=False)
     else:
-        typer.echo(format_text(result.model), nl=False)
+        typer.echo(format_text(result.model, depth), nl=False)
 
 
 @app.command()
@@ -149,14 +167,15 @@ def schema(
     _write(output, text)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, content: str | bytes) -> None:
     """Write atomically (nothing half-written); an unwritable path is a usage error."""
-    from .fsutil import atomic_write_text
+    from .fsutil import atomic_write_bytes
 
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
+        atomic_write_bytes(path, data)
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -227,34 +246,60 @@ def compile_(
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
+    except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     if isinstance(produced, bytes):
-        _write_bytes(output, produced)
+        _write(output, produced)
     elif output is None:
         typer.echo(produced, nl=False)
     else:
         _write(output, produced)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically (nothing half-written); an unwritable path is a usage error."""
-    from .fsutil import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        typer.echo(f"{path}: cannot write: {exc.strerror}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
 def _load_weights(path: Path) -> dict:
     """A canonical weights file; an unreadable one is a usage error."""
+    import zipfile
+
     from . import weights as canonical
 
     try:
-        return canonical.load(path)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"{path}: cannot read weights: {exc}", err=True)
+        loaded = canonical.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "empty file" if path.is_file() and path.stat().st_size == 0 else exc
+        typer.echo(f"{path}: cannot read weights: {reason}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    problem = _nonfinite(loaded)
+    if problem:
+        typer.echo(f"{path}: {problem}; weights must be finite numbers", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return loaded
+
+
+def _nonfinite(arrays: dict) -> str | None:
+    """'KEY holds N NaN/Inf values, the first at index [...]' for the first bad array."""
+    import numpy as np
+
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(value)
+        count = int(bad.sum())
+        if count:
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            return f"{key} holds {count:,} NaN/Inf value{'s' if count != 1 else ''}, the first at index {first}"
+    return None
+
+
+VERBOSE_HELP = "Also show the frameworks' own log lines (TensorFlow's start-up messages)."
+
+
+def _set_verbose(value: bool) -> None:
+    from .frameworks import set_verbose
+
+    if value:
+        set_verbose(True)
 
 
 class Backend(str, Enum):
@@ -288,7 +333,21 @@ def train(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run folder (default runs/<name>-<backend>)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in --out (refused when it holds a different run; see docs/runs.md).",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --resume: accept a different --epochs or --data-dir than the run recorded.",
+    ),
+    allow_nonfinite: bool = typer.Option(
+        False,
+        "--allow-nonfinite",
+        help="Train even when the dataset's inputs hold NaN or Inf values (refused by default).",
+    ),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Use only the first N train/test samples."
     ),
@@ -308,11 +367,27 @@ def train(
         min=1,
         help="Intra-op threads (default: the framework's; 1 is fastest on a busy machine).",
     ),
+    progress_interval: float = typer.Option(
+        10.0,
+        "--progress-interval",
+        min=0.0,
+        help="Seconds between progress lines when stderr is not a terminal (a pipe, a CI log).",
+    ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        help="Write loss, metrics and learning rate per step and per epoch for TensorBoard "
+        "into this folder (view with: tensorboard --logdir DIR).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Train the compiled model on the spec's dataset; write metrics, plots, model and weights."""
+    _set_verbose(verbose)
     from .diagnostics import SpecError
-    from .runner.run import RunError, TrainOptions
+    from .fsutil import WriteError
+    from .runner.run import ResumeRefused, RunError, RunInterrupted, TrainOptions
     from .runner.run import train as run_training
+    from .runner.runfolder import RunDamaged, RunFolderBusy, RunFolderConflict
 
     options = TrainOptions(
         backend=backend.value,
@@ -322,15 +397,19 @@ def train(
         data_dir=str(data_dir) if data_dir else None,
         out_dir=str(out) if out else None,
         resume=resume,
+        force=force,
+        allow_nonfinite=allow_nonfinite,
         limit=limit,
         progress=not quiet,
+        progress_interval=progress_interval,
+        tensorboard=str(tensorboard) if tensorboard else None,
         download=not offline,
         precision=precision.value,
         threads=threads,
     )
     log = (lambda *_: None) if quiet else (lambda text: typer.echo(text, err=True))
     try:
-        run_training(spec, options, log=log)
+        run_training(spec, options, log=log, say_result=typer.echo)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(
@@ -339,18 +418,64 @@ def train(
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_RUN) from None
+    except (WriteError, RunFolderBusy, RunFolderConflict, ResumeRefused) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RunDamaged as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    except RunInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:  # before training began (loading data, building the model)
+        typer.echo(
+            "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:  # a framework's own save that failed (full disk, read-only)
+        import errno
+
+        from .fsutil import reason_of
+
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES):
+            raise
+        where = getattr(exc, "filename", None) or out or "the run folder"
+        typer.echo(f"error: cannot write {where}: {reason_of(exc)}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # dataset problems carry their own readable messages
         from .data import DatasetError
 
         if isinstance(exc, DatasetError):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_RUN) from None
+        if _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            typer.echo(
+                "interrupted; the run folder keeps its last complete checkpoint, if any", err=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class CrosscheckFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+def _crosscheck_log(format):
+    """What crosscheck is doing, on stderr (text output only: JSON output stays clean)."""
+    if format is not CrosscheckFormat.text:
+        return None
+    return lambda text: typer.echo(f"crosscheck: {text}", err=True)
 
 
 @app.command()
@@ -378,14 +503,19 @@ def crosscheck(
         None, "--data-dir", help="With --run: where the dataset files are."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="With --run: predict only the first N test samples."
+        None,
+        "--limit",
+        min=1,
+        help="With --run: predict only the first N test samples (default: the run's --limit).",
     ),
     format: CrosscheckFormat = typer.Option(
         CrosscheckFormat.text, "--format", "-f", help="Output format."
     ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Check that the Keras, PyTorch and ONNX builds agree (forward, training step, trained
     weights); name the first diverging layer. Exit 1 when they disagree."""
+    _set_verbose(verbose)
     from .crosscheck import CrosscheckError
     from .crosscheck import crosscheck as run_crosscheck
 
@@ -413,6 +543,7 @@ def crosscheck(
             train_step=train_step,
             data_dir=str(data_dir) if data_dir else None,
             limit=limit,
+            log=_crosscheck_log(format),
         )
     except CrosscheckError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -424,13 +555,388 @@ def crosscheck(
     raise typer.Exit(EXIT_OK if report.ok else EXIT_INVALID)
 
 
+class PlotFormat(str, Enum):
+    dot = "dot"
+    mermaid = "mermaid"
+    markdown = "markdown"
+    svg = "svg"
+    png = "png"
+
+
+class RankDir(str, Enum):
+    TB = "TB"
+    LR = "LR"
+
+
+@app.command()
+def plot(
+    spec: Path = typer.Argument(..., help="Spec file.", show_default=False),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="model.svg, .png (need Graphviz), .dot/.gv, .mmd (Mermaid) or .md (Mermaid block); "
+        "default: DOT on stdout.",
+    ),
+    format: PlotFormat | None = typer.Option(
+        None, "--format", "-f", help="Output format (default: from the -o suffix, else dot)."
+    ),
+    rankdir: RankDir = typer.Option(
+        RankDir.TB, "--rankdir", help="TB: top to bottom, LR: left to right."
+    ),
+) -> None:
+    """Draw the model graph as Keras's plot_model does: layer name and type, output shape,
+    parameters. DOT and Mermaid need nothing; SVG and PNG need Graphviz's `dot`."""
+    from .plot import SUFFIXES, PlotError
+    from .plot import plot as draw
+
+    if format is None:
+        if output is None:
+            format = PlotFormat.dot
+        else:
+            suffix = output.suffix.lower()
+            if suffix not in SUFFIXES:
+                typer.echo(
+                    f"{output}: cannot tell the format from '{suffix or output.name}'; use "
+                    f"{', '.join(SUFFIXES)} or give --format",
+                    err=True,
+                )
+                raise typer.Exit(EXIT_USAGE)
+            format = PlotFormat(SUFFIXES[suffix])
+    if format is PlotFormat.png and output is None:
+        typer.echo("PNG is binary: give a file with -o model.png", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    result = _check(spec)
+    _print_diagnostics(result.diagnostics)
+    if not result.ok:
+        raise typer.Exit(EXIT_USAGE if _is_usage_problem(result) else EXIT_INVALID)
+    try:
+        data = draw(result.model, format.value, rankdir.value)
+    except PlotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    if output is None:
+        typer.echo(data.decode("utf-8"), nl=False)
+        return
+    _write(output, data)
+
+
+@app.command()
+def view(
+    model: Path = typer.Argument(
+        ..., help="A spec file, or an ONNX model (.onnx).", show_default=False
+    ),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Netron's port."),
+    browse: bool = typer.Option(
+        True, "--browse/--no-browse", help="Open the browser (else only print the address)."
+    ),
+) -> None:
+    """Open the model in Netron: a spec is compiled to ONNX first (needs the onnx and netron
+    packages: pip install 'specc[view]'). Serves until Ctrl-C."""
+    from .viewer import ViewError, serve
+
+    try:
+        serve(model, port=port, browse=browse, log=lambda text: typer.echo(text, err=True))
+    except ViewError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def lsp() -> None:
+    """Run the specc language server on stdin/stdout (for editors: diagnostics, hover with
+    shapes and parameters, completion, go-to-definition, inlay hints). Needs pygls:
+    pip install 'specc[lsp]'."""
+    import importlib.util
+
+    if importlib.util.find_spec("pygls") is None:
+        typer.echo("the language server needs pygls: pip install 'specc[lsp]'", err=True)
+        raise typer.Exit(EXIT_RUN)
+    from .lsp import main as serve_lsp
+
+    serve_lsp()
+
+
+@app.command("import")
+def import_(
+    source: Path = typer.Argument(
+        ...,
+        help="A Keras model (.keras, .h5, .json config) or an ONNX graph (.onnx).",
+        show_default=False,
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the spec here (default: stdout)."
+    ),
+    weights_out: Path | None = typer.Option(
+        None, "--weights-out", help="Write the model's weights as a canonical .npz."
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Run the imported spec in every installed target with the imported weights and "
+        "compare with the original model's outputs.",
+    ),
+) -> None:
+    """Turn an existing Keras model or ONNX graph into a spec (and its canonical weights).
+
+    Anything the spec language cannot express stops the import with the full list (exit 1);
+    options that only affect training are reported as notes. No code from the file runs.
+    """
+    from .importers import ImportRefused, import_model
+
+    need_weights = weights_out is not None or check
+    try:
+        result = import_model(source, with_weights=need_weights)
+    except ImportRefused as exc:
+        typer.echo(f"{source}: cannot import:", err=True)
+        for item in exc.items:
+            typer.echo(f"  - {item}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    text = result.yaml()
+    if need_weights and result.weights is None:
+        typer.echo(f"{source} holds no weights (a config only): random weights are used", err=True)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    if weights_out is not None and result.weights is not None:
+        from . import weights as canonical
+
+        try:
+            canonical.save(weights_out, result.weights)
+        except OSError as exc:
+            typer.echo(f"{weights_out}: cannot write: {exc.strerror}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        typer.echo(f"wrote {weights_out} ({len(result.weights)} arrays)", err=True)
+    if check:
+        _import_check(source, result)
+
+
+def _import_check(source: Path, result) -> None:
+    from . import weights as canonical
+    from .importers import ImportRefused
+    from .importers.check import check_import
+    from .pipeline import check_data
+
+    model = check_data(result.spec, file=str(source)).model
+    weights = result.weights or canonical.random_weights(model, 0)
+    try:
+        rows = check_import(source, result.source_format, model, weights)
+    except ImportRefused as exc:
+        for item in exc.items:
+            typer.echo(item, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(f"check against the original ({result.source_format}), random inputs:")
+    worst = 0.0
+    for row in rows:
+        typer.echo(
+            f"  {row.target:8s} {row.output}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}"
+        )
+        worst = max(worst, row.max_abs)
+    if worst > 1e-4:
+        typer.echo("FAIL: the imported model differs from the original", err=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
+class Engine(str, Enum):
+    backend = "backend"
+    onnx = "onnx"
+
+
+class PredictFormat(str, Enum):
+    text = "text"
+    csv = "csv"
+    json = "json"
+
+
+def _run_error(exc) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A `specc train` run folder.", show_default=False),
+    inputs: Path = typer.Argument(
+        ...,
+        help="An .npy, an .npz (x, optional y labels), an image file or a folder of images.",
+        show_default=False,
+    ),
+    engine: Engine = typer.Option(
+        Engine.backend,
+        "--engine",
+        help="backend: the run's model in its framework; onnx: the run's model.onnx in "
+        "onnxruntime (fast, no training framework needed).",
+    ),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="How many top classes to list."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (.csv, .json or text) instead of stdout."
+    ),
+    format: PredictFormat | None = typer.Option(
+        None, "--format", "-f", help="Output format (default: from -o's suffix, else text)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
+) -> None:
+    """Predict class, confidence and top-k classes with a trained run, preprocessing the
+    inputs exactly as the run did (normalization.json)."""
+    from .runner.predict import PredictError, TrainedRun, format_predictions, read_inputs
+    from .runner.predict import predict as run_predict
+
+    _set_verbose(verbose)
+    if format is None:
+        suffix = output.suffix.lower() if output is not None else ""
+        format = {".csv": PredictFormat.csv, ".json": PredictFormat.json}.get(
+            suffix, PredictFormat.text
+        )
+    try:
+        run = TrainedRun(run_dir, engine.value)
+        result = run_predict(run, read_inputs(inputs, run), top_k=top_k)
+    except PredictError as exc:
+        _run_error(exc)
+    text = format_predictions(result, format.value)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    _write(output, text)
+    summary = f"wrote {result['samples']} predictions to {output}"
+    if "accuracy" in result:
+        summary += f"; accuracy {result['accuracy']:.4f} ({result['correct']}/{result['samples']})"
+    typer.echo(summary)
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A `specc train` run folder.", show_default=False),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where the dataset files are (default: where the run found them)."
+    ),
+    engine: Engine = typer.Option(
+        Engine.backend, "--engine", help="backend (the run's framework) or onnx (onnxruntime)."
+    ),
+    format: CrosscheckFormat = typer.Option(
+        CrosscheckFormat.text, "--format", "-f", help="Output format."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download datasets (also: SPECC_OFFLINE=1)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
+) -> None:
+    """Recompute a run's test metrics (same data options and preprocessing as the run) and
+    compare them with its metrics.json. Exit 1 when they differ."""
+    import os
+
+    from .runner.predict import PredictError, TrainedRun, compare_metrics, evaluate_run
+
+    _set_verbose(verbose)
+    try:
+        run = TrainedRun(run_dir, engine.value)
+        metrics = evaluate_run(
+            run,
+            str(data_dir) if data_dir else None,
+            download=not offline and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
+        )
+        recorded = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except PredictError as exc:
+        _run_error(exc)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {run_dir}/metrics.json: cannot read: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    # the backend recomputes exactly; onnxruntime's outputs and the numpy loss differ from
+    # the framework's in the last float32 bits
+    tolerance = 1e-6 if engine is Engine.backend else 1e-4
+    differ = compare_metrics(metrics, recorded, tolerance)
+    if format is CrosscheckFormat.json:
+        payload = {"engine": engine.value, "samples": metrics.get("samples"), **metrics}
+        payload["matches_metrics_json"] = not differ
+        payload["differ"] = differ
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        from .runner.results import result_line
+
+        typer.echo(
+            result_line(metrics) + f" ({metrics.get('samples', '?')} samples, {engine.value})"
+        )
+        if differ:
+            typer.echo(f"differs from {run_dir}/metrics.json in: {', '.join(differ)}")
+        else:
+            typer.echo(f"equal to {run_dir}/metrics.json (tolerance {tolerance:g})")
+    raise typer.Exit(EXIT_INVALID if differ else EXIT_OK)
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="One or more `specc train` run folders.", show_default=False
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Folder for the plots (default: the run folder, when one run is given).",
+    ),
+) -> None:
+    """Redraw a run's plots (curves, confusion matrix, most confident mistakes); with several
+    runs, also overlay their curves in compare_curves.png (backend vs backend, fp32 vs bf16)."""
+    from .runner.report import draw_run, load_run, plot_overlay
+
+    if output is None and len(run_dirs) > 1:
+        typer.echo("give -o DIR for the plots of several runs", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        runs = [load_run(d) for d in run_dirs]
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    out = output or run_dirs[0]
+    written = []
+    try:
+        for run in runs:
+            folder = out if len(runs) == 1 else out / run["dir"].resolve().name
+            folder.mkdir(parents=True, exist_ok=True)
+            written += draw_run(
+                run["dir"], folder, run["info"], run["history"], run["metrics"], run["class_names"]
+            )
+        if len(runs) > 1:
+            plot_overlay(runs, out / "compare_curves.png")
+            written.append(out / "compare_curves.png")
+    except OSError as exc:
+        typer.echo(f"error: cannot write the plots: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    for path in written:
+        typer.echo(str(path))
+
+
 def main() -> None:
     """Console entry point."""
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # writing results to stdout failed (a full device, a closed pipe)
+        _stdout_failed(exc)
+
+
+def _stdout_failed(exc: OSError) -> None:
+    """One line on stderr and exit 2, without Python's flush-at-exit traceback."""
+    import errno
+    import os
+
+    from .fsutil import reason_of
+
+    if exc.errno != errno.EPIPE:  # a reader that went away (| head) is not an error to report
+        try:
+            sys.stderr.write(f"error: cannot write stdout: {reason_of(exc)}\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+    os._exit(EXIT_USAGE if exc.errno != errno.EPIPE else EXIT_OK)
 
 
 if __name__ == "__main__":

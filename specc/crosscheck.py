@@ -211,24 +211,39 @@ def _num(value: float) -> str:
 def compare(a, b, atol: float, rtol: float, slack=0.0) -> tuple[float, float, bool]:
     """(max abs error, max rel error, every element close).
 
-    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` (NaN only where both are NaN;
-    ``slack``, per element, is for errors propagated from an earlier comparison). The
+    Close: ``|a - b| <= atol + rtol * max(|a|, |b|) + slack`` and every value finite (NaN or
+    Inf on either side never passes, even where both agree; ``slack``, per element, is for
+    errors propagated from an earlier comparison). The
     relative error ``|a - b| / max(|a|, |b|)`` is taken over elements larger than ``atol``
     only (smaller ones are judged by the absolute error)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return math.inf, math.inf, False
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = np.where(both_nan, 0.0, np.abs(a - b))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    scale = np.maximum(np.abs(a), np.abs(b))
-    scale = np.where(np.isnan(scale), 0.0, scale)
-    passed = bool(np.all(diff <= atol + rtol * scale + slack))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    big = scale > atol
-    max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        both_nan = np.isnan(a) & np.isnan(b)
+        diff = np.where(both_nan, 0.0, np.abs(a - b))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        scale = np.where(np.isnan(scale), 0.0, scale)
+        finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+        passed = finite and bool(np.all(diff <= atol + rtol * scale + slack))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        if not finite:
+            max_abs = math.inf
+        big = scale > atol
+        max_rel = float((diff[big] / scale[big]).max()) if big.any() else 0.0
     return max_abs, max_rel, passed
+
+
+def _nonfinite_note(a, b, pair) -> str:
+    """'' when both are finite, else which side holds how many NaN/Inf values."""
+    parts = []
+    for name, x in zip(pair, (a, b), strict=True):
+        count = int((~np.isfinite(np.asarray(x, np.float64))).sum())
+        if count:
+            parts.append(f"{name} {count:,}")
+    return f"non-finite values ({', '.join(parts)})" if parts else ""
 
 
 def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
@@ -238,12 +253,14 @@ def _compare_many(items, atol, rtol) -> tuple[float, float, bool, str]:
     for name, a, b, slack in items:
         ab, rel, ok = compare(a, b, atol, rtol, slack)
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a64.shape == b64.shape and a64.size:
+        if not ok and not (np.isfinite(a64).all() and np.isfinite(b64).all()):
+            score = math.inf
+        elif a64.shape == b64.shape and a64.size:
             bound = atol + rtol * np.maximum(np.abs(a64), np.abs(b64)) + slack
             score = float((np.abs(a64 - b64) / bound).max())
         else:
             score = math.inf
-        if score > worst_score:
+        if score > worst_score or (score == worst_score == math.inf and not worst):
             worst, worst_score = name, score
         max_abs, max_rel, passed = max(max_abs, ab), max(max_rel, rel), passed and ok
     return max_abs, max_rel, passed, worst
@@ -271,7 +288,8 @@ def _require(backends) -> None:
 # --------------------------------------------------------------------------- inputs
 
 
-def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
+def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.ndarray]:
+    """Seeded inputs: standard normal floats; integers in [0, high) (pixels, token ids)."""
     rng = np.random.default_rng([seed, 1])
     out = []
     for tensor in model.inputs:
@@ -284,16 +302,19 @@ def _inputs(model: ModelIR, batch: int, seed: int) -> list[np.ndarray]:
                 for layer in model.layers
                 if tensor.name in layer.inputs and hasattr(layer.spec, "input_dim")
             ]
-            high = min([256, *limits])
+            top = min([high, *limits])
             count = int(np.prod(shape))
-            if limits and count <= high:
+            if limits and count <= top:
                 # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
                 # occurrence, torch's the summed gradient; they differ when an id repeats
-                ids = rng.permutation(high)[:count].reshape(shape)
+                ids = rng.permutation(top)[:count].reshape(shape)
             else:
-                ids = rng.integers(0, high, size=shape)
+                ids = rng.integers(0, top, size=shape)
             out.append(ids.astype(tensor.dtype))
     return out
+
+
+random_inputs = _inputs
 
 
 def _loss_spec(model: ModelIR) -> tuple[str | None, bool]:
@@ -333,14 +354,19 @@ def _no_cell_dropout(spec):
 
 
 def without_dropout(model: ModelIR) -> ModelIR:
-    """The same model with every Dropout rate 0 (identical weights and layer names)."""
+    """The same model with every Dropout rate 0, and the noise of every other random
+    training-only layer (its class's ``noise_field``) 0: identical weights and layer names."""
     layers = [
-        dataclasses.replace(layer, spec=layer.spec.model_copy(update={"rate": 0.0}))
-        if layer.type == "Dropout"
+        dataclasses.replace(layer, spec=layer.spec.model_copy(update={_noise(layer): 0.0}))
+        if _noise(layer)
         else dataclasses.replace(layer, spec=_no_cell_dropout(layer.spec))
         for layer in model.layers
     ]
     return dataclasses.replace(model, layers=layers)
+
+
+def _noise(layer) -> str | None:
+    return getattr(type(layer.spec), "noise_field", None)
 
 
 # --------------------------------------------------------------------------- the check
@@ -367,6 +393,40 @@ def localize(model: ModelIR, built: dict, pair, inputs, atol, rtol, cache) -> Di
     return Divergence(pair, None, compared=compared)
 
 
+def every_layer_row(model: ModelIR, built: dict, pair, inputs, atol, rtol, cache):
+    """Every layer's output compared (not only the model's outputs, where a wrong epsilon
+    in an early BatchNormalization can shrink below any tolerance): one row naming the first
+    layer out of tolerance and the worst layer by relative error, and the first divergence.
+
+    The absolute tolerance is scaled by the layer's magnitude (``atol * max(1, max|x|)``):
+    a float32 tensor of magnitude 100 carries rounding errors near 100 x those of one of
+    magnitude 1, also in its elements near zero."""
+    for name in pair:
+        if name not in cache:
+            cache[name] = built[name].intermediates(inputs)
+    a, b = (cache[n] for n in pair)
+    first = None
+    worst, worst_rel = "", -1.0
+    max_abs = max_rel = 0.0
+    compared = 0
+    for layer in model.layers:
+        if layer.name not in a or layer.name not in b:
+            continue
+        compared += 1
+        x, y = a[layer.name], b[layer.name]
+        scale = max(1.0, float(np.max(np.abs(x)))) if np.size(x) else 1.0
+        layer_abs, rel, ok = compare(x, y, atol * scale, rtol)
+        max_abs, max_rel = max(max_abs, layer_abs), max(max_rel, rel)
+        if rel > worst_rel:
+            worst, worst_rel = layer.name, rel
+        if not ok and first is None:
+            first = Divergence(pair, layer.name, layer.type, layer_abs, rel, compared)
+    note = f"first: {first.layer}; " if first else ""
+    note += f"worst: {worst}" if worst else ""
+    row = Row("forward", f"every layer ({compared})", pair, max_abs, max_rel, first is None, note)
+    return row, first
+
+
 def crosscheck(
     model: ModelIR,
     *,
@@ -380,6 +440,7 @@ def crosscheck(
     rtol: float = 1e-4,
     seed: int = 0,
     train_step: bool = True,
+    every_layer: bool = True,
     data_dir: str | None = None,
     limit: int | None = None,
     log=None,
@@ -436,9 +497,18 @@ def crosscheck(
                 max_abs, max_rel, ok = compare(
                     outputs[pair[0]][index], outputs[pair[1]][index], atol, rtol
                 )
-                report.rows.append(Row("forward", out_name, pair, max_abs, max_rel, ok))
+                report.rows.append(
+                    Row("forward", out_name, pair, max_abs, max_rel, ok, _nonfinite_note(
+                        outputs[pair[0]][index], outputs[pair[1]][index], pair))
+                )  # fmt: skip
                 failed = failed or not ok
-            if failed:
+            if every_layer:
+                say(f"comparing every layer: {pair[0]} vs {pair[1]}")
+                row, divergence = every_layer_row(model, built, pair, inputs, atol, rtol, cache)
+                report.rows.append(row)
+                if divergence is not None:
+                    report.divergences.append(divergence)
+            elif failed:
                 say(f"localizing {pair[0]} vs {pair[1]}")
                 report.divergences.append(localize(model, built, pair, inputs, atol, rtol, cache))
         if train_step:
@@ -457,7 +527,9 @@ def crosscheck(
 def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
     if any(a.spec is not b.spec for a, b in zip(model.layers, variant.layers)):
-        report.notes.append("training step: dropout rates set to 0 (a variant of the spec)")
+        report.notes.append(
+            "training step: dropout rates (and other training noise) set to 0 (a variant of the spec)"
+        )
         nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:
         nets = {name: built[name] for name in pair}
@@ -467,6 +539,7 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     kinds = {key: kind for key, _, kind in W.layout(model)}
     pair = tuple(pair)
     atol, rtol = report.atol, report.rtol
+    reference = None
     for label, optimizer in (("train sgd", SGD), ("train adam", ADAM)):
         say(f"{label}: one step")
         results = {}
@@ -481,8 +554,14 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
             row = compare(k["outputs"][index], t["outputs"][index], atol, rtol)
             report.rows.append(Row(label, f"{out_name} (training mode)", pair, *row))
         slack = _step_sensitivity(optimizer, k["gradients"], t["gradients"])
+        if label == "train sgd" and "pytorch" in pair and reference is None:
+            say("float64 reference gradients (pytorch)")
+            reference = _float64_gradients(variant, weights, folder, inputs, targets, loss_spec)
+        if reference is not None:
+            report.rows.append(_gradient_row(label, pair, k, t, pair.index("pytorch"), reference))
+        plain = reference is None  # without a float64 reference: plain atol/rtol
         groups = (
-            ("gradients", k["gradients"], t["gradients"], lambda key: True),
+            ("gradients", k["gradients"], t["gradients"], lambda key, plain=plain: plain),
             ("updated weights", k["after"], t["after"], lambda key: kinds[key] == "trainable"),
             ("moving statistics", k["after"], t["after"], lambda key: kinds[key] != "trainable"),
         )
@@ -499,6 +578,82 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
             report.rows.append(
                 Row(label, f"{what} ({len(keys)})", pair, max_abs, max_rel, ok, note)
             )
+
+
+#: gradients PASS when the two float32 backends differ by at most this multiple of how far
+#: float32 PyTorch is from a float64 PyTorch reference (both relative to each weight's
+#: gradient size; plus a floor for exact zeros)
+GRADIENT_FACTOR = 10.0
+
+
+def _float64_gradients(model, weights, folder, inputs, targets, loss_spec) -> dict | None:
+    """The gradients of the same step computed by the generated PyTorch module in float64."""
+    try:
+        import torch
+
+        from .targets.pytorch.runtime import TorchRuntime, _loss
+    except ImportError:
+        return None
+    runtime = TorchRuntime(model, folder, "_float64")
+    net = runtime.net.double()
+    with torch.no_grad():
+        for key, w, tensor in W.torch_tensors(net, model):
+            tensor.copy_(torch.from_numpy(W.to_target(weights[key], w, "pytorch")).double())
+    net.train()
+    outs = net(*(torch.from_numpy(np.asarray(x, np.float64)) for x in inputs))
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    ys = [torch.from_numpy(y.astype(np.float64) if y.dtype.kind == "f" else y) for y in targets]
+    loss = _loss(outs, ys, loss_spec)
+    loss.backward()
+    grads = {}
+    for key, w, tensor in W.torch_tensors(net, model):
+        if w.trainable:
+            array = np.zeros(tuple(tensor.shape)) if tensor.grad is None else tensor.grad.numpy()
+            grads[key] = W.from_target(array, w, "pytorch").astype(np.float64)
+    return grads
+
+
+def _gradient_row(label, pair, k, t, torch_index, reference) -> Row:
+    """Gradients judged against float64. For each weight, distances are taken relative to
+    its float64 gradient's size (``max|g64|``): ``rel = max|keras - pytorch| / max|g64|``
+    and the weight's rounding ``r = max|pytorch32 - g64| / max|g64|``. A weight passes when
+    ``rel <= GRADIENT_FACTOR * max(r, median r over all weights) + 1e-6`` (one tensor's own
+    rounding can be small by luck of its summation order; the median is the network's
+    rounding level; 1e-6 covers exact zeros). The note shows the worst weight's numbers."""
+    grads = (k["gradients"], t["gradients"])
+    torch32 = grads[torch_index]
+    rows = []  # (key, diff, rel, own rounding)
+    shapes_ok = True
+    for key, ref in reference.items():
+        if key not in grads[0] or key not in grads[1]:
+            continue
+        a, b = np.asarray(grads[0][key], np.float64), np.asarray(grads[1][key], np.float64)
+        if a.shape != b.shape or a.shape != ref.shape:
+            shapes_ok = False
+            continue
+        if not a.size:
+            continue
+        size = float(np.max(np.abs(ref))) + 1e-30
+        diff = float(np.max(np.abs(a - b)))
+        err32 = float(np.max(np.abs(np.asarray(torch32[key], np.float64) - ref)))
+        rows.append((key, diff, diff / size, err32 / size))
+    level = float(np.median([r[3] for r in rows])) if rows else 0.0
+    worst, worst_score, worst_rel, worst_own = "", -1.0, 0.0, 0.0
+    passed = shapes_ok
+    for key, _, rel, own in rows:
+        bound = GRADIENT_FACTOR * max(own, level) + 1e-6
+        passed = passed and rel <= bound
+        if rel / bound > worst_score:
+            worst, worst_score, worst_rel, worst_own = key, rel / bound, rel, own
+    max_abs = max((r[1] for r in rows), default=0.0)
+    max_rel = max((r[2] for r in rows), default=0.0)
+    note = (
+        f"worst {worst}: {pair[0]} vs {pair[1]} {_num(worst_rel)}, float32 vs float64 "
+        f"{_num(worst_own)} (median {_num(level)}; limit {GRADIENT_FACTOR:g}x), relative to |g64|"
+    )
+    return Row(
+        label, f"gradients ({len(reference)}) vs float64", pair, max_abs, max_rel, passed, note
+    )
 
 
 def _step_sensitivity(optimizer: dict, grads_a: dict, grads_b: dict) -> dict:
@@ -525,7 +680,20 @@ def _read_run(model: ModelIR, folder: Path) -> dict:
     path = folder / "weights.npz"
     if not path.is_file():
         raise CrosscheckError(f"{folder} is not a specc run folder (no weights.npz)", exit_code=2)
-    run = {"weights": W.load(path), "normalization": None, "info": {}}
+    try:
+        weights = W.load(path)
+    except Exception as exc:  # empty, truncated or not an npz
+        raise CrosscheckError(f"cannot read {path}: {exc}", exit_code=3) from None
+    for key, value in weights.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            count = int((~np.isfinite(value)).sum())
+            first = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
+            raise CrosscheckError(
+                f"{path}: {key} holds {count:,} NaN/Inf values, the first at index {first}; "
+                "a model with non-finite weights cannot be checked",
+                exit_code=3,
+            )
+    run = {"weights": weights, "normalization": None, "info": {}}
     if (folder / "run.json").is_file():
         run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         want = run["info"].get("spec_sha256")
@@ -552,6 +720,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
     training = Training.model_validate(model.training)
     if data_dir is None:  # where the run found its data, unless told otherwise
         data_dir = run["info"].get("data_dir")
+    if limit is None:  # the run's --limit: the same test samples as the run's metrics
+        limit = (run["info"].get("data") or {}).get("limit")
     say("loading the test set")
     try:
         data = prepare(
@@ -589,5 +759,8 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
             note = f"{rate:.2%} identical predictions ({same}/{len(x)})"
         else:
             note = ""
-        what = f"test set ({len(x)} samples)"
+        bad = _nonfinite_note(outputs[pair[0]], outputs[pair[1]], pair)
+        if bad:
+            ok, note = False, bad
+        what = f"{model.outputs[0]} on the test set ({len(x)} samples)"
         report.rows.append(Row("trained", what, pair, max_abs, max_rel, ok, note))

@@ -217,11 +217,17 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
         elif kind == "union_tag_invalid":
             tag = ctx.get("tag")
             expected = re.findall(r"'([^']+)'", ctx.get("expected_tags", ""))
+            known = None
             if path[:1] == ("layers",) and len(path) == 2:
+                from .layers.keras_catalog import unsupported
+
                 message = f"unknown layer type '{tag}'"
+                known = unsupported(str(tag), expected)  # a Keras layer, not a typo
             else:
                 message = f"{field or 'type'}: unknown type '{tag}'"
             hint = did_you_mean(tag, expected) or f"one of: {', '.join(expected)}"
+            if known is not None:
+                message, hint = known
             raw = _data_lookup(data, path + ("type",))
             if not isinstance(raw, str):  # pydantic shows str(tag): '['Dense']', '1.5'
                 example = "Dense" if path[:1] == ("layers",) else (expected or ["..."])[0]
@@ -229,7 +235,7 @@ def pydantic_diagnostics(exc, source: Source) -> list[Diagnostic]:
                 if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)):
                     hint = "see `specc schema` for every type"
             loc_path = path + ("type",)
-            code = "unknown-type"
+            code = "unknown-type" if known is None else "unsupported-layer"
         elif kind == "union_tag_not_found":
             message = "missing required field 'type'"
             hint = "for example 'type: Dense'; see `specc schema` for every layer type"

@@ -79,6 +79,8 @@ class ModelIR:
     file: str = "<spec>"
     #: the parsed spec (specc.source.Source) when known: locates target refusals at lines
     source: object | None = field(default=None, repr=False, compare=False)
+    #: how blocks were expanded (specc.blocks.Expansion), None for a spec without blocks
+    expansion: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_params(self) -> int:

@@ -50,6 +50,8 @@ def check_source(source: Source) -> Result:
 def _check_source(source: Source) -> Result:
     from pydantic import ValidationError
 
+    from .blocks import attach_context
+    from .blocks import expand as expand_blocks
     from .errors import pydantic_diagnostics
     from .graph import resolve
     from .infer import infer
@@ -69,20 +71,30 @@ def _check_source(source: Source) -> Result:
             code="top-level",
         )
         return Result(None, [diag], source)
+    # blocks are expanded first: every later stage sees plain layers (specc/blocks.py)
+    source, expansion, block_errors = expand_blocks(source)
+    if block_errors:
+        return Result(None, _ordered(block_errors), source)
+    data = source.data
+
+    def located(items: list[Diagnostic]) -> list[Diagnostic]:
+        return _ordered(attach_context(items, expansion))
+
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        return Result(None, pydantic_diagnostics(exc, source), source)
+        return Result(None, located(pydantic_diagnostics(exc, source)), source)
     graph, diagnostics = resolve(spec, source)
     if has_errors(diagnostics):
         # still infer what can be inferred, to report every problem at once
         _, more = infer(spec, graph, source)
-        return Result(None, _ordered(diagnostics + more), source)
+        return Result(None, located(diagnostics + more), source)
     model, more = infer(spec, graph, source)
     if has_errors(more):  # an unused-layer warning is noise beside the real problem
         diagnostics = [d for d in diagnostics if d.code != "unused"]
-        return Result(None, _ordered(diagnostics + more), source)
-    return Result(model, _ordered(diagnostics + more), source)
+        return Result(None, located(diagnostics + more), source)
+    model.expansion = expansion
+    return Result(model, located(diagnostics + more), source)
 
 
 def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

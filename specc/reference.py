@@ -118,6 +118,23 @@ def weights_rows() -> list[str]:
     return rows
 
 
+def activation_rows() -> list[str]:
+    """The activation strings: Keras 3's formula and each target's lowering (one table)."""
+    from .layers.lowering import ACTIVATIONS
+
+    rows = [
+        "## Activation strings",
+        "",
+        "The `activation` field of a layer, or an `Activation` layer:",
+        "",
+        "| Activation | Keras 3 formula | PyTorch code | ONNX |",
+        "|---|---|---|---|",
+    ]
+    for name, act in ACTIVATIONS.items():
+        rows.append(f"| `{name}` | {act.formula} | {act.torch_doc} | {act.onnx_doc} |")
+    return rows
+
+
 def coverage_rows() -> list[str]:
     from .targets.coverage import matrix_markdown
 
@@ -129,7 +146,7 @@ GENERATED = {
     "docs/onnx.md": {"onnx-layers": lambda: _lowering_rows("onnx_doc", "onnx")},
     "docs/codegen.md": {"pytorch-layers": lambda: _lowering_rows("torch_doc", "pytorch")},
     "docs/weights.md": {"weights": weights_rows},
-    "docs/layers.md": {"coverage": coverage_rows},
+    "docs/layers.md": {"coverage": coverage_rows, "activations": activation_rows},
 }
 
 

@@ -184,6 +184,8 @@ class _YamlBuilder:
         self.source = source
         self.yaml = yaml_module
         self.count = 0
+        self.seen: set[int] = set()  # node ids built (the composer shares aliased nodes)
+        self.aliased = False
         self.constructor = yaml_module.constructor.SafeConstructor()
 
     def _error(self, node, message: str, code: str = "syntax") -> ParseError:
@@ -200,12 +202,17 @@ class _YamlBuilder:
 
     def build(self, node, path: tuple, depth: int = 0):
         self.count += 1
+        if id(node) in self.seen:  # reached a second time: through an alias (*name)
+            self.aliased = True
+        else:
+            self.seen.add(id(node))
         if self.count > MAX_VALUES:
-            raise self._error(
-                node,
-                f"document expands to more than {MAX_VALUES:,} values (YAML aliases?)",
-                code="too-large",
+            cause = (
+                "expands to more than {:,} values through YAML aliases (*name reuses an anchor)"
+                if self.aliased
+                else "holds more than {:,} values, the most a spec may have"
             )
+            raise self._error(node, "document " + cause.format(MAX_VALUES), code="too-large")
         if depth > MAX_DEPTH:
             raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels", code="too-deep")
         if node.tag not in _SAFE_TAGS:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import LayerIR, ModelIR
 from .layers.base import Weight
-from .layers.initializers import TRUNCATED_STD, keras_fans, variance_scale
+from .layers.initializers import distribution, keras_fans
 
 
 def declared(model: ModelIR) -> Iterator[tuple[LayerIR, Weight]]:
@@ -69,41 +69,40 @@ def check(model: ModelIR, weights: dict[str, np.ndarray]) -> None:
 def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
     """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
     shape = weight.shape
-    if weight.initializer == "zeros":
-        return np.zeros(shape, np.float32)
-    if weight.initializer == "ones":
-        return np.ones(shape, np.float32)
     if weight.initializer == "unit_forget_bias":  # Keras LSTM: 1 for the forget gate
         units = shape[0] // 4
         return np.concatenate([np.zeros(units), np.ones(units), np.zeros(2 * units)]).astype(
             np.float32
         )
+    kind, *args = distribution(weight.initializer, shape)
+    if kind == "constant":
+        return np.full(shape, args[0], np.float32)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    if weight.initializer == "uniform":  # keras.initializers.RandomUniform(-0.05, 0.05)
-        return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
-    if weight.initializer == "orthogonal":  # keras.initializers.Orthogonal(gain=1.0)
-        return _orthogonal(rng, shape)
-    variance, distribution = variance_scale(weight.initializer, shape)
-    if distribution == "uniform":
-        limit = math.sqrt(3.0 * variance)
-        return rng.uniform(-limit, limit, shape).astype(np.float32)
-    std = math.sqrt(variance) / TRUNCATED_STD
+    if kind == "uniform":
+        return rng.uniform(args[0], args[1], shape).astype(np.float32)
+    if kind == "normal":
+        return rng.normal(args[0], args[1], shape).astype(np.float32)
+    if kind == "orthogonal":
+        return _orthogonal(rng, shape, args[0])
+    mean, std = args
     values = rng.standard_normal(shape)
     bad = np.abs(values) > 2.0
     while bad.any():
         values[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(values) > 2.0
-    return (values * std).astype(np.float32)
+    return (values * std + mean).astype(np.float32)
 
 
-def _orthogonal(rng, shape) -> np.ndarray:
-    rows, cols = math.prod(shape[:-1]), shape[-1]
+def _orthogonal(rng, shape: tuple[int, ...], gain: float) -> np.ndarray:
+    """keras.initializers.Orthogonal: QR of a normal (rows, cols) matrix, rows the product
+    of every axis but the last, signs fixed by R's diagonal."""
+    rows, cols = math.prod(shape[:-1]) if len(shape) > 1 else 1, shape[-1] if shape else 1
     flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(flat)
     q = q * np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return q.reshape(shape).astype(np.float32)
+    return (gain * q).reshape(shape).astype(np.float32)
 
 
 def initial_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
@@ -123,10 +122,12 @@ def random_weights(model: ModelIR, seed: int = 0) -> dict[str, np.ndarray]:
     out = {}
     for key, shape, _ in layout(model):
         param = key.rsplit("/", 1)[1]
-        if len(shape) >= 2:
-            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
-        elif param in ("gamma", "moving_variance"):
+        if param in ("gamma", "moving_variance", "variance"):
             array = rng.uniform(0.5, 1.5, shape)
+        elif param == "count":  # Normalization's sample count: an integer
+            array = np.zeros(shape)
+        elif len(shape) >= 2:
+            array = rng.normal(0.0, 1.0 / np.sqrt(keras_fans(shape)[0]), shape)
         else:
             array = rng.normal(0.0, 0.1, shape)
         out[key] = array.astype(np.float32)
@@ -211,15 +212,13 @@ TRANSFORMS = {
 
 def to_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """A canonical (Keras-layout) array in the layout ``target`` wants for ``weight``."""
-    # np.require keeps a scalar weight 0-d (np.ascontiguousarray would make it 1-d)
-    return np.require(TRANSFORMS[weight.transform(target)][0](array), requirements="C")
+    # np.array, not np.ascontiguousarray, which makes a 0-d array (a count) 1-d
+    return np.array(TRANSFORMS[weight.transform(target)][0](array), order="C")
 
 
 def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
     """The inverse of :func:`to_target`."""
-    return np.require(
-        TRANSFORMS[weight.transform(target)][1](array, weight.shape), requirements="C"
-    )
+    return np.array(TRANSFORMS[weight.transform(target)][1](array, weight.shape), order="C")
 
 
 # --------------------------------------------------------------------------- Keras
@@ -252,8 +251,16 @@ def keras_variables(keras_model, model: ModelIR):
 def to_keras(keras_model, model: ModelIR, weights: dict[str, np.ndarray]) -> None:
     """Assign canonical weights to a built Keras model generated from ``model``."""
     check(model, weights)
+    touched = {}
     for key, variable in keras_variables(keras_model, model):
         variable.assign(weights[key])
+        layer = key.split("/")[0]
+        touched[layer] = keras_model.get_layer(layer)
+    for klayer in touched.values():
+        # Normalization computes its broadcast mean/variance from its variables once: again
+        # now, as Keras's own weight loading does
+        if hasattr(klayer, "finalize_state"):
+            klayer.finalize_state()
 
 
 # --------------------------------------------------------------------------- PyTorch

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 import specc
+from specc.layers import ACTIVATIONS
 
 from .conftest import ROOT, SPECS
 
@@ -38,7 +39,7 @@ def test_check_never_raises_and_lists_all_problems():
     assert not result.ok and result.model is None
     assert [d.message for d in result.errors] == [
         "units must be >= 1, got -3",
-        "activation: 'softmaxx' is not one of: linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, selu, gelu, swish, silu, softplus",
+        "activation: 'softmaxx' is not one of: " + ", ".join(ACTIVATIONS),
     ]
     assert result.errors[1].hint == "did you mean 'softmax'?"
 
@@ -179,3 +180,20 @@ def test_memory_limit_can_be_raised(monkeypatch):
     assert diag.hint.endswith("SPECC_MAX_MEMORY=8GB")
     monkeypatch.setenv("SPECC_MAX_MEMORY", "8GB")
     assert specc.check_data(spec).ok
+
+
+def test_an_unsupported_keras_layer_is_not_reported_as_a_typo():
+    spec = json.loads(json.dumps(MLP))
+    spec["layers"][1] = {"type": "PReLU"}
+    result = specc.check_data(spec)
+    [error] = result.errors
+    assert error.message == "Keras layer 'PReLU' is not supported by specc (yet)"
+    assert error.hint == "supported activation layers: Activation, LeakyReLU, ReLU, Softmax"
+    assert error.code == "unsupported-layer"
+
+
+def test_every_supported_layer_is_in_the_keras_catalog():
+    from specc.layers import LAYER_TYPES
+    from specc.layers.keras_catalog import family
+
+    assert [name for name in LAYER_TYPES if name != "Input" and family(name) is None] == []

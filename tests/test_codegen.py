@@ -17,7 +17,10 @@ from specc.codegen import CodegenError, generate
 from specc.codegen.pyformat import NN_MODULE_ATTRIBUTES, RESERVED, docstring
 from specc.pipeline import check_data, check_file, check_text
 
+from .conftest import TORCH_REFUSED
+
 ROOT = Path(__file__).resolve().parent.parent
+
 SPECS = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
 CASES = ROOT / "tests" / "cases"
 TARGETS = {"keras": "keras.py", "pytorch": "pytorch.py"}
@@ -116,6 +119,8 @@ def test_generated_code_passes_ruff(tmp_path):
     files = []
     for k, model in enumerate(models):
         for target, filename in TARGETS.items():
+            if "pytorch" in target and Path(model.file or "").name in TORCH_REFUSED:
+                continue  # refused with located diagnostics (tests/test_keras_applications.py)
             path = tmp_path / f"m{k}_{filename}"
             path.write_text(generate(model, target))
             files.append(str(path))

@@ -27,6 +27,7 @@ COMMANDS = {
     "summary.txt": ["summary"],
     "summary.json": ["summary", "--format", "json"],
     "summary.md": ["summary", "--format", "markdown"],
+    "summary_depth.txt": ["summary", "--depth", "1"],
     "keras.py": ["compile", "--target", "keras"],
     "pytorch.py": ["compile", "--target", "pytorch"],
     "keras_train.py": ["compile", "--target", "keras", "--with-training"],

@@ -106,6 +106,7 @@ def test_resume_replays_an_uninterrupted_run_exactly(tmp_path):
     assert json.loads((tmp_path / "b" / "checkpoint.json").read_text()) == {
         "folder": "checkpoint-0004",
         "epoch": 4,
+        "step": 0,
     }
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-0004"]
 
@@ -128,3 +129,73 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     assert evaluate(backend, data.x_val, data.y_val, spec, 16)["loss"] == pytest.approx(
         state.best, rel=1e-6
     )
+
+
+def test_ctrl_c_saves_at_the_end_of_the_step_and_resumes_exactly(tmp_path):
+    """SIGINT mid-epoch: the loop finishes the step, saves a mid-epoch checkpoint (with
+    torch's random state: the Dropout masks continue) and a resume ends bit-identical."""
+    import os
+    import signal
+
+    from specc.runner.loop import Interrupted
+
+    spec = training(optimizer={"type": "adam", "learning_rate": 0.01})
+    data = _data()
+    whole = _torch_backend(spec)
+    fit(whole, data, spec, epochs=3, batch_size=16, seed=3, out_dir=tmp_path / "a")
+
+    first = _torch_backend(spec)
+    steps = {"n": 0}
+    real_step = first.train_step
+
+    def interrupted_step(x, y):  # Ctrl-C arrives during step 2 of epoch 2 (4 steps an epoch)
+        steps["n"] += 1
+        if steps["n"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(x, y)
+
+    first.train_step = interrupted_step
+    with pytest.raises(Interrupted) as stop:
+        fit(first, data, spec, epochs=3, batch_size=16, seed=3, out_dir=tmp_path / "b")
+    assert (stop.value.state.epoch, stop.value.state.step) == (1, 2)
+    pointer = json.loads((tmp_path / "b" / "checkpoint.json").read_text())
+    assert pointer == {"folder": "checkpoint-0001-step000002", "epoch": 1, "step": 2}
+    resumed = _torch_backend(spec)
+    state = fit(
+        resumed, data, spec, epochs=3, batch_size=16, seed=3, out_dir=tmp_path / "b", resume=True
+    )
+    assert [row["epoch"] for row in state.history] == [1, 2, 3]
+    for key, value in whole.module.state_dict().items():
+        assert np.array_equal(value.numpy(), resumed.module.state_dict()[key].numpy()), key
+    whole_history = json.loads((tmp_path / "a" / "checkpoint-0003" / "loop.json").read_text())
+    assert [r["loss"] for r in state.history] == [r["loss"] for r in whole_history["history"]]
+
+
+def test_checkpoints_delete_only_what_specc_created(tmp_path):
+    """The user's own folders named like checkpoints (or best/) are never touched."""
+    out = tmp_path / "run"
+    (out / "checkpoint-0001").mkdir(parents=True)
+    (out / "checkpoint-0001" / "mine.txt").write_text("the user's")
+    (out / "checkpoint-old").mkdir()
+    (out / "best").mkdir()
+    (out / "best" / "notes.txt").write_text("keep")
+    spec = training(
+        optimizer={"type": "adam", "learning_rate": 0.01},
+        early_stopping={"monitor": "val_loss", "patience": 5, "restore_best_weights": True},
+    )
+    from specc.runner.runfolder import RunFolderConflict
+
+    with pytest.raises(RunFolderConflict, match="best exists and was not written by specc"):
+        fit(_torch_backend(spec), _data(), spec, epochs=2, batch_size=16, seed=3, out_dir=out)
+    assert (out / "best" / "notes.txt").read_text() == "keep"
+    (out / "best").rename(out / "my-best")
+    with pytest.raises(RunFolderConflict, match="checkpoint-0001 exists"):
+        fit(_torch_backend(spec), _data(), spec, epochs=2, batch_size=16, seed=3, out_dir=out)
+    assert (out / "checkpoint-0001" / "mine.txt").read_text() == "the user's"
+    (out / "checkpoint-0001").rename(out / "mine-0001")
+    fit(_torch_backend(spec), _data(), spec, epochs=3, batch_size=16, seed=3, out_dir=out)
+    assert (out / "checkpoint-old").is_dir() and (out / "mine-0001" / "mine.txt").exists()
+    assert (out / "my-best" / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0003", "checkpoint-old"]
+    manifest = json.loads((out / ".specc-manifest.json").read_text())["files"]
+    assert "checkpoint-0003" in manifest and "checkpoint-old" not in manifest

@@ -75,3 +75,39 @@ def test_plots_are_pngs_and_deterministic(tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 1000 and (
         tmp_path / "grid.png"
     ).stat().st_size > 1000
+
+
+def test_requested_metrics_on_a_split_by_hand():
+    from types import SimpleNamespace
+
+    from specc.runner.results import metric_names, result_line, split_metrics
+
+    training = SimpleNamespace(
+        loss="sparse_categorical_crossentropy",
+        from_logits=False,
+        metrics=["accuracy", "top_k_accuracy", "precision", "recall"],
+        top_k=2,
+    )
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    y = np.array([0, 1, 1, 1])  # predicted 0, 2, 0, 1: correct 1st and 4th
+    got = split_metrics(probs, 0.25, y, training)
+    assert metric_names(training) == ["loss", "accuracy", "top_2_accuracy", "precision", "recall"]
+    assert got["loss"] == 0.25 and got["accuracy"] == 0.5
+    assert got["top_2_accuracy"] == 1.0  # class 1 is in every sample's top 2 where true
+    # precision per class: 0 -> 1/2, 1 -> 1/1, 2 -> 0/1; recall: 0 -> 1/1, 1 -> 1/3, 2 -> 0
+    assert got["precision"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert got["recall"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    line = result_line({"test": got}, "runs/x")
+    assert line == (
+        "test loss 0.2500, accuracy 0.5000, top_2_accuracy 1.0000, precision 0.5000, "
+        "recall 0.4444; wrote runs/x/"
+    )
+
+
+def test_most_confident_mistakes_order():
+    from specc.runner.report import most_confident_mistakes
+
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    truth = np.array([0, 0, 0, 1, 1])  # wrong: 1 (0.6), 2 (0.8), 3 (0.6)
+    assert most_confident_mistakes(truth, probs).tolist() == [2, 1, 3]
+    assert most_confident_mistakes(truth, probs, count=1).tolist() == [2]

@@ -68,3 +68,35 @@ def test_text_specs_learn_the_keyword(tmp_path, spec, backend):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_a_token_id_run_predicts_and_evaluates(tmp_path):
+    """`specc predict` / `specc evaluate` feed a finished run's token ids as training did
+    (int64, never normalized), through the backend and through onnxruntime."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    shutil.copy(ROOT / "specs" / "text_bilstm.yaml", tmp_path / "text_bilstm.yaml")
+    token_dataset(tmp_path / "tokens.npz", n_train=300, n_test=60)
+    out = tmp_path / "run"
+
+    def specc(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "specc", *args], capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    specc("train", str(tmp_path / "text_bilstm.yaml"), "-b", "pytorch", "-o", str(out), "-q",
+          "--epochs", "1")  # fmt: skip
+    assert "equal to" in specc("evaluate", str(out))
+    assert "equal to" in specc("evaluate", str(out), "--engine", "onnx")
+    np.save(tmp_path / "x.npy", np.load(tmp_path / "tokens.npz")["x_test"][:5])
+    rows = {}
+    for engine in ("backend", "onnx"):
+        csv = tmp_path / f"{engine}.csv"
+        specc("predict", str(out), str(tmp_path / "x.npy"), "--engine", engine, "-o", str(csv))
+        rows[engine] = [line.split(",") for line in csv.read_text().splitlines()[1:]]
+    assert len(rows["backend"]) == 5
+    for a, b in zip(rows["backend"], rows["onnx"]):
+        assert a[1] == b[1] and abs(float(a[2]) - float(b[2])) < 1e-4

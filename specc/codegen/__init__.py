@@ -96,7 +96,7 @@ def refusal(
     if layer is not None:
         data = source.data if source is not None else None
         label = layer_label(data, layer.index, layer.name)
-    return Diagnostic(
+    diagnostic = Diagnostic(
         message,
         file=model.file,
         line=line,
@@ -105,3 +105,8 @@ def refusal(
         hint=hint,
         code="unsupported",
     )
+    if getattr(model, "expansion", None) is not None:  # inside a block: name the instance
+        from ..blocks import attach_context
+
+        (diagnostic,) = attach_context([diagnostic], model.expansion)
+    return diagnostic

@@ -130,6 +130,8 @@ def py_literal(value: object) -> str:
         return f"({items},)" if len(value) == 1 else f"({items})"
     if isinstance(value, list):
         return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    if isinstance(value, dict):  # string keys: a Keras config mapping
+        return "{" + ", ".join(f"{py_str(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no literal for {type(value).__name__}")
 
 
@@ -192,6 +194,8 @@ class Renderer:
         if isinstance(expr, lw.Slice):
             parts = [":"] * expr.skip + [f"{a}:{b}" for a, b in expr.ranges]
             return f"{self.flat(expr.base)}[{', '.join(parts)}]"
+        if isinstance(expr, lw.IfTraining):
+            return f"{self.flat(expr.then)} if self.training else {self.flat(expr.otherwise)}"
         if isinstance(expr, lw.ListOf):
             return "[" + ", ".join(self.flat(i) for i in expr.items) + "]"
         if isinstance(expr, lw.Call):
@@ -265,17 +269,16 @@ def call_block(
     """A constructor call with keyword arguments of literal values: one line when it has at
     most one argument and fits (unless ``explode``), else one argument per line (with a
     magic trailing comma, which ruff keeps)."""
-    inner = indent + INDENT
-    if any(isinstance(v, lw.Expr) for _, v in kwargs):  # e.g. a wrapper's nested layer
-        lines = [f"{indent}{prefix}{func}("]
-        for k, v in kwargs:
-            if isinstance(v, lw.Expr):
-                lines += Renderer([]).lines(v, inner, f"{k}=", ",")
-            else:
-                lines.append(f"{inner}{k}={py_literal(v)},")
-        return [*lines, f"{indent}){suffix}"]
-    args = [f"{k}={py_literal(v)}" for k, v in kwargs]
+    flat = Renderer([]).flat
+    args = [f"{k}={flat(v) if isinstance(v, lw.Expr) else py_literal(v)}" for k, v in kwargs]
     one = f"{indent}{prefix}{func}({', '.join(args)}){suffix}"
     if not explode and len(args) <= 1 and len(one) <= LINE_LENGTH:
         return [one]
-    return [f"{indent}{prefix}{func}(", *(f"{inner}{a}," for a in args), f"{indent}){suffix}"]
+    inner = indent + INDENT
+    lines = [f"{indent}{prefix}{func}("]
+    for (k, v), text in zip(kwargs, args):
+        if isinstance(v, lw.Expr):  # e.g. an initializer's constructor: split when too long
+            lines += Renderer([]).lines(v, inner, f"{k}=", ",")
+        else:
+            lines.append(f"{inner}{text},")
+    return [*lines, f"{indent}){suffix}"]

@@ -13,7 +13,7 @@ import os
 import pickle
 import struct
 import tarfile
-import zipfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,8 @@ IMAGE_EXTENSIONS = (
     ".pgm",
 )
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# an image of more pixels is refused (decompression bombs); 8192 x 8192 is far beyond training
+MAX_IMAGE_PIXELS = 8192 * 8192
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 DIGITS_TEST_SIZE = 360
@@ -294,28 +296,35 @@ def _class_labels(y: np.ndarray, where: str) -> np.ndarray:
     return y
 
 
-def load_npz(path: str | os.PathLike, *, num_classes: int | None = None) -> DataSplits:
+def load_npz(
+    path: str | os.PathLike, *, num_classes: int | None = None, limit: int | None = None
+) -> DataSplits:
     """A user's ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and optionally
-    ``class_names``). Integer (or one-hot) labels are class indices."""
+    ``class_names``). Integer (or one-hot) labels are class indices.
+
+    Each member's header is checked before anything is decompressed (numeric dtype, declared
+    size against the zip entry and ``SPECC_MAX_MEMORY``); with ``limit`` only the first
+    ``limit`` samples of each split are decompressed."""
+    from .bounded import NpzReader
+
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"npz dataset not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            missing = [k for k in NPZ_KEYS if k not in keys]
-            if missing:
-                raise DatasetError(
-                    f"{path} lacks the array(s) {', '.join(missing)}; it has "
-                    f"{', '.join(sorted(keys)) or 'no arrays'}. An npz dataset needs "
-                    f"{', '.join(NPZ_KEYS)}."
-                )
-            arrays = {k: z[k] for k in NPZ_KEYS}
-            names = [str(s) for s in z["class_names"].tolist()] if "class_names" in keys else None
-    except DatasetError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    with NpzReader(path) as z:
+        keys = set(z.files)
+        missing = [k for k in NPZ_KEYS if k not in keys]
+        if missing:
+            raise DatasetError(
+                f"{path} lacks the array(s) {', '.join(missing)}; it has "
+                f"{', '.join(sorted(keys)) or 'no arrays'}. An npz dataset needs "
+                f"{', '.join(NPZ_KEYS)}."
+            )
+        arrays = {k: z.read(k, limit) for k in NPZ_KEYS}
+        names = (
+            [str(s) for s in z.read("class_names", kinds="biufU").tolist()]
+            if "class_names" in keys
+            else None
+        )
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     for split, x in (("train", x_train), ("test", x_test)):
         y = arrays[f"y_{split}"]
@@ -375,16 +384,13 @@ def load_folder(
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"image folder not found: {root}")
+    real_root = Path(os.path.realpath(root))
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DatasetError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        found = sorted(
-            p
-            for p in (root / cls).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-        )
+        found = sorted(_image_files(root / cls, real_root, root))
         if not found:
             raise DatasetError(
                 f"class folder {root / cls} has no images ({', '.join(IMAGE_EXTENSIONS)})"
@@ -394,9 +400,25 @@ def load_folder(
 
     def open_image(p: Path):
         try:
-            return Image.open(p)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(p)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DatasetError(
+                f"refusing the image {p}: {exc} (a decompression bomb, or far too large for "
+                "a training image)"
+            ) from None
         except (OSError, UnidentifiedImageError) as exc:
             raise DatasetError(f"cannot read the image {p}: {exc}") from exc
+        width_, height_ = im.size
+        if width_ * height_ > MAX_IMAGE_PIXELS:
+            im.close()
+            raise DatasetError(
+                f"refusing the image {p}: {width_}x{height_} pixels is more than "
+                f"{MAX_IMAGE_PIXELS:,} (a decompression bomb, or far too large for a "
+                "training image)"
+            )
+        return im
 
     if channels is None:  # grey only if every image is (reads headers only)
         channels = 1
@@ -428,6 +450,45 @@ def load_folder(
     return DataSplits(x[train], y[train], x[test], y[test], info)
 
 
+def _image_files(folder: Path, real_root: Path, root: Path):
+    """The image files under ``folder``, recursively, refusing any symlink (file or folder)
+    that leads out of the dataset folder; a folder reached twice (a loop) is walked once."""
+    seen: set[str] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        real = os.path.realpath(current)
+        if not _inside(real, real_root):
+            raise DatasetError(
+                f"{current} is a symlink to {real}, outside the dataset folder {root}; "
+                "copy the images into the dataset folder"
+            )
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            raise DatasetError(f"cannot list {current}: {exc.strerror or exc}") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=True):
+                stack.append(path)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file(follow_symlinks=True):
+                if entry.is_symlink() and not _inside(os.path.realpath(path), real_root):
+                    raise DatasetError(
+                        f"{path} is a symlink to {os.path.realpath(path)}, outside the dataset "
+                        f"folder {root}; copy the image into the dataset folder"
+                    )
+                yield path
+
+
+def _inside(real: str, real_root: Path) -> bool:
+    return real == str(real_root) or real.startswith(str(real_root) + os.sep)
+
+
 # --------------------------------------------------------------------------- dispatch
 
 BUILTIN_LOADERS = {
@@ -446,6 +507,7 @@ def load(
     base_dir: str | os.PathLike | None = None,
     seed: int = 0,
     channels: int | None = None,
+    limit: int | None = None,
 ) -> DataSplits:
     """Load ``dataset``: a built-in name, or a spec's ``NpzDataset``/``FolderDataset`` (or the
     same as a dict). Relative paths are resolved against ``base_dir`` (the spec's folder)."""
@@ -462,7 +524,7 @@ def load(
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     if kind == "npz":
-        return load_npz(path, num_classes=get("num_classes"))
+        return load_npz(path, num_classes=get("num_classes"), limit=limit)
     if kind == "folder":
         return load_folder(
             path, get("image_size"), get("validation_fraction", 0.2), seed=seed, channels=channels

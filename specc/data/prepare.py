@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bounded import check_finite
 from .files import DatasetError
 from .loaders import DataSplits, load
 from .preprocess import (
@@ -184,6 +185,7 @@ def prepare(
     limit: int | None = None,
     data: DataSplits | None = None,
     integer: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Prepared:
     """Load and preprocess the dataset of ``training`` (a ``specc.spec.Training``) for a
     model whose input is ``input_shape`` (one sample, no batch) and whose output has
@@ -208,6 +210,7 @@ def prepare(
             base_dir=base_dir,
             seed=seed,
             channels=channels,
+            **({"limit": limit} if limit is not None else {}),
         )
     info = data.info
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -218,6 +221,17 @@ def prepare(
             x_test[:limit],
             y_test[:limit],
         )
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) == 0:
+            raise DatasetError(
+                f"{info.name}: the {split} split is empty (0 samples); a run needs samples to "
+                f"{'train on' if split == 'train' else 'test on'}"
+            )
+        check_finite(y, f"{info.name}: y_{split}")
+        if not allow_nonfinite:
+            check_finite(
+                x, f"{info.name}: x_{split}", hint="fix the data, or pass --allow-nonfinite"
+            )
     sample = tuple(x_train.shape[1:])
     x_test_raw = x_test
     reshape_to(x_train[:0], input_shape, name=info.name)  # refuse early when sizes differ
@@ -236,7 +250,7 @@ def prepare(
     others = [x_test] if x_val is None or validation == "test" else [x_val, x_test]
     if integer:  # token ids feed the model as they are (int64), never normalized
         x_train, normed = _ids(x_train, info.name), [_ids(o, info.name) for o in others]
-        stats = {"mode": "none", "scale": 1.0}
+        stats = {"mode": "none", "scale": 1.0, "integer": True}
     else:
         x_train, normed, stats = normalize_splits(mode, x_train, others, info.max_value)
     x_test = normed[-1]

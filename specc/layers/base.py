@@ -20,6 +20,8 @@ Shape = tuple[int, ...]  # one sample's shape, channels-last, without the batch 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
+#: the Keras activation strings specc accepts; each is lowered once, for every target, in
+#: layers.lowering.ACTIVATIONS
 ACTIVATIONS = (
     "linear",
     "relu",
@@ -33,22 +35,17 @@ ACTIVATIONS = (
     "swish",
     "silu",
     "softplus",
+    "relu6",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "mish",
+    "log_softmax",
+    "softsign",
+    "exponential",
 )
-ActivationName = Literal[
-    "linear",
-    "relu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "gelu",
-    "swish",
-    "silu",
-    "softplus",
-]
-Initializer = Literal[
+ActivationName = Literal[ACTIVATIONS]  # type: ignore[valid-type]
+InitializerName = Literal[
     "glorot_uniform",
     "glorot_normal",
     "he_uniform",
@@ -58,6 +55,90 @@ Initializer = Literal[
     "zeros",
     "ones",
 ]
+
+
+class _InitializerConfig(BaseModel):
+    """A Keras initializer written as a mapping like its Keras config: ``type`` is the
+    class name (keras.initializers.<type>), the other keys its arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def keras_config(self) -> dict:
+        """The ``{'class_name', 'config'}`` mapping Keras's layers accept as an initializer."""
+        config = self.model_dump(exclude={"type"})
+        return {"class_name": self.type, "config": config}  # type: ignore[attr-defined]
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(exclude={"type"}).items())
+        return f"{self.type}({args})"  # type: ignore[attr-defined]
+
+
+class VarianceScaling(_InitializerConfig):
+    """keras.initializers.VarianceScaling: variance ``scale / max(1, fan)`` (Keras's fans)."""
+
+    type: Literal["VarianceScaling"]
+    scale: float = Field(default=1.0, gt=0.0)
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
+    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = "truncated_normal"
+    seed: int | None = None
+
+
+class TruncatedNormal(_InitializerConfig):
+    """keras.initializers.TruncatedNormal: normal draws beyond two ``stddev`` redrawn."""
+
+    type: Literal["TruncatedNormal"]
+    mean: float = 0.0
+    stddev: float = Field(default=0.05, gt=0.0)
+    seed: int | None = None
+
+
+class RandomNormal(_InitializerConfig):
+    """keras.initializers.RandomNormal."""
+
+    type: Literal["RandomNormal"]
+    mean: float = 0.0
+    stddev: float = Field(default=0.05, gt=0.0)
+    seed: int | None = None
+
+
+class RandomUniform(_InitializerConfig):
+    """keras.initializers.RandomUniform: uniform in [minval, maxval)."""
+
+    type: Literal["RandomUniform"]
+    minval: float = -0.05
+    maxval: float = 0.05
+    seed: int | None = None
+
+
+class Orthogonal(_InitializerConfig):
+    """keras.initializers.Orthogonal: an orthogonal matrix (the kernel flattened to
+    (everything but the last axis, last axis)) times ``gain``."""
+
+    type: Literal["Orthogonal"]
+    gain: float = 1.0
+    seed: int | None = None
+
+
+class Constant(_InitializerConfig):
+    """keras.initializers.Constant."""
+
+    type: Literal["Constant"]
+    value: float = 0.0
+
+
+InitializerConfig = Annotated[
+    VarianceScaling | TruncatedNormal | RandomNormal | RandomUniform | Orthogonal | Constant,
+    Field(discriminator="type"),
+]
+#: a Keras initializer: a name, or a mapping like its Keras config
+Initializer = InitializerName | InitializerConfig
+
+
+def keras_initializer(initializer) -> str | dict:
+    """An initializer as a Keras layer argument: the name, or Keras's config mapping."""
+    return initializer if isinstance(initializer, str) else initializer.keras_config()
+
+
 Padding = Literal["valid", "same"]
 PositiveInt = Annotated[int, Field(ge=1, le=1_000_000_000)]
 

@@ -21,6 +21,7 @@ from .base import (
     Single,
     Weight,
     fmt_shape,
+    keras_initializer,
     prod,
     window_out,
 )
@@ -184,8 +185,8 @@ class Conv2D(_Conv):
             "filters": self.filters,
             **self._common_args(),
             "groups": self.groups,
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "kernel_initializer": keras_initializer(self.kernel_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -244,8 +245,8 @@ class Conv1D(_Conv):
         return {
             "filters": self.filters,
             **self._common_args(),
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "kernel_initializer": keras_initializer(self.kernel_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -300,8 +301,8 @@ class DepthwiseConv2D(_Conv):
         return {
             **self._common_args(),
             "depth_multiplier": self.depth_multiplier,
-            "depthwise_initializer": self.depthwise_initializer,
-            "bias_initializer": self.bias_initializer,
+            "depthwise_initializer": keras_initializer(self.depthwise_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -379,9 +380,9 @@ class SeparableConv2D(_Conv):
             "filters": self.filters,
             **self._common_args(),
             "depth_multiplier": self.depth_multiplier,
-            "depthwise_initializer": self.depthwise_initializer,
-            "pointwise_initializer": self.pointwise_initializer,
-            "bias_initializer": self.bias_initializer,
+            "depthwise_initializer": keras_initializer(self.depthwise_initializer),
+            "pointwise_initializer": keras_initializer(self.pointwise_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -480,8 +481,8 @@ class Conv2DTranspose(_Conv):
         return {
             "filters": self.filters,
             **self._common_args(),
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "kernel_initializer": keras_initializer(self.kernel_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     def torch_lowering(self, shapes, out, layout):

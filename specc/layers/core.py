@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,7 @@ from .base import (
     ShapeError,
     Weight,
     fmt_shape,
+    keras_initializer,
     prod,
 )
 
@@ -73,8 +74,8 @@ class Dense(Layer):
             "units": self.units,
             "activation": self.activation,
             "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
+            "kernel_initializer": keras_initializer(self.kernel_initializer),
+            "bias_initializer": keras_initializer(self.bias_initializer),
         }
 
     torch_layout: ClassVar[str] = lw.CL
@@ -188,20 +189,42 @@ class Reshape(Layer):
 
 
 class Dropout(Layer):
-    """Randomly zeroes a fraction ``rate`` of inputs while training (keras.layers.Dropout)."""
+    """Randomly zeroes a fraction ``rate`` of inputs while training (keras.layers.Dropout);
+    ``noise_shape`` (batch axis first, ``null`` for the input's size) shares one draw along
+    the axes where it is 1, e.g. ``[null, 1, 1, 1]`` drops whole samples."""
 
     type: Literal["Dropout"]
     keras_class: ClassVar[str] = "Dropout"
     onnx_doc: ClassVar[str] = "`Identity` (inference)"
-    torch_doc: ClassVar[str] = "`nn.Dropout(p=rate)`; the seed is Keras-only; identity in `eval()`"
+    torch_doc: ClassVar[str] = (
+        "`nn.Dropout(p=rate)`; with `noise_shape`, `torch.mul(x, F.dropout(ones of the mask's "
+        "shape))`; "
+        "the seed is Keras-only; identity in `eval()`"
+    )
+    #: the field crosscheck's training step sets to 0 (the noise is random)
+    noise_field: ClassVar[str] = "rate"
     rate: float = Field(ge=0.0, lt=1.0)
+    noise_shape: list[Annotated[int, Field(ge=1)] | None] | None = Field(
+        default=None, min_length=2, max_length=9
+    )
     seed: int | None = None
 
+    def output_shape(self, shapes):
+        if self.noise_shape is not None:
+            noise_mask(self.noise_shape, shapes[0])
+        return shapes[0]
+
     def keras_args(self):
-        return {"rate": self.rate, "seed": self.seed}
+        noise = None if self.noise_shape is None else tuple(self.noise_shape)
+        return {"rate": self.rate, "noise_shape": noise, "seed": self.seed}
 
     def torch_lowering(self, shapes, out, layout):
         """torch draws its own masks (the seed is Keras's only); identity in eval()."""
+        if self.noise_shape is not None:
+            mask = noise_mask(self.noise_shape, shapes[0])
+            ones = lw.call("torch.ones_like", mask_slice(mask, shapes[0], layout))
+            drop = lw.call("F.dropout", ones, p=self.rate, training=lw.Ref("self.training"))
+            return lw.TorchLowering(steps=(lw.call("torch.mul", lw.X, drop),))
         args = (("p", self.rate), ("inplace", False))
         return lw.TorchLowering(
             modules=(lw.TorchModule("nn.Dropout", args),), steps=(lw.call(lw.SELF, lw.X),)
@@ -210,6 +233,42 @@ class Dropout(Layer):
     def onnx_lowering(self, b, layer, out, layout):
         # the identity at inference
         b.node("Identity", [b.get(layer.inputs[0], layout)], out)
+
+
+def noise_mask(noise_shape: list, shape: tuple[int, ...]) -> tuple[bool, ...]:
+    """For each axis (batch first): whether the mask is shared along it (a 1 in
+    ``noise_shape`` where the input is longer); raises ShapeError as Keras would refuse."""
+    if len(noise_shape) != len(shape) + 1:
+        raise ShapeError(
+            f"noise_shape has {len(noise_shape)} entries; the input "
+            f"(batch, {', '.join(map(str, shape))}) has {len(shape) + 1} axes",
+            field="noise_shape",
+            hint="give one entry per axis, the batch first (null keeps the input's size)",
+        )
+    shared = [noise_shape[0] == 1]
+    if noise_shape[0] not in (None, 1):
+        raise ShapeError(
+            "noise_shape's batch entry must be null or 1", field="noise_shape", hint="use null"
+        )
+    for entry, size in zip(noise_shape[1:], shape):
+        if entry not in (None, 1, size):
+            raise ShapeError(
+                f"noise_shape entry {entry} must be null, 1 or the input's size {size}",
+                field="noise_shape",
+            )
+        shared.append(entry == 1 and size != 1)
+    return tuple(shared)
+
+
+def mask_slice(shared: tuple[bool, ...], shape: tuple[int, ...], layout: str) -> lw.Expr:
+    """``x[...]`` keeping one element along each shared axis, in the torch layout."""
+    rank = len(shape)
+    ranges: list[tuple[int, int] | None] = [None] * (rank + 1)
+    ranges[0] = (0, 1) if shared[0] else None
+    for k, size in enumerate(shape):
+        ranges[lw.torch_dim(k, rank, layout)] = (0, 1) if shared[k + 1] else (0, size)
+    skip = 0 if shared[0] else 1  # the batch axis, kept whole unless shared
+    return lw.Slice(lw.X, skip, tuple(r for r in ranges[skip:] if r is not None))
 
 
 LAYERS = (Input, Dense, Flatten, Reshape, Dropout)

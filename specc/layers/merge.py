@@ -1,4 +1,7 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate."""
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+
+The element-wise merges broadcast as Keras's do: numpy's rules over the per-sample axes
+(a (112, 112, 32) tensor times a (1, 1, 32) one, as in a squeeze-and-excite gate)."""
 
 from __future__ import annotations
 
@@ -8,27 +11,56 @@ from . import lowering as lw
 from .base import Layer, Shape, ShapeError, fmt_shape, normalize_axis
 
 
+def broadcast(shapes: list[Shape]) -> Shape:
+    """Keras's merge broadcasting (Merge._compute_elemwise_op_output_shape): numpy's rules
+    over the per-sample axes, aligned on the right; a lower-rank input gains leading 1s."""
+    out = shapes[0]
+    for other in shapes[1:]:
+        long, short = (out, other) if len(out) >= len(other) else (other, out)
+        merged = list(long[: len(long) - len(short)])
+        for a, b in zip(long[len(long) - len(short) :], short):
+            if a != b and 1 not in (a, b):
+                listed = ", ".join(fmt_shape(s) for s in shapes)
+                raise ShapeError(
+                    f"cannot merge inputs of shapes {listed}: {a} and {b} do not broadcast",
+                    field="inputs",
+                    hint="element-wise merges need equal sizes or 1 on each axis (numpy "
+                    "broadcasting, aligned on the last axis); project with a 1x1 Conv2D or Dense",
+                )
+            merged.append(b if a == 1 else a)
+        out = tuple(merged)
+    return out
+
+
 class _ElementwiseMerge(Layer):
     arity: ClassVar[int | None] = None
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
-        first = shapes[0]
-        for other in shapes[1:]:
-            if other != first:
-                listed = ", ".join(fmt_shape(s) for s in shapes)
-                raise ShapeError(
-                    f"cannot merge inputs of different shapes: {listed}",
-                    field="inputs",
-                    hint="element-wise merges need equal shapes; project with a 1x1 Conv2D or Dense",
-                )
-        return first
+        return broadcast(shapes)
 
     #: the torch operator joining the inputs, or the torch function folding them pairwise
     torch_operator: ClassVar[str] = ""
     torch_function: ClassVar[str] = ""
 
+    @staticmethod
+    def _torch_inputs(shapes, layout) -> tuple:
+        """Every input, a lower-rank one given leading 1-axes as Keras's expand_dims(x, 1)
+        (torch then broadcasts as numpy); channels-first ones moved last and back for it."""
+        rank = max(len(s) for s in shapes)
+        inputs = []
+        for i, shape in enumerate(shapes):
+            x = lw.Input(i)
+            if len(shape) < rank:
+                if layout == lw.CF and len(shape) >= 2:
+                    x = lw.call("torch.movedim", x, 1, -1)
+                x = lw.call("torch.reshape", x, (-1, *(1,) * (rank - len(shape)), *shape))
+                if layout == lw.CF:
+                    x = lw.call("torch.movedim", x, -1, 1)
+            inputs.append(x)
+        return tuple(inputs)
+
     def torch_lowering(self, shapes, out, layout):
-        inputs = tuple(lw.Input(i) for i in range(len(shapes)))
+        inputs = self._torch_inputs(shapes, layout)
         if self.torch_function:
             folded = inputs[0]
             for other in inputs[1:]:
@@ -43,16 +75,39 @@ class _ElementwiseMerge(Layer):
     onnx_op: ClassVar[str] = ""
 
     def onnx_lowering(self, b, layer, out, layout):
-        xs = [b.get(name, layout) for name in layer.inputs]
+        ranks = {len(b.shape_of(name)) for name in layer.inputs}
+        if len(ranks) == 1:
+            self._onnx_merge(b, layer, [b.get(name, layout) for name in layer.inputs], out)
+            return
+        # different ranks: ONNX aligns the batch axis on the right too, so each lower-rank
+        # input is reshaped to (batch, 1, ..., *shape) first (Keras's expand_dims(x, 1))
+        rank = max(ranks)
+        xs = []
+        for name in layer.inputs:
+            x = b.get(name, lw.CL)
+            shape = b.shape_of(name)
+            if len(shape) < rank:
+                target = b.const(
+                    f"{layer.name}.{name}.shape", [0, *(1,) * (rank - len(shape)), *shape], "int64"
+                )
+                x = b.node("Reshape", [x, target], b.tmp(layer, f"{name}/expanded"))
+            xs.append(x)
+        if layout == lw.CL:
+            self._onnx_merge(b, layer, xs, out)
+            return
+        y = self._onnx_merge(b, layer, xs, b.tmp(layer, "channels_last"))
+        b.node("Transpose", [y], out, perm=[0, rank, *range(1, rank)])
+
+    def _onnx_merge(self, b, layer, xs, out):
         op = self.onnx_op
         if op == "Add" and len(xs) > 2:
             op = "Sum"
         if op in ("Add", "Sub", "Sum", "Mean", "Max", "Min"):
-            b.node(op, xs, out)
-            return
+            return b.node(op, xs, out)
         y = xs[0]
         for i, x in enumerate(xs[1:], start=1):
             y = b.node(op, [y, x], out if i == len(xs) - 1 else b.tmp(layer, f"{op.lower()}{i}"))
+        return y
 
 
 class Add(_ElementwiseMerge):

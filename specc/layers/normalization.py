@@ -1,4 +1,4 @@
-"""Normalization: BatchNormalization, LayerNormalization."""
+"""Normalization: BatchNormalization, LayerNormalization, GroupNormalization."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from . import lowering as lw
-from .base import Layer, Weight, normalize_axis
+from .base import Layer, ShapeError, Weight, normalize_axis
 
 
 def _affine(n: tuple[int], scale: bool, center: bool) -> tuple[Weight, ...]:
@@ -212,4 +212,121 @@ class LayerNormalization(Layer):
         b.node("Transpose", [y], out, perm=back)
 
 
-LAYERS = (BatchNormalization, LayerNormalization)
+class GroupNormalization(Layer):
+    """Group normalization (keras.layers.GroupNormalization): the channels split into
+    ``groups`` contiguous groups (-1: one per channel), each normalized over its channels and
+    every spatial position, then scaled by gamma and shifted by beta per channel."""
+
+    type: Literal["GroupNormalization"]
+    keras_class: ClassVar[str] = "GroupNormalization"
+    onnx_doc: ClassVar[str] = (
+        "`Reshape` to (batch, groups, rest), `InstanceNormalization` (epsilon), `Reshape` back, "
+        "`Mul` by gamma and `Add` beta per channel"
+    )
+    torch_doc: ClassVar[str] = (
+        "`nn.GroupNorm(num_groups, num_channels, eps, affine)` on the channels-first tensor; "
+        "channels axis only; center != scale refused"
+    )
+    doc_example: ClassVar[tuple] = ({"groups": 2}, ((8, 8, 4),))
+    groups: int = Field(default=32, ge=-1)
+    axis: int = -1
+    epsilon: float = Field(default=1e-3, gt=0.0, le=1.0)
+    center: bool = True
+    scale: bool = True
+
+    def _groups(self, shape) -> int:
+        channels = shape[normalize_axis(self.axis, len(shape))]
+        groups = channels if self.groups == -1 else self.groups
+        if groups == 0 or groups > channels or channels % groups:
+            raise ShapeError(
+                f"groups ({self.groups}) must divide the {channels} channels "
+                f"(and be at most {channels})",
+                field="groups",
+                hint="use a divisor of the channel count, or -1 for one group per channel",
+            )
+        return groups
+
+    def output_shape(self, shapes):
+        self._groups(shapes[0])
+        return shapes[0]
+
+    def weights(self, shapes):
+        n = (shapes[0][normalize_axis(self.axis, len(shapes[0]))],)
+        return _affine(n, self.scale, self.center)
+
+    def keras_args(self):
+        return {
+            "groups": self.groups,
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }
+
+    def _channels_only(self, shape, target: str) -> None:
+        if normalize_axis(self.axis, len(shape)) != len(shape) - 1:
+            raise lw.Unsupported(
+                f"GroupNormalization over an axis other than the channels (last) one is not "
+                f"supported by the {target} target",
+                field="axis",
+                hint="use axis: -1",
+            )
+
+    torch_layout: ClassVar[str] = lw.CF
+
+    def torch_lowering(self, shapes, out, layout):
+        shape = shapes[0]
+        self._channels_only(shape, "PyTorch")
+        if self.center != self.scale:
+            raise lw.Unsupported(
+                "torch's GroupNorm has both or neither of gamma and beta (center != scale)",
+                field="center" if not self.center else "scale",
+                hint="set center and scale to the same value",
+            )
+        args = (
+            ("num_groups", self._groups(shape)),
+            ("num_channels", shape[-1]),
+            ("eps", self.epsilon),
+            ("affine", self.scale),
+        )
+        # .contiguous(): torch 2.13's CPU GroupNorm backward crashes (SIGSEGV) on a strided
+        # view such as a cropped channels-last tensor whose input needs no gradient
+        contiguous = lw.call(lw.Attr(lw.X, "contiguous"))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.GroupNorm", args),), steps=(lw.call(lw.SELF, contiguous),)
+        )
+
+    onnx_layout: ClassVar[str] = lw.CF
+
+    def onnx_lowering(self, b, layer, out, layout):
+        shape = b.shape_of(layer.inputs[0])
+        self._channels_only(shape, "ONNX")
+        groups, channels, name = self._groups(shape), shape[-1], layer.name
+        x = b.get(layer.inputs[0], lw.CF)
+        grouped = b.const(f"{name}.grouped", [0, groups, -1], "int64")
+        y = b.node("Reshape", [x, grouped], b.tmp(layer, "grouped"))
+        ones = b.const(f"{name}.group_scale", [1.0] * groups)
+        zeros = b.const(f"{name}.group_bias", [0.0] * groups)
+        y = b.node(
+            "InstanceNormalization",
+            [y, ones, zeros],
+            b.tmp(layer, "normalized"),
+            epsilon=self.epsilon,
+        )
+        last = not (self.scale or self.center)
+        back = b.const(f"{name}.shape", [0, channels, *shape[:-1]], "int64")
+        y = b.node("Reshape", [y, back], out if last else b.tmp(layer, "ungrouped"))
+        if last:
+            return
+        per_channel = b.const(f"{name}.per_channel", [channels, *(1,) * (len(shape) - 1)], "int64")
+        if self.scale:
+            gamma = b.node(
+                "Reshape", [b.weight(layer, "gamma"), per_channel], b.tmp(layer, "gamma")
+            )
+            y = b.node("Mul", [y, gamma], out if not self.center else b.tmp(layer, "scaled"))
+        if self.center:
+            beta = b.node("Reshape", [b.weight(layer, "beta"), per_channel], b.tmp(layer, "beta"))
+            b.node("Add", [y, beta], out)
+
+
+LAYERS = (BatchNormalization, LayerNormalization, GroupNormalization)

@@ -12,16 +12,21 @@ minimum opset (13).
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union, get_args
 
 from pydantic import Field, model_validator
 
 from . import lowering as lw
 from .base import Layer, PositiveInt, ShapeError, Weight, fmt_shape
 
-#: the activations every target runs inside a recurrent cell (torch.<name>, ONNX's names)
+#: the activations every target runs inside a recurrent cell: entries of the one activation
+#: table (lowering.ACTIVATIONS) whose ONNX lowering is a single operator, which ONNX's
+#: RNN/LSTM/GRU take by name (the PyTorch helper modules call torch.<name>)
 RecurrentActivationName = Literal["tanh", "sigmoid", "relu"]
-_ONNX_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+_ONNX_ACTIVATIONS = {
+    name: lw.ACTIVATIONS[name].onnx_doc.strip("`") for name in get_args(RecurrentActivationName)
+}
+assert all(op.isalpha() for op in _ONNX_ACTIVATIONS.values()), _ONNX_ACTIVATIONS
 RecurrentInitializer = Literal[
     "glorot_uniform",
     "glorot_normal",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
+
+from ..frameworks import import_keras
+
+keras = import_keras()  # quietly: no TensorFlow start-up lines on stderr
 
 
 def keras_optimizer(spec):
@@ -91,11 +94,60 @@ class KerasBackend:
     def restore(self, snapshot) -> None:
         self.model.set_weights(snapshot)
 
+    def _seed_generators(self) -> list:
+        """Every layer's SeedGenerator (Dropout, random augmentation layers), in layer order."""
+        found = []
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            found += list(getattr(layer, "_seed_generators", []) or [])
+        return found
+
+    def rng_state(self):
+        """The state of every seed generator: a Dropout's masks continue exactly after a
+        resume (``model.keras`` does not save them, and a loaded model draws new seeds)."""
+        return [np.asarray(sg.state.numpy()) for sg in self._seed_generators()]
+
+    def set_rng_state(self, state) -> None:
+        generators = self._seed_generators()
+        if len(generators) != len(state):
+            raise ValueError(
+                f"the checkpoint has {len(state)} random generators, the model {len(generators)}"
+            )
+        for sg, value in zip(generators, state, strict=True):
+            sg.state.assign(np.asarray(value, dtype=sg.state.dtype))
+
     def save(self, folder: Path) -> None:
         self.model.save(folder / "model.keras")
+        np.savez(folder / "rng.npz", *self.rng_state())
 
     def load(self, folder: Path) -> None:
-        self.model = keras.models.load_model(folder / "model.keras")
+        """Model, optimizer and seed-generator state; a file that cannot be read raises
+        ``RunDamaged`` naming it."""
+        from .runfolder import RunDamaged
+
+        path = folder / "model.keras"
+        if path.is_file() and path.stat().st_size == 0:
+            raise RunDamaged(path, "cannot be loaded (empty file)")
+        try:
+            self.model = keras.models.load_model(path)
+        except Exception as exc:  # zipfile, h5py or Keras's own errors for a corrupt file
+            reason = (
+                f"not a readable .keras file, truncated or corrupted ({type(exc).__name__})"
+                if path.is_file()
+                else "the file is missing"
+            )
+            raise RunDamaged(path, f"cannot be loaded ({reason})") from None
+        rng = folder / "rng.npz"
+        if rng.exists():
+            try:
+                with np.load(rng, allow_pickle=False) as z:
+                    self.set_rng_state([z[f"arr_{i}"] for i in range(len(z.files))])
+            except Exception as exc:
+                raise RunDamaged(rng, f"cannot be loaded ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _model_input(x) -> np.ndarray:

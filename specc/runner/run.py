@@ -19,8 +19,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..diagnostics import Diagnostic, SpecError
-from ..fsutil import atomic_write_text
+from ..fsutil import WriteError, atomic_write_text, reason_of
 from ..ir import ModelIR
+from .runfolder import (
+    RunDamaged,
+    RunFolder,
+    read_json,
+    resume_differences,
+)
 
 BACKENDS = ("keras", "pytorch")
 
@@ -32,6 +38,46 @@ class RunError(Exception):
     """A run cannot proceed (missing data, framework, or a run folder in the way)."""
 
 
+class ResumeRefused(Exception):
+    """``--resume`` cannot continue (nothing to resume, or a different run): exit 2."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: a checkpoint was saved; the message says where and how to resume (exit 130)."""
+
+
+# The files `specc train` writes into its run folder (recorded in the manifest before any
+# is written; a file of the user's with one of these names is refused, never replaced).
+OUTPUT_FILES = (
+    "run.json",
+    "checkpoint.json",
+    "history.csv",
+    "history.json",
+    "curves.png",
+    "confusion_matrix.png",
+    "predictions.png",
+    "metrics.json",
+    "weights.npz",
+    "model.onnx",
+    "normalization.json",
+)
+
+
+def output_files(backend: str) -> tuple[str, ...]:
+    saved = ("model.keras", ".model.keras.tmp.keras") if backend == "keras" else ("model.pt",)
+    return (*OUTPUT_FILES, f"model_{backend}.py", *saved)
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line that continues this run: the same arguments plus --resume."""
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["specc", *args])
+
+
 @dataclass
 class TrainOptions:
     backend: str = "keras"
@@ -41,8 +87,12 @@ class TrainOptions:
     data_dir: str | None = None
     out_dir: str | None = None
     resume: bool = False
+    force: bool = False  # --resume: accept a different epoch count or data folder
+    allow_nonfinite: bool = False  # accept NaN/Inf in the dataset's inputs
     limit: int | None = None  # use only the first N train and test samples (smoke runs)
     progress: bool = True
+    progress_interval: float = 10.0  # seconds between progress lines when not on a terminal
+    tensorboard: str | None = None  # folder for TensorBoard scalars (specc.runner.tensorboard)
     export_onnx: bool = True
     download: bool = True  # fetch missing official dataset files (checksum-verified)
     precision: str = "fp32"  # "bf16": bf16 autocast in the PyTorch forward pass (opt-in)
@@ -73,6 +123,10 @@ def build_backend(
     """Generate the model code into ``code_path``, import it, build the model and its backend."""
     from .. import targets
 
+    if backend == "keras":  # before the generated code's `import keras`
+        from ..frameworks import import_keras
+
+        import_keras()  # quietly: no TensorFlow start-up lines on stderr
     atomic_write_text(code_path, targets.get(backend).emit(model))
     module = import_generated(code_path, f"specc_generated_{backend}_{model.name}")
     if backend == "keras":
@@ -120,8 +174,11 @@ def _require(backend: str) -> None:
         )
 
 
-def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
-    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError."""
+def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=print) -> dict:
+    """Run training; returns the metrics written to metrics.json. Raises SpecError / RunError.
+
+    ``log`` gets progress and information (the CLI sends it to stderr), ``say_result`` the
+    line with every test metric (stdout)."""
     from ..pipeline import check_file
     from ..spec import Training
 
@@ -159,11 +216,125 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         raise RunError(f"--precision {options.precision} is available with --backend pytorch")
 
     out_dir = Path(options.out_dir or f"runs/{model.name}-{options.backend}")
-    if out_dir.exists() and (out_dir / "checkpoint.json").exists() and not options.resume:
+    config = {
+        "spec": str(spec_path),
+        "spec_sha256": spec_hash(model),
+        "model": model.name,
+        "backend": options.backend,
+        "dataset": _dataset_name(training.dataset),
+        "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
+        "limit": options.limit,
+        "seed": training.seed,
+        "batch_size": training.batch_size,
+        "precision": options.precision,
+        "epochs_target": training.epochs,
+    }
+    with RunFolder(out_dir) as run:
+        return _train_locked(spec_path, model, training, options, run, config, log, say_result)
+
+
+def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _record_new_target(out_dir: Path, config: dict) -> None:
+    """A resumed run that trains to a new epoch count (or from a moved data folder)."""
+    recorded = read_json(out_dir / "run.json", "the run's record")
+    changed = {k: config[k] for k in ("epochs_target", "data_dir") if recorded.get(k) != config[k]}
+    if changed:
+        recorded.update(changed, status="running")
+        atomic_write_text(out_dir / "run.json", json.dumps(recorded, indent=2) + "\n")
+
+
+def _dataset_name(dataset) -> str:
+    if isinstance(dataset, str):
+        return dataset
+    data = dataset if isinstance(dataset, dict) else dataset.model_dump()
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _check_resume(run: RunFolder, config: dict, options: TrainOptions, log) -> None:
+    """Refuse a --resume that has nothing to continue or would continue a different run."""
+    from .loop import checkpoint_info, read_loop_state
+
+    out_dir = run.path
+    pointer = checkpoint_info(out_dir)
+    if pointer is None:
+        raise ResumeRefused(
+            f"nothing to resume in {out_dir}: it holds no checkpoint; start the run without --resume"
+        )
+    recorded = read_json(out_dir / "run.json", "the run's record")
+    loop = read_loop_state(out_dir / pointer["folder"] / "loop.json").__dict__
+    done = loop["epoch"]
+    target = recorded.get("epochs_target", recorded.get("epochs"))
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise RunDamaged(out_dir / "run.json", f"epochs_target is {target!r}, not a number")
+    trained = loop.get("stopped_early") or (
+        target is not None and done >= int(target) and not loop.get("step")
+    )
+    # a run stopped after its last epoch but before its results were written (status
+    # "running") resumes to write them; only a run with its results is finished
+    finished = trained and recorded.get("status") != "running"
+    differences = resume_differences(recorded, config)
+    if finished:
+        if loop.get("stopped_early"):
+            raise ResumeRefused(
+                f"the run in {out_dir} stopped early at epoch {done} (early_stopping); "
+                "there is nothing to resume"
+            )
+        if options.epochs is None or config["epochs_target"] <= done:
+            raise ResumeRefused(
+                f"the run in {out_dir} finished all its epochs ({done}); to train further give a "
+                f"larger --epochs (e.g. --epochs {done * 2}) with --resume"
+            )
+        # extending a finished run with an explicit larger --epochs is the documented way
+        differences = [d for d in differences if d[0] != "epochs"]
+    unsafe = [d for d in differences if not d[3]]
+    safe = [d for d in differences if d[3]]
+    if unsafe or (safe and not options.force):
+        lines = "; ".join(
+            f"{label}: {old!r} in run.json, now {new!r}" for label, old, new, _ in differences
+        )
+        hint = (
+            "these can be accepted with --force"
+            if not unsafe
+            else "start a new run with another --out (a resumed run must be the same run)"
+        )
+        raise ResumeRefused(f"cannot resume {out_dir}: the run differs: {lines}; {hint}")
+    seconds = float(loop.get("train_seconds", 0.0)) + float(loop.get("epoch_seconds", 0.0))
+    step = int(loop.get("step", 0))
+    where = f"epoch {done + 1}, step {step}" if step else f"the end of epoch {done}"
+    if trained and not finished:
+        log(f"the run in {out_dir} trained all its epochs; writing its results")
+    elif finished:
+        log(
+            f"extending the finished run in {out_dir} from {done} to {config['epochs_target']} epochs"
+        )
+    else:
+        log(f"resuming {out_dir} from {where} ({seconds:.1f} s of training so far)")
+
+
+def _train_locked(
+    spec_path, model, training, options, run: RunFolder, config, log, say_result=print
+) -> dict:
+    out_dir = run.path
+    if options.resume:
+        _check_resume(run, config, options, log)
+    elif (out_dir / "checkpoint.json").exists():
         raise RunError(
             f"{out_dir} already holds a run; continue it with --resume or choose another --out"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run.claim(*output_files(options.backend))
+    if not options.resume:
+        atomic_write_text(
+            out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
+        )
 
     from ..data import prepare
 
@@ -178,6 +349,7 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         limit=options.limit,
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
         integer=model.inputs[0].dtype in ("int32", "int64"),
+        allow_nonfinite=options.allow_nonfinite,
     )
     log(
         f"{model.name}: {model.total_params:,} params; {data.dataset}: "
@@ -185,7 +357,8 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         f"{len(data.x_test):,} test samples; backend {options.backend}"
     )
 
-    from .loop import Progress, fit
+    from .loop import Interrupted, Progress, fit
+    from .results import data_record, result_line
 
     backend = build_backend(
         model,
@@ -195,30 +368,66 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
         precision=options.precision,
         threads=options.threads,
     )
-    state = fit(
-        backend,
-        data,
-        training,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        seed=training.seed,
-        out_dir=out_dir,
-        resume=options.resume,
-        progress=Progress(enabled=options.progress),
-    )
-    metrics = write_outputs(out_dir, model, training, data, backend, state, options)
-    run = {
-        "spec": str(spec_path),
-        "spec_sha256": spec_hash(model),
-        "model": model.name,
-        "backend": options.backend,
-        "dataset": data.dataset,
-        "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
+    progress = Progress(enabled=options.progress, interval=options.progress_interval)
+    if options.tensorboard:
+        from .tensorboard import with_tensorboard
+
+        progress = with_tensorboard(progress, options.tensorboard)
+    if not options.resume:  # a resumed run's checkpoint holds the adapted statistics
+        _adapt(model, data, backend, log)
+    resumed = None
+    if options.resume:  # the checkpoint loads before run.json records the new target
+        from .loop import load_checkpoint
+
+        resumed = load_checkpoint(out_dir, backend)
+        _record_new_target(out_dir, config)
+    try:  # the live bar gives the terminal back even when training stops with an error
+        state = fit(
+            backend,
+            data,
+            training,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            out_dir=run,
+            state=resumed,
+            progress=progress,
+        )
+    except Interrupted as stop:
+        where = (
+            f"epoch {stop.state.epoch + 1}, step {stop.state.step}"
+            if stop.state.step
+            else f"the end of epoch {stop.state.epoch}"
+        )
+        raise RunInterrupted(
+            f"interrupted: saved a checkpoint at {where} in {stop.folder}; continue with:\n"
+            f"  {resume_command()}"
+        ) from None
+    finally:
+        progress.close()
+    from .loop import _InterruptFlag
+
+    try:
+        # a first Ctrl-C waits for the results (a few seconds); a second one stops at once
+        with _InterruptFlag():
+            metrics = write_outputs(out_dir, model, training, data, backend, state, options)
+    except Exception as exc:
+        if not _caused_by_ctrl_c(exc):  # Ctrl-C inside an import becomes an ImportError
+            raise
+        raise RunInterrupted(
+            f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
+            f"complete; write them with:\n  {resume_command()}"
+        ) from None
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted while writing the results; the checkpoint of epoch {state.epoch} is "
+            f"complete; write them with:\n  {resume_command()}"
+        ) from None
+    run_record = {
+        **config,
+        "status": "finished",
         "epochs": state.epoch,
         "stopped_early": state.stopped_early,
-        "batch_size": training.batch_size,
-        "precision": options.precision,
-        "seed": training.seed,
         "train_seconds": round(state.train_seconds, 3),
         "wall_seconds": round(time.time() - started, 3),
         "samples_per_second": round(state.samples_seen / state.train_seconds, 1)
@@ -230,57 +439,63 @@ def train(spec_path: str | Path, options: TrainOptions, log=print) -> dict:
             **_framework_version(options.backend),
         },
         "command": sys.argv,
+        "data": data_record(options, training, data),
     }
-    atomic_write_text(out_dir / "run.json", json.dumps(run, indent=2) + "\n")
-    log(
-        f"test loss {metrics['test_loss']:.4f}"
-        + (f", test accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else "")
-        + f"; wrote {out_dir}/"
-    )
+    atomic_write_text(out_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
+    say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics
+
+
+def _adapt(model: ModelIR, data, backend, log) -> None:
+    """Normalization layers without mean/variance in the spec: computed from the training
+    split, as Keras's ``adapt`` does (specc.runner.adapt)."""
+    from .adapt import AdaptError, apply, statistics, to_adapt
+
+    if not to_adapt(model):
+        return
+    try:
+        stats = statistics(model, data.x_train)
+    except AdaptError as exc:
+        raise RunError(str(exc)) from None
+    apply(backend, model, stats)
+    names = ", ".join(layer.name for layer in to_adapt(model))
+    log(f"adapted {names} (Normalization) to {len(data.x_train):,} training samples")
 
 
 def write_outputs(out_dir: Path, model: ModelIR, training, data, backend, state, options) -> dict:
     """metrics.json, history files, plots, the saved model, canonical weights, model.onnx."""
     from .. import weights as canonical
-    from .losses import predicted_classes, probabilities
-    from .report import (
-        classification_metrics,
-        plot_confusion,
-        plot_history,
-        plot_predictions,
-        write_history,
-        write_json,
-    )
+    from .report import write_history, write_json, write_report
+    from .results import final_epoch_metrics, report_test_split
 
     outputs, test_loss = backend.evaluate(data.x_test, data.y_test, training.batch_size)
-    metrics: dict = {"test_loss": test_loss}
+    metrics = report_test_split(outputs, test_loss, data.y_test, data, training)
+    metrics.update(final_epoch_metrics(state.history, training))
     write_history(out_dir, state.history)
-    if state.history:
-        plot_history(state.history, out_dir / "curves.png")
-    if training.loss != "mse":
-        probs = probabilities(outputs, training.loss, training.from_logits)
-        truth = data.class_indices(data.y_test)
-        predicted = predicted_classes(probs)
-        metrics.update(classification_metrics(truth, predicted, data.class_names))
-        plot_confusion(
-            metrics["confusion_matrix"], data.class_names, out_dir / "confusion_matrix.png"
-        )
-        images = data.raw_test_images(25) if hasattr(data, "raw_test_images") else data.x_test[:25]
-        if len(data.sample_shape) in (2, 3):
-            images = images.reshape((len(images), *data.sample_shape))
-            plot_predictions(
-                images, truth[:25], predicted[:25], data.class_names, out_dir / "predictions.png"
-            )
+    write_report(
+        out_dir,
+        model.name,
+        options.backend,
+        data,
+        training,
+        state.history,
+        metrics,
+        outputs,
+        precision=options.precision,
+    )
     write_json(out_dir / "metrics.json", metrics)
 
     if options.backend == "keras":
         from ..fsutil import atomic_write_bytes
 
         tmp = out_dir / ".model.keras.tmp.keras"
-        backend.model.save(tmp)
-        atomic_write_bytes(out_dir / "model.keras", tmp.read_bytes())
-        tmp.unlink()
+        try:
+            backend.model.save(tmp)
+            atomic_write_bytes(out_dir / "model.keras", tmp.read_bytes())
+        except OSError as exc:
+            raise WriteError(out_dir / "model.keras", reason_of(exc)) from None
+        finally:
+            tmp.unlink(missing_ok=True)
         weights = canonical.from_keras(backend.model, model)
     else:
         import io

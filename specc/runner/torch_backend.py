@@ -239,16 +239,41 @@ class TorchBackend:
     def restore(self, snapshot) -> None:
         self.module.load_state_dict(snapshot)
 
+    def rng_state(self):
+        return torch.get_rng_state()
+
+    def set_rng_state(self, state) -> None:
+        torch.set_rng_state(state)
+
     def save(self, folder: Path) -> None:
+        """Model, optimizer and torch's random state (Dropout mid-epoch) in ``state.pt``."""
         torch.save(
-            {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()},
+            {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng_state(),
+            },
             folder / "state.pt",
         )
 
     def load(self, folder: Path) -> None:
-        state = torch.load(folder / "state.pt", weights_only=True)
+        path = folder / "state.pt"
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError("empty file")
+        try:
+            state = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # torch's messages for a corrupt file suggest unsafe loading
+            raise ValueError(
+                f"not a readable PyTorch checkpoint, truncated or corrupted ({type(exc).__name__})"
+            ) from None
+        if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
+            raise ValueError("not a specc checkpoint (no model and optimizer state)")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "rng" in state:
+            self.set_rng_state(state["rng"])
 
 
 def _model_input(x) -> torch.Tensor:

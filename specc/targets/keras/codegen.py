@@ -14,6 +14,7 @@ from ...codegen.pyformat import (
     call_block,
     docstring,
     identifier,
+    py_literal,
     py_str,
 )
 from ...ir import ModelIR
@@ -27,7 +28,17 @@ def _input_args(tensor) -> list[tuple[str, object]]:
 
 
 def _layer_args(layer) -> list[tuple[str, object]]:
-    return [*layer.spec.keras_args().items(), ("name", layer.name)]
+    return [(k, _keras_value(v)) for k, v in layer.spec.keras_args().items()] + [
+        ("name", layer.name)
+    ]
+
+
+def _keras_value(value):
+    """A Keras config mapping ({'class_name', 'config'}, e.g. an initializer) as its
+    constructor call: ``keras.initializers.VarianceScaling(scale=2.0, ...)``."""
+    if isinstance(value, dict) and set(value) == {"class_name", "config"}:
+        return lw.call(f"keras.initializers.{value['class_name']}", **value["config"])
+    return value
 
 
 def _cls(spec) -> str:
@@ -60,8 +71,10 @@ def _sequential(model: ModelIR) -> list[str]:
     return lines
 
 
-def _functional(model: ModelIR) -> list[str]:
-    taken: set[str] = set()
+def _functional(model: ModelIR, calls=None) -> list[str]:
+    """The Functional API; with ``calls`` (the top-level block instances), each instance is
+    one call of its block's function (specc/targets/keras/blocks.py)."""
+    taken: set[str] = set(model.expansion.blocks) if calls else set()
     var: dict[str, str] = {}
     lines: list[str] = []
     for tensor in model.inputs:
@@ -69,7 +82,27 @@ def _functional(model: ModelIR) -> list[str]:
         lines += call_block(
             "keras.Input", _input_args(tensor), INDENT, f"{var[tensor.name]} = ", explode=True
         )
+    last: dict[str, object] = {}
+    if calls:
+        from .blocks import call_lines
+
+        ex = model.expansion
+        for call in calls:
+            members = [m for m in model.layers if ex.scope_of(m.index)[:1] == call.path]
+            if members:
+                last[members[-1].name] = call
     for layer in model.layers:
+        if calls and model.expansion.frames[layer.index]:
+            call = last.get(layer.name)
+            if call is None:
+                continue
+            out = identifier(call.path[0], taken)
+            args = [var[r] for r in call.inputs]
+            args += [f"{k}={py_literal(v)}" for k, v in call.args]
+            args.append(f"name={py_str(call.path[0])}")
+            lines += call_lines(call.block, args, INDENT, f"{out} = ")
+            var[call.output] = out
+            continue
         out = identifier(layer.name, taken)
         cls = _cls(layer.spec)
         # as ruff lays it out: the right-hand side in parentheses when its head is too long
@@ -122,7 +155,18 @@ def lower(model: ModelIR, source=None) -> tuple[str, dict]:
     head += [
         "Every layer argument is written out; inputs and outputs are channels-last.",
     ]
-    body = _sequential(model) if model.is_sequential else _functional(model)
+    functions: list[str] = []
+    planned = None
+    if model.expansion is not None:
+        from .blocks import lower_blocks
+
+        planned = lower_blocks(model, lambda calls: _functional(model, calls))
+    if planned is not None:
+        functions, body = planned
+        kind = "Functional API, one function per block"
+    else:
+        body = _sequential(model) if model.is_sequential else _functional(model)
+
     from ...codegen import render
 
     helpers = []
@@ -134,6 +178,7 @@ def lower(model: ModelIR, source=None) -> tuple[str, dict]:
                 helpers.append(code)
     context = {
         "helpers": helpers,
+        "block_lines": functions,
         "module_doc": docstring(head),
         "build_doc": docstring([f"Build '{model.name}' ({kind})."], INDENT),
         "body_lines": body,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,9 @@ class KerasRuntime:
     name = "keras"
 
     def __init__(self, model: ModelIR, folder: Path, tag: str = ""):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from ...frameworks import import_keras
+
+        import_keras()  # quietly: no TensorFlow start-up lines on stderr
         from ...runner.run import import_generated
         from . import TARGET
 

@@ -42,8 +42,6 @@ MIN_OPSET = 13
 DEFAULT_OPSET = 17
 CL, CF = "cl", "cf"
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
 
 _ONNX_DTYPES = {
     "float32": 1,
@@ -525,36 +523,8 @@ class Builder:
 
     # -- activations -------------------------------------------------------------------
     def activation(self, name: str | None, x: str, out: str, layout: str, rank: int) -> str:
-        if name in (None, "linear"):
-            return self.node("Identity", [x], out)
-        simple = {
-            "relu": "Relu",
-            "sigmoid": "Sigmoid",
-            "tanh": "Tanh",
-            "softplus": "Softplus",
-        }
-        if name in simple:
-            return self.node(simple[name], [x], out)
-        if name == "softmax":  # keras.activations.softmax: the last (channel) axis
-            return self.node("Softmax", [x], out, axis=1 if layout == CF and rank > 2 else -1)
-        if name == "leaky_relu":  # keras.activations.leaky_relu: negative_slope=0.2
-            return self.node("LeakyRelu", [x], out, alpha=0.2)
-        if name == "elu":
-            return self.node("Elu", [x], out, alpha=1.0)
-        if name == "selu":
-            return self.node("Selu", [x], out, alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
-        if name in ("swish", "silu"):
-            s = self.node("Sigmoid", [x], f"{out}/sigmoid")
-            return self.node("Mul", [x, s], out)
-        if name == "gelu":  # keras.activations.gelu: approximate=False (erf)
-            if self.opset >= 20:
-                return self.node("Gelu", [x], out, approximate="none")
-            t = self.node("Div", [x, self.const("const.sqrt2", math.sqrt(2.0))], f"{out}/div")
-            t = self.node("Erf", [t], f"{out}/erf")
-            t = self.node("Add", [t, self.const("const.one", 1.0)], f"{out}/add")
-            t = self.node("Mul", [x, t], f"{out}/mul")
-            return self.node("Mul", [t, self.const("const.half", 0.5)], out)
-        raise AssertionError(f"activation {name!r} has no ONNX lowering")
+        """A Keras activation string's nodes (the one table: layers.lowering.ACTIVATIONS)."""
+        return lw.onnx_activation(self, name, x, out, layout, rank)
 
     def then_activation(self, act: str | None, pre_out: str, out: str, emit, layout, rank):
         """Emit the main op (``emit(name)``) then the activation, ending in ``out``."""

@@ -67,6 +67,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.Dropout(
                 rate=0.1,
+                noise_shape=None,
                 seed=None,
                 name="dropout",
             ),

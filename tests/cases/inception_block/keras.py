@@ -138,6 +138,7 @@ def build_model() -> keras.Model:
     )(mixed)
     drop = keras.layers.Dropout(
         rate=0.2,
+        noise_shape=None,
         seed=None,
         name="drop",
     )(pool)

@@ -54,6 +54,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.Dropout(
                 rate=0.25,
+                noise_shape=None,
                 seed=None,
                 name="dropout",
             ),
@@ -71,6 +72,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.Dropout(
                 rate=0.5,
+                noise_shape=None,
                 seed=None,
                 name="dropout_1",
             ),

@@ -157,6 +157,7 @@ def build_model() -> keras.Model:
             ),
             keras.layers.Dropout(
                 rate=0.1,
+                noise_shape=None,
                 seed=None,
                 name="drop",
             ),

@@ -1,0 +1,399 @@
+"""Import a Keras model: its config (read as JSON, never executed) becomes a spec; its
+weights (loaded by Keras in safe mode, after the config was accepted) the canonical ones."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from . import ImportRefused, ImportResult
+
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
+#: Keras initializer classes -> specc's initializer names
+INITIALIZERS = {
+    "GlorotUniform": "glorot_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeUniform": "he_uniform",
+    "HeNormal": "he_normal",
+    "LecunUniform": "lecun_uniform",
+    "LecunNormal": "lecun_normal",
+    "Zeros": "zeros",
+    "Ones": "ones",
+}
+#: Keras config keys specc has no field for, and the value(s) that mean "nothing to say"
+NEUTRAL = {
+    "trainable": (True,),
+    "data_format": ("channels_last",),
+    "noise_shape": (None,),
+    "seed": (None,),
+    "output_padding": (None,),
+    "synchronized": (False,),
+    "renorm": (False,),
+    "renorm_clipping": (None,),
+    "renorm_momentum": (0.99,),
+    "fused": (None,),
+    "virtual_batch_size": (None,),
+    "adjustment": (None,),
+    "lora_rank": (None,),
+    "lora_alpha": (None,),
+    "rms_scaling": (False,),
+    "sparse": (False,),
+    "ragged": (False,),
+    "optional": (False,),
+    "batch_size": (None,),
+    "input_dim": (None,),
+    "input_shape": (None,),
+    "batch_input_shape": (),  # read as the model's input (Keras 2 Sequential)
+    "batch_shape": (),
+    "quantization_config": (None,),
+}
+#: keys whose default initializer Keras writes out (gamma ones, beta zeros, ...)
+DEFAULT_INITIALIZERS = {
+    "beta_initializer": "zeros",
+    "gamma_initializer": "ones",
+    "moving_mean_initializer": "zeros",
+    "moving_variance_initializer": "ones",
+}
+#: Keras 2 spellings of Keras 3 fields
+ALIASES = {("LeakyReLU", "alpha"): "negative_slope"}
+TRAINING_ONLY = ("_regularizer", "_constraint")
+#: fields where one integer stands for every axis (written so when all axes agree)
+WINDOW_FIELDS = ("kernel_size", "strides", "dilation_rate", "pool_size", "size")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_config(path: Path) -> dict:
+    """The model config (``{"class_name": ..., "config": ...}``) without loading the model."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo("config.json")
+                if info.file_size > MAX_CONFIG_BYTES:
+                    raise ImportRefused([f"{path}: config.json is {info.file_size:,} bytes"], 2)
+                text = archive.read("config.json").decode("utf-8")
+        elif suffix in (".h5", ".hdf5"):
+            try:
+                import h5py
+            except ImportError:
+                raise ImportRefused(
+                    [f"{path}: reading .h5 files needs h5py: pip install 'specc[keras]'"], 3
+                ) from None
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+                if raw is None:
+                    raise ImportRefused(
+                        [f"{path}: no model_config in this HDF5 file (a weights-only file?)"], 2
+                    )
+                text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        else:
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ImportRefused([f"{path}: {path.stat().st_size:,} bytes is too big"], 2)
+            text = path.read_text(encoding="utf-8")
+        config = json.loads(text)
+    except ImportRefused:
+        raise
+    except KeyError:
+        raise ImportRefused([f"{path}: not a Keras model archive (no config.json)"], 2) from None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ImportRefused([f"{path}: cannot read the model: {exc}"], 2) from None
+    if not isinstance(config, dict) or "config" not in config or "class_name" not in config:
+        raise ImportRefused([f"{path}: not a Keras model config"], 2)
+    return config
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+def _tensor_sources(value, out: list) -> None:
+    """The (layer, node, tensor) of every Keras 3 tensor reference inside ``value``."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value.get("config", {}).get("keras_history", [])
+            out.append(tuple(history))
+            return
+        for item in value.values():
+            _tensor_sources(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _tensor_sources(item, out)
+
+
+def _inbound(layer: dict) -> list[list[tuple]]:
+    """One list of (layer, node, tensor) per call of the layer (Keras 3 and Keras 2)."""
+    calls = []
+    for node in layer.get("inbound_nodes") or []:
+        sources: list = []
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            _tensor_sources(node.get("args", []), sources)
+            _tensor_sources(node.get("kwargs", {}), sources)
+        else:  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+            sources = [tuple(entry[:3]) for entry in node]
+        calls.append(sources)
+    return calls
+
+
+def _refs(value) -> list[tuple]:
+    """input_layers / output_layers: [name, node, tensor] or a list of them."""
+    if not value:
+        return []
+    if isinstance(value[0], str):
+        return [tuple(value)]
+    return [tuple(v) for v in value]
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _initializer(value):
+    """specc's name for a Keras initializer config, or None when specc cannot say it."""
+    if isinstance(value, str):
+        return value if value in INITIALIZERS.values() else None
+    if isinstance(value, dict):
+        name = INITIALIZERS.get(value.get("class_name"))
+        config = value.get("config") or {}
+        if name and not any(v is not None for k, v in config.items() if k == "seed"):
+            return name
+    return None
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict) and "class_name" in value:
+        config = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
+        return f"{value['class_name']}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+    return json.dumps(value)
+
+
+def _float32_policy(value) -> bool:
+    if value is None or value == "float32":
+        return True
+    if isinstance(value, dict):
+        return (value.get("config") or {}).get("name") == "float32"
+    return False
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _compact(value):
+    """(3, 3) -> 3 where specc accepts one integer for every axis (as Keras does)."""
+    if isinstance(value, (list, tuple)) and value and all(v == value[0] for v in value):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value[0]
+    if isinstance(value, (list, tuple)):
+        return [_compact_inner(v) for v in value]
+    return value
+
+
+def _compact_inner(value):
+    return [_compact_inner(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def convert_layer(class_name: str, config: dict, problems: list, notes: list) -> dict:
+    """The spec entry for one Keras layer (options that differ from specc's defaults)."""
+    from ..layers import LAYER_TYPES
+
+    cls = LAYER_TYPES[class_name]
+    name = config.get("name")
+    where = f"layer '{name}' ({class_name})"
+    entry: dict = {"type": class_name, "name": name}
+    fields = cls.model_fields
+    for key, value in config.items():
+        key = ALIASES.get((class_name, key), key)
+        if key in ("name", "type", "inputs"):
+            continue
+        if key == "dtype":
+            if not _float32_policy(value):
+                notes.append(f"{where}: dtype policy {_describe(value)} not kept (specc: float32)")
+            continue
+        if key in fields:
+            if key.endswith("_initializer"):
+                converted = _initializer(value)
+                if converted is None:
+                    notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
+                    continue
+                value = converted
+            default = fields[key].default
+            if key == "activation" and value == "linear" and default is None:
+                continue
+            pooling = class_name.endswith(("Pooling1D", "Pooling2D"))
+            if key == "strides" and pooling and _same(value, config.get("pool_size")):
+                continue  # Keras writes the resolved default: strides = pool_size
+            if not fields[key].is_required() and _same(value, default):
+                continue
+            entry[key] = _compact(value) if key in WINDOW_FIELDS else _compact_inner(value)
+            continue
+        if key in DEFAULT_INITIALIZERS:
+            if _initializer(value) != DEFAULT_INITIALIZERS[key]:
+                notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
+            continue
+        if key.endswith(TRAINING_ONLY) or key == "activity_regularizer":
+            if value is not None:
+                notes.append(f"{where}: {key} {_describe(value)} not kept (training only)")
+            continue
+        if key in ("batch_input_shape", "batch_shape"):
+            continue  # the first layer of a Keras 2 Sequential: the model's input
+        if key in NEUTRAL and any(_same(value, v) for v in NEUTRAL[key]):
+            continue
+        problems.append(f"{where}: option {key}={json.dumps(value)} cannot be expressed")
+    return entry
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def config_to_spec(config: dict) -> tuple[dict, list[str]]:
+    """(spec, notes) from a Keras model config; ImportRefused lists everything refused."""
+    from ..layers import LAYER_TYPES
+
+    kind = config.get("class_name")
+    body = config.get("config") or {}
+    if kind not in ("Sequential", "Functional", "Model"):
+        raise ImportRefused([f"the file holds a {kind}, not a Sequential or Functional model"])
+    layers = body.get("layers") or []
+    problems: list[str] = []
+    notes: list[str] = []
+    unsupported: dict[str, list[str]] = {}
+    inputs: list[dict] = []
+    entries: list[dict] = []
+    sources: dict[str, list[str]] = {}
+    previous = None
+    for index, item in enumerate(layers):
+        class_name = item.get("class_name")
+        lconf = item.get("config") or {}
+        name = lconf.get("name") or f"layer_{index}"
+        if class_name == "InputLayer":
+            shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
+            inputs.append(_input(name, shape, lconf.get("dtype"), problems))
+            previous = name
+            continue
+        if class_name == "Lambda":
+            unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
+            continue
+        if class_name in ("Sequential", "Functional", "Model"):
+            unsupported.setdefault(f"nested model ({class_name})", []).append(name)
+            continue
+        if class_name not in LAYER_TYPES or class_name == "Input":
+            unsupported.setdefault(str(class_name), []).append(name)
+            continue
+        if kind == "Sequential" and previous is None:
+            shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
+            if shape is None:
+                problems.append(f"layer '{name}': the Sequential model has no input shape")
+            else:
+                inputs.append(_input("input", shape, lconf.get("dtype"), problems))
+                previous = "input"
+        entry = convert_layer(class_name, lconf, problems, notes)
+        if kind == "Sequential":
+            sources[name] = [previous] if previous else []
+        else:
+            calls = _inbound(item)
+            if len(calls) > 1:
+                problems.append(
+                    f"layer '{name}' ({class_name}) is called {len(calls)} times; a specc "
+                    "layer is applied once (write one layer per call)"
+                )
+            refs = calls[0] if calls else []
+            if any(len(r) > 2 and r[2] != 0 for r in refs):
+                problems.append(f"layer '{name}' reads a second output of a layer")
+            sources[name] = [r[0] for r in refs]
+        entries.append(entry)
+        previous = name
+    for class_name, names in sorted(unsupported.items(), reverse=True):
+        listed = ", ".join(f"'{n}'" for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        problems.insert(
+            0,
+            f"Keras layer {class_name} is not supported by specc: {len(names)} "
+            f"layer{'s' if len(names) > 1 else ''} ({listed})",
+        )
+    if problems:
+        raise ImportRefused(problems)
+    if kind == "Sequential":
+        outputs = [previous] if previous else []
+    else:
+        outputs = [r[0] for r in _refs(body.get("output_layers"))]
+        declared = [r[0] for r in _refs(body.get("input_layers"))]
+        order = {name: i for i, name in enumerate(declared)}
+        inputs.sort(key=lambda t: order.get(t["name"], len(order)))
+    spec = {"version": 1, "name": _model_name(body.get("name") or "imported")}
+    spec["inputs"] = inputs
+    last = inputs[-1]["name"] if len(inputs) == 1 else None
+    for entry in entries:
+        refs = sources.get(entry["name"], [])
+        if refs != ([last] if last else []):
+            entry["inputs"] = refs
+        last = entry["name"]
+    spec["layers"] = entries
+    if outputs != [last]:
+        spec["outputs"] = outputs
+    return spec, notes
+
+
+def _model_name(name: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
+
+
+def _input(name: str, shape, dtype, problems: list) -> dict:
+    if not shape or any(d is None for d in shape[1:]):
+        problems.append(
+            f"input '{name}': shape {shape} has an unknown dimension; specc needs every "
+            "dimension but the batch"
+        )
+        return {"name": name, "shape": []}
+    entry = {"name": name, "shape": list(shape[1:])}
+    policy = dtype if isinstance(dtype, str) else (dtype or {}).get("config", {}).get("name")
+    if policy and policy != "float32":
+        entry["dtype"] = policy
+    return entry
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
+    config = read_config(path)
+    spec, notes = config_to_spec(config)
+    from ..pipeline import check_data
+
+    checked = check_data(spec, file=str(path))
+    if not checked.ok:
+        raise ImportRefused([f"the imported spec is invalid: {d.format()}" for d in checked.errors])
+    weights = None
+    if with_weights and path.suffix.lower() != ".json":
+        weights = load_weights(path, checked.model)
+    return ImportResult(spec, weights, notes, "keras")
+
+
+def load_keras_model(path: Path):
+    """The Keras model itself, loaded in safe mode (no code from the file runs)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError:
+        raise ImportRefused(
+            ["reading Keras weights needs Keras: pip install 'specc[keras]'"], 3
+        ) from None
+    try:
+        if path.suffix.lower() == ".json":
+            return keras.models.model_from_json(path.read_text(encoding="utf-8"))
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file: one line, no traceback
+        raise ImportRefused([f"{path}: Keras cannot load the model: {exc}"], 2) from None
+
+
+def load_weights(path: Path, model) -> dict:
+    from .. import weights as W
+
+    return W.from_keras(load_keras_model(path), model)

@@ -1,0 +1,148 @@
+"""The zoo (specs/zoo/): specs written with blocks that equal keras.applications exactly.
+
+Fast tests: each spec's counts at 224x224 (299 for Xception) are the numbers Keras reports
+for the application, and each file stays short. Slow test: build the application with
+``weights=None`` at a small input size, give it random weights, copy them BY NAME into the
+canonical layout of the spec (specc.weights.from_keras), load them into the specc-generated
+Keras model and compare outputs and counts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from specc.pipeline import check_file, check_source
+from specc.source import read_source
+
+ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
+
+# total, trainable, non-trainable as keras.applications reports them (include_top=True)
+COUNTS = {
+    "vgg16": (138_357_544, 138_357_544, 0),
+    "resnet50": (25_636_712, 25_583_592, 53_120),
+    "mobilenet": (4_253_864, 4_231_976, 21_888),
+    "mobilenet_v2": (3_538_984, 3_504_872, 34_112),
+    "densenet121": (8_062_504, 7_978_856, 83_648),
+    "xception": (22_910_480, 22_855_952, 54_528),
+}
+
+APPLICATIONS = {
+    "vgg16": "VGG16",
+    "resnet50": "ResNet50",
+    "mobilenet": "MobileNet",
+    "mobilenet_v2": "MobileNetV2",
+    "densenet121": "DenseNet121",
+    "xception": "Xception",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_zoo_counts(name):
+    result = check_file(ZOO / f"{name}.yaml")
+    assert result.ok, [d.format() for d in result.diagnostics]
+    model = result.model
+    assert (model.total_params, model.trainable_params, model.non_trainable_params) == COUNTS[name]
+    assert model.expansion is not None  # written with blocks
+    lines = (ZOO / f"{name}.yaml").read_text().count("\n")
+    assert lines <= 150
+
+
+def test_zoo_is_complete():
+    assert sorted(p.stem for p in ZOO.glob("*.yaml")) == sorted(COUNTS)
+
+
+def _at_size(name: str, size: int):
+    source = read_source(ZOO / f"{name}.yaml")
+    source = copy.copy(source)
+    source.data = copy.deepcopy(source.data)
+    source.data["inputs"][0]["shape"] = [size, size, 3]
+    result = check_source(source)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    return result.model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_zoo_equals_keras_applications(name, tmp_path):
+    import numpy as np
+
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from specc import weights as W
+    from specc.targets.keras.runtime import KerasRuntime
+
+    size = 96
+    model = _at_size(name, size)
+    keras.backend.clear_session()  # fresh automatic names (Xception's unnamed shortcuts)
+    app = getattr(keras.applications, APPLICATIONS[name])(
+        weights=None, input_shape=(size, size, 3), classes=1000
+    )
+    # the same weights, by name: every weight of the application is in the spec's layout
+    with_weights = {layer.name for layer in app.layers if layer.weights}
+    assert with_weights == {key.split("/")[0] for key, _, _ in W.layout(model)}
+    assert app.count_params() == model.total_params
+    trainable = sum(int(np.prod(v.shape)) for v in app.trainable_weights)
+    assert trainable == model.trainable_params
+    weights = W.random_weights(model, seed=1)
+    W.to_keras(app, model, weights)
+    assert all(np.array_equal(a, weights[k]) for k, a in W.from_keras(app, model).items())
+
+    ours = KerasRuntime(model, tmp_path)
+    ours.load(weights)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    expected = np.asarray(app(x, training=False))
+    got = ours.forward([x])[0]
+    assert got.shape == expected.shape == (2, 1000)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+
+
+def _fault(code: str, attribute: str, field: str, value: str) -> str:
+    """``code`` with one argument of one module's constructor changed."""
+    start = code.index(f"self.{attribute} = ")
+    at = code.index(f"{field}=", start)
+    end = code.index(",\n", at)  # one argument per line, as the generator writes them
+    return code[:at] + f"{field}={value}" + code[end:]
+
+
+@pytest.mark.slow
+def test_crosscheck_of_a_deep_zoo_model_passes_and_names_an_injected_fault(monkeypatch):
+    """ResNet50 (at 64x64): Keras and PyTorch agree on every layer and on the training step
+    (gradients judged against float64); a BatchNormalization epsilon changed in one layer of
+    the PyTorch code (1.001e-5 -> 1e-3, invisible in the softmax output) fails and is named,
+    early or deep in the network. (A changed stride changes shapes, which every residual
+    Add then refuses: that fault cannot go unnoticed.)"""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+    from specc.targets.pytorch import TARGET
+
+    model = _at_size("resnet50", 64)
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=2)
+    assert report.ok, report.format_text()
+    rows = {(r.check, r.what.split(" (")[0]): r for r in report.rows}
+    assert rows[("forward", "every layer")].passed
+    assert "vs float64" in rows[("train sgd", "gradients")].what
+
+    emit = TARGET.emit
+
+    def with_fault(field, value, layer):
+        def faulty(model, *args, **kwargs):
+            return _fault(emit(model, *args, **kwargs), layer, field, value)
+
+        return faulty
+
+    for field, value, layer in (
+        ("eps", "0.001", "conv2_block1_1_bn"),
+        ("eps", "0.001", "conv4_block3_2_bn"),
+    ):
+        monkeypatch.setattr(TARGET, "emit", with_fault(field, value, layer))
+        faulty = crosscheck(model, backends=["keras", "pytorch"], batch=2, train_step=False)
+        monkeypatch.setattr(TARGET, "emit", emit)
+        assert not faulty.ok
+        row = next(r for r in faulty.rows if r.what.startswith("every layer"))
+        assert not row.passed and f"first: {layer}" in row.note, faulty.format_text()
+        assert faulty.divergences[0].layer == layer
