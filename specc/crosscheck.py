@@ -295,8 +295,21 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
         shape = (batch, *tensor.shape)
         if tensor.dtype.startswith("float"):
             out.append(rng.normal(size=shape).astype(tensor.dtype))
-        else:
-            out.append(rng.integers(0, high, size=shape).astype(tensor.dtype))
+        else:  # ids: below every reading layer's input_dim (an Embedding's vocabulary)
+            limits = [
+                layer.spec.input_dim
+                for layer in model.layers
+                if tensor.name in layer.inputs and hasattr(layer.spec, "input_dim")
+            ]
+            top = min([high, *limits])
+            count = int(np.prod(shape))
+            if limits and count <= top:
+                # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
+                # occurrence, torch's the summed gradient; they differ when an id repeats
+                ids = rng.permutation(top)[:count].reshape(shape)
+            else:
+                ids = rng.integers(0, top, size=shape)
+            out.append(ids.astype(tensor.dtype))
     return out
 
 
@@ -327,13 +340,25 @@ def _targets(model: ModelIR, loss: str | None, batch: int, seed: int) -> list[np
     return [rng.integers(0, 2, size=shapes[0]).astype(np.float32)]  # binary
 
 
+def _no_cell_dropout(spec):
+    """A recurrent layer (or a wrapper of one) without its input/recurrent dropout."""
+    from .layers.base import Layer
+
+    update = {k: 0.0 for k in ("dropout", "recurrent_dropout") if getattr(spec, k, 0.0)}
+    inner = getattr(spec, "layer", None)
+    if isinstance(inner, Layer):
+        if any(getattr(inner, k, 0.0) for k in ("dropout", "recurrent_dropout")):
+            update["layer"] = _no_cell_dropout(inner)
+    return spec.model_copy(update=update) if update else spec
+
+
 def without_dropout(model: ModelIR) -> ModelIR:
     """The same model with every Dropout rate 0, and the noise of every other random
     training-only layer (its class's ``noise_field``) 0: identical weights and layer names."""
     layers = [
         dataclasses.replace(layer, spec=layer.spec.model_copy(update={_noise(layer): 0.0}))
         if _noise(layer)
-        else layer
+        else dataclasses.replace(layer, spec=_no_cell_dropout(layer.spec))
         for layer in model.layers
     ]
     return dataclasses.replace(model, layers=layers)
@@ -500,9 +525,9 @@ def crosscheck(
 
 def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     variant = without_dropout(model)
-    if any(_noise(layer) for layer in model.layers):
+    if any(a.spec is not b.spec for a, b in zip(model.layers, variant.layers)):
         report.notes.append(
-            "training step: Dropout rates (and other training noise) set to 0 (a variant of the spec)"
+            "training step: dropout rates (and other training noise) set to 0 (a variant of the spec)"
         )
         nets = {name: _build(name, variant, folder, "_train") for name in pair}
     else:

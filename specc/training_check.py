@@ -90,12 +90,14 @@ def check_training(spec: Spec, model: ModelIR, source: Source) -> list[Diagnosti
     classes: int | None = None
 
     # ------------------------------------------------------------ dataset vs input
-    if tensor.dtype not in FLOAT_DTYPES:
+    token_ids = tensor.dtype in ("int32", "int64") and not isinstance(dataset, str)
+    if tensor.dtype not in FLOAT_DTYPES and not token_ids:  # npz integer arrays: token ids
         report(
             input_path + ("dtype",) if _has(data, input_path + ("dtype",)) else input_path,
             codes.DATASET_INPUT,
             f"training feeds float32 samples, but input '{tensor.name}' has dtype {tensor.dtype}",
-            hint="remove the dtype (default float32) to train this model",
+            hint="remove the dtype (default float32) to train this model; integer inputs "
+            "(int32/int64 token ids) train from an npz dataset",
         )
     size = math.prod(tensor.shape)
     if isinstance(dataset, str):

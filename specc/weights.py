@@ -72,6 +72,11 @@ _INIT_CHUNK = 1 << 20  # values drawn at a time (uniform initializers)
 def initial_value(key: str, weight: Weight, seed: int) -> np.ndarray:
     """A seeded, numpy-only Keras-style initial value; each weight has its own stream."""
     shape = weight.shape
+    if weight.initializer == "unit_forget_bias":  # Keras LSTM: 1 for the forget gate
+        units = shape[0] // 4
+        return np.concatenate([np.zeros(units), np.ones(units), np.zeros(2 * units)]).astype(
+            np.float32
+        )
     kind, *args = distribution(weight.initializer, shape)
     if kind == "constant":
         return np.full(shape, args[0], np.float32)
@@ -164,12 +169,54 @@ def _depthwise_from(array: np.ndarray, keras_shape) -> np.ndarray:
     return np.moveaxis(array[:, 0], 0, -1).reshape(keras_shape)
 
 
+# recurrent weights in ONNX's layout: (directions=1, gates * units, in), gate order i, o, f, c
+# for LSTM (Keras: i, f, c, o), z, r, h for GRU (as Keras); B = [input bias, recurrent bias]
+_LSTM_TO_ONNX = (0, 3, 1, 2)  # ONNX gate k is Keras gate _LSTM_TO_ONNX[k]
+
+
+def _gates(array: np.ndarray, order, axis: int = -1) -> np.ndarray:
+    parts = np.split(array, len(order), axis=axis)
+    return np.concatenate([parts[k] for k in order], axis=axis)
+
+
+def _inverse(order) -> tuple[int, ...]:
+    return tuple(order.index(k) for k in range(len(order)))
+
+
+def _rnn_bias_to(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:  # GRU reset_after: (2, 3u) input and recurrent biases
+        return array.reshape(1, -1)
+    return np.concatenate([array, np.zeros_like(array)])[None]
+
+
+def _rnn_bias_from(array: np.ndarray, keras_shape) -> np.ndarray:
+    if len(keras_shape) == 2:
+        return array.reshape(keras_shape)
+    return array[0, : keras_shape[0]]
+
+
 #: name -> (Keras layout -> target layout, (target array, Keras shape) -> Keras layout)
 TRANSFORMS = {
     "identity": (lambda a: a, lambda a, shape: a),
     "dense": (lambda a: a.T, lambda a, shape: a.T),
     "conv": (_conv_to, _conv_from),
+    # TimeDistributed convolutions in ONNX: (out, in, 1, *spatial), a kernel 1 step long
+    "conv_time": (
+        lambda a: _conv_to(a)[:, :, None],
+        lambda a, shape: _conv_from(a[:, :, 0], shape),
+    ),
     "depthwise": (_depthwise_to, _depthwise_from),
+    "rnn_onnx": (lambda a: a.T[None], lambda a, shape: a[0].T),
+    "lstm_onnx": (
+        lambda a: _gates(a, _LSTM_TO_ONNX).T[None],
+        lambda a, shape: _gates(a[0].T, _inverse(_LSTM_TO_ONNX)),
+    ),
+    "rnn_bias_onnx": (_rnn_bias_to, _rnn_bias_from),
+    "gru_bias_onnx": (_rnn_bias_to, _rnn_bias_from),
+    "lstm_bias_onnx": (
+        lambda a: _rnn_bias_to(_gates(a, _LSTM_TO_ONNX)),
+        lambda a, shape: _gates(_rnn_bias_from(a, shape), _inverse(_LSTM_TO_ONNX)),
+    ),
 }
 
 
@@ -190,22 +237,35 @@ def from_target(array: np.ndarray, weight: Weight, target: str) -> np.ndarray:
 def from_keras(keras_model, model: ModelIR) -> dict[str, np.ndarray]:
     """The canonical weights of a built Keras model generated from ``model``."""
     out = {}
-    for key, shape, _ in layout(model):
-        layer, param = key.split("/")
-        variables = {v.name: v for v in keras_model.get_layer(layer).weights}
-        out[key] = np.asarray(variables[param].numpy(), dtype=np.float32).reshape(shape)
+    for key, variable in keras_variables(keras_model, model):
+        out[key] = np.asarray(variable.numpy(), dtype=np.float32).reshape(variable.shape)
     return out
+
+
+def keras_variables(keras_model, model: ModelIR):
+    """(key, Keras variable) for every declared weight: each layer's variables in Keras's
+    order, which the declarations follow (a wrapper's variables may share a name)."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        variables = keras_model.get_layer(layer.name).weights
+        if [v.name for v in variables] != [w.keras_variable for w in layer.weights]:
+            raise ValueError(
+                f"layer '{layer.name}': Keras's variables {[v.name for v in variables]} are "
+                f"not the declared {[w.keras_variable for w in layer.weights]}"
+            )
+        for weight, variable in zip(layer.weights, variables):
+            yield f"{layer.name}/{weight.name}", variable
 
 
 def to_keras(keras_model, model: ModelIR, weights: dict[str, np.ndarray]) -> None:
     """Assign canonical weights to a built Keras model generated from ``model``."""
     check(model, weights)
     touched = {}
-    for key, _, _ in layout(model):
-        layer, param = key.split("/")
-        touched[layer] = klayer = keras_model.get_layer(layer)
-        variables = {v.name: v for v in klayer.weights}
-        variables[param].assign(weights[key])
+    for key, variable in keras_variables(keras_model, model):
+        variable.assign(weights[key])
+        layer = key.split("/")[0]
+        touched[layer] = keras_model.get_layer(layer)
     for klayer in touched.values():
         # Normalization computes its broadcast mean/variance from its variables once: again
         # now, as Keras's own weight loading does

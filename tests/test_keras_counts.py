@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 
 from specc.pipeline import check_file
+from specc.targets.keras.codegen import keras_apply
+from specc.targets.keras.codegen import keras_layer as build_layer
 
 from .conftest import MODEL_SPECS
 
@@ -29,16 +31,13 @@ def build_keras(model):
     tensors = {}
     inputs = []
     for tensor in model.inputs:
-        tensors[tensor.name] = keras.Input(shape=tensor.shape, name=tensor.name)
+        tensors[tensor.name] = keras.Input(shape=tensor.shape, name=tensor.name, dtype=tensor.dtype)
         inputs.append(tensors[tensor.name])
     built = {}
     for layer in model.layers:
-        keras_layer = getattr(keras.layers, layer.spec.keras_class)(
-            name=layer.name, **layer.spec.keras_args()
-        )
+        keras_layer = build_layer(keras, layer.spec, layer.name)
         args = [tensors[name] for name in layer.inputs]
-        merge = type(layer.spec).arity != 1
-        tensors[layer.name] = keras_layer(args if merge else args[0])
+        tensors[layer.name] = keras_apply(keras_layer, layer.spec, args)
         built[layer.name] = keras_layer
     return keras.Model(inputs, [tensors[name] for name in model.outputs]), built, tensors
 
@@ -57,7 +56,7 @@ def test_counts_and_shapes_equal_keras(path):
         trainable = sum(int(w.numpy().size) for w in built.trainable_weights)
         assert trainable == layer.trainable_params, layer.name
         # the weight declaration is Keras's: names, shapes, trainability, in Keras's order
-        declared = [(w.name, w.shape, w.trainable) for w in layer.weights]
+        declared = [(w.keras_variable, w.shape, w.trainable) for w in layer.weights]
         keras_weights = [(v.name, tuple(v.shape), v.trainable) for v in built.weights]
         assert declared == keras_weights, layer.name
     assert keras_model.count_params() == model.total_params

@@ -186,8 +186,16 @@ def _session(proto):
 
 
 def _feeds(model, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    from specc.crosscheck import _inputs
+
     rng = np.random.default_rng(seed)
-    return {t.name: rng.standard_normal((batch, *t.shape)).astype(np.float32) for t in model.inputs}
+    ids = dict(zip([t.name for t in model.inputs], _inputs(model, batch, seed)))
+    return {
+        t.name: rng.standard_normal((batch, *t.shape)).astype(np.float32)
+        if t.dtype == "float32"
+        else ids[t.name]  # token ids below the vocabulary
+        for t in model.inputs
+    }
 
 
 # --------------------------------------------------------------------------- no onnx import
@@ -279,37 +287,38 @@ def _keras_model(model):
     """The Keras model of the IR, built layer by layer from the layers' Keras data."""
     keras = _keras()
     tensors = {t.name: keras.Input(shape=t.shape, name=t.name, dtype=t.dtype) for t in model.inputs}
+    from specc.targets.keras.codegen import keras_apply, keras_layer
+
     for layer in model.layers:
-        obj = getattr(keras.layers, layer.spec.keras_class)(
-            name=layer.name, **layer.spec.keras_args()
-        )
-        args = [tensors[n] for n in layer.inputs]
-        tensors[layer.name] = obj(args[0] if layer.spec.arity == 1 else args)
+        obj = keras_layer(keras, layer.spec, layer.name)
+        tensors[layer.name] = keras_apply(obj, layer.spec, [tensors[n] for n in layer.inputs])
     return keras.Model(
         inputs=[tensors[t.name] for t in model.inputs],
         outputs=[tensors[n] for n in model.outputs],
     )
 
 
-def _randomize(keras_model, seed: int = 0) -> dict[str, np.ndarray]:
+def _randomize(keras_model, model, seed: int = 0) -> dict[str, np.ndarray]:
     """Random weights for every Keras variable (moving variances positive); returns the
-    canonical dict, keyed '<layer>/<Keras variable name>'."""
+    canonical dict, keyed '<layer>/<declared weight name>' (Keras's variable order)."""
     rng = np.random.default_rng(seed)
     weights = {}
+    from specc import weights as canonical
+
+    for key, variable in canonical.keras_variables(keras_model, model):
+        shape = tuple(variable.shape)
+        if variable.name in ("gamma", "moving_variance", "variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif variable.name == "count":  # Normalization's sample count (an integer)
+            value = np.zeros(shape)
+        elif len(shape) == 1:
+            value = rng.normal(0.0, 0.3, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1]))
+            value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+        variable.assign(value.astype(np.float32))
+        weights[key] = value.astype(np.float32)
     for layer in keras_model.layers:
-        for variable in layer.weights:
-            shape = tuple(variable.shape)
-            if variable.name in ("gamma", "moving_variance", "variance"):
-                value = rng.uniform(0.5, 1.5, shape)
-            elif variable.name == "count":  # Normalization's sample count (an integer)
-                value = np.zeros(shape)
-            elif len(shape) == 1:
-                value = rng.normal(0.0, 0.3, shape)
-            else:
-                fan_in = int(np.prod(shape[:-1]))
-                value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-            variable.assign(value.astype(np.float32))
-            weights[f"{layer.name}/{variable.name}"] = value.astype(np.float32)
         if hasattr(layer, "finalize_state"):  # Normalization reads its variables once
             layer.finalize_state()
     return weights
@@ -320,7 +329,7 @@ def _randomize(keras_model, seed: int = 0) -> dict[str, np.ndarray]:
 def test_onnxruntime_equals_keras(name):
     model = _model(name)
     keras_model = _keras_model(model)
-    weights = _randomize(keras_model)
+    weights = _randomize(keras_model, model)
     feeds = _feeds(model, 7, seed=1)
     want = keras_model.predict([feeds[t.name] for t in model.inputs], verbose=0)
     want = want if isinstance(want, list) else [want]

@@ -198,6 +198,7 @@ def _common(model: ModelIR, training: dict, target: str, context: dict, extensio
     data = {k: _json_literal(training[k]) for k in DATA_KEYS}
     shape = tuple(model.inputs[0].shape)
     units = model.shape_of(model.outputs[0])[-1]
+    ids = {"integer": True} if model.inputs[0].dtype in ("int32", "int64") else {}
     prepare = lw.call(
         "prepare",
         lw.Ref("DATA"),
@@ -205,6 +206,7 @@ def _common(model: ModelIR, training: dict, target: str, context: dict, extensio
         data_dir=lw.Ref("data_dir"),
         output_units=units,
         limit=lw.Ref("limit"),
+        **ids,  # token ids: kept as integers, never normalized
     )
     framework = "Keras" if target == "keras" else "PyTorch"
     epochs = training["epochs"]

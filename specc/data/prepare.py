@@ -96,6 +96,17 @@ class Prepared:
         )
 
 
+def _ids(x, name: str) -> np.ndarray:
+    """Integer ids for a model input of dtype int32/int64 (float arrays must hold integers)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
+            raise DatasetError(f"{name}: the model input takes integer ids; x holds fractions")
+    elif x.dtype.kind not in "iub":
+        raise DatasetError(f"{name}: the model input takes integer ids; x is {x.dtype}")
+    return x.astype(np.int64)
+
+
 def normalize_splits(mode: str, x_train, others: Sequence, max_value: float):
     """Normalize ``x_train`` and each array of ``others`` with statistics of ``x_train`` only.
 
@@ -205,11 +216,13 @@ def prepare(
     verify: bool = True,
     limit: int | None = None,
     data: DataSplits | None = None,
+    integer: bool = False,
     allow_nonfinite: bool = False,
 ) -> Prepared:
     """Load and preprocess the dataset of ``training`` (a ``specc.spec.Training``) for a
     model whose input is ``input_shape`` (one sample, no batch) and whose output has
-    ``output_units`` units (optional; checks the labels fit).
+    ``output_units`` units (optional; checks the labels fit). ``integer``: the model input
+    takes integer ids (dtype int32/int64): x is kept as int64 and never normalized.
 
     Order: load (``data_dir``, then ``$SPECC_DATA_DIR``, then the cache); keep the first
     ``limit`` train and test samples; check the sample size fits ``input_shape``; split off
@@ -267,7 +280,11 @@ def prepare(
 
     mode = _get(_get(training, "preprocessing"), "normalize", "unit") or "unit"
     others = [x_test] if x_val is None or validation == "test" else [x_val, x_test]
-    x_train, normed, stats = normalize_splits(mode, x_train, others, info.max_value)
+    if integer:  # token ids feed the model as they are (int64), never normalized
+        x_train, normed = _ids(x_train, info.name), [_ids(o, info.name) for o in others]
+        stats = {"mode": "none", "scale": 1.0, "integer": True}
+    else:
+        x_train, normed, stats = normalize_splits(mode, x_train, others, info.max_value)
     x_test = normed[-1]
     if validation == "test":
         x_val = x_test

@@ -179,10 +179,17 @@ class Weight:
     transforms: tuple[tuple[str, str], ...] = ()
     torch_attr: str = "weight"
     torch_module: str = ""
+    #: the Keras variable's own name when it differs from ``name`` (a wrapper's weights,
+    #: e.g. Bidirectional's ``forward_kernel`` is the variable ``kernel``)
+    keras_name: str = ""
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def keras_variable(self) -> str:
+        return self.keras_name or self.name
 
     def transform(self, target: str) -> str:
         return dict(self.transforms).get(target, "identity")

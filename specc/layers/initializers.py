@@ -45,10 +45,17 @@ def variance_scale(initializer: str, shape: tuple[int, ...]) -> tuple[float, str
 def distribution(initializer, shape: tuple[int, ...]) -> tuple:
     """The distribution a Keras initializer (name or mapping) draws ``shape`` from, as one of
     ``("constant", value)``, ``("uniform", low, high)``, ``("normal", mean, std)``,
-    ``("truncated", mean, std)`` (draws beyond two std redrawn) or ``("orthogonal", gain)``."""
+    ``("truncated", mean, std)`` (draws beyond two std redrawn), ``("orthogonal", gain)`` or
+    ``("unit_forget_bias",)`` (an LSTM bias: ones for the forget gate's quarter, else zeros)."""
     if isinstance(initializer, str):
         if initializer in ("zeros", "ones"):
             return ("constant", 0.0 if initializer == "zeros" else 1.0)
+        if initializer == "uniform":  # keras.initializers.RandomUniform(-0.05, 0.05)
+            return ("uniform", -0.05, 0.05)
+        if initializer == "orthogonal":  # keras.initializers.Orthogonal(gain=1.0)
+            return ("orthogonal", 1.0)
+        if initializer == "unit_forget_bias":  # Keras LSTM: 1 for the forget gate, else 0
+            return ("unit_forget_bias",)
         variance, kind = variance_scale(initializer, shape)
         return _scaled(variance, "uniform" if kind == "uniform" else "truncated_normal")
     kind = initializer.type

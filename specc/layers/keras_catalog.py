@@ -56,6 +56,9 @@ KERAS_LAYERS: dict[str, tuple[str, ...]] = {
         "Dense", "EinsumDense", "Embedding", "Identity", "InputLayer", "Lambda", "Masking",
         "ReversibleEmbedding", "Wrapper",
     ),
+    # keras_hub.layers, not keras.layers: the one specc supports (the generated Keras code
+    # defines it)
+    "keras_hub": ("PositionEmbedding",),
 }  # fmt: skip
 
 #: Keras's other names for the same classes

@@ -401,6 +401,12 @@ def torch_init(initializer, keras_shape: tuple[int, ...]) -> InitCall:
     Keras's fans (torch's differ for depthwise kernels)."""
     if initializer in ("zeros", "ones"):
         return InitCall(f"nn.init.{initializer}_")
+    if initializer == "uniform":
+        return InitCall("nn.init.uniform_", (("a", -0.05), ("b", 0.05)), "uniform, as Keras")
+    if initializer == "orthogonal":
+        return InitCall("nn.init.orthogonal_", (("gain", 1.0),), "orthogonal, as Keras")
+    if initializer == "unit_forget_bias":
+        return InitCall("KerasLSTM.unit_forget_bias_", (), "LSTM unit_forget_bias, as Keras")
     if isinstance(initializer, str):
         fan_in, fan_out = keras_fans(keras_shape)
         comment = f"{initializer}, Keras fans: in {fan_in}, out {fan_out}"

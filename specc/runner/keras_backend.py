@@ -153,9 +153,7 @@ class KerasBackend:
         self.model.optimizer.learning_rate = lr
 
     def train_step(self, x, y) -> tuple[float, float]:
-        logs = self.model.train_on_batch(
-            np.asarray(x, dtype=np.float32), np.asarray(y), return_dict=True
-        )
+        logs = self.model.train_on_batch(_model_input(x), np.asarray(y), return_dict=True)
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
     def train_epoch(self, batches, on_batch=None, stop=None, start=None):
@@ -165,7 +163,7 @@ class KerasBackend:
 
     def evaluate(self, x, y, batch_size: int):
         """(outputs, mean loss) in inference mode, the loss from Keras's own compiled loss."""
-        x = np.asarray(x, dtype=np.float32)
+        x = _model_input(x)
         y = np.asarray(y)
         step = max(batch_size, 256)
         parts = []
@@ -237,3 +235,9 @@ class KerasBackend:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _model_input(x) -> np.ndarray:
+    """A batch as the model takes it: integer ids kept as integers, else float32."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32)

@@ -58,6 +58,8 @@ class TrainedRun:
             raise PredictError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.info = _read_json(self.dir / "run.json")
         self.normalization = _read_json(self.dir / "normalization.json")
+        #: the model input takes integer ids (recorded by prepare(..., integer=True))
+        self.integer = bool(self.normalization.get("integer", False))
         data = self.info.get("data")
         if not data or "training" not in data:
             raise PredictError(
@@ -77,10 +79,15 @@ class TrainedRun:
     def model_inputs(self, raw: np.ndarray) -> np.ndarray:
         """Raw samples -> model inputs, as the run's training did."""
         from ..data import DatasetError
-        from ..data.prepare import apply_normalization
+        from ..data.prepare import _ids, apply_normalization
         from ..data.preprocess import reshape_to
 
         try:
+            if self.integer:  # token ids: as training fed them (int64, never normalized)
+                x = _ids(
+                    reshape_to(np.asarray(raw), self.input_shape, name="the inputs"), "the inputs"
+                )
+                return x
             x = apply_normalization(np.asarray(raw), self.normalization)
             return np.asarray(reshape_to(x, self.input_shape, name="the inputs"), np.float32)
         except DatasetError as exc:
@@ -156,6 +163,8 @@ class TrainedRun:
         for start in range(0, len(x), chunk):
             xb = x[start : start + chunk]
             if self.engine == "onnx":
+                if self.integer:  # ids as the graph's input type (tensor(int32) or int64)
+                    xb = xb.astype(np.int32 if "int32" in model.get_inputs()[0].type else np.int64)
                 feed = {model.get_inputs()[0].name: xb}
                 parts.append(np.asarray(model.run([model.get_outputs()[0].name], feed)[0]))
             elif self.backend_name == "keras":
@@ -380,13 +389,15 @@ def evaluate_run(run: TrainedRun, data_dir: str | None = None, download: bool = 
             base_dir=base_dir,
             limit=run.data.get("limit"),
             download=download,
+            integer=run.integer,
         )
     except DatasetError as exc:
         raise PredictError(str(exc), exit_code=3) from None
     x = data.x_test
     if data.x_test_raw is not None:
         x = run.model_inputs(data.x_test_raw)  # exactly the run's normalization
-    outputs, loss = run.loss_and_outputs(np.asarray(x, np.float32), data.y_test)
+    x = np.asarray(x) if run.integer else np.asarray(x, np.float32)
+    outputs, loss = run.loss_and_outputs(x, data.y_test)
     return report_test_split(outputs, loss, data.y_test, data, run.training)
 
 

@@ -410,6 +410,7 @@ def _train_locked(
         base_dir=Path(spec_path).parent,
         limit=options.limit,
         download=options.download and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
+        integer=model.inputs[0].dtype in ("int32", "int64"),
         allow_nonfinite=options.allow_nonfinite,
     )
     if comm is not None and main:

@@ -200,7 +200,7 @@ class TorchBackend:
         return self._step(x, y)
 
     def _tensors(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        xt = _model_input(x)
         yt = torch.from_numpy(np.asarray(y))
         if self.device.type != "cpu":
             xt = xt.to(self.device, non_blocking=True)
@@ -320,3 +320,10 @@ class TorchBackend:
                 f"not a readable PyTorch checkpoint, truncated or corrupted ({type(exc).__name__})"
             ) from None
         self.load_state(state)
+
+
+def _model_input(x) -> torch.Tensor:
+    """A batch as the generated module takes it: integer ids as int64, else float32."""
+    x = np.asarray(x)
+    dtype = np.int64 if x.dtype.kind in "iu" else np.float32
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))

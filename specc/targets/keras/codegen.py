@@ -41,13 +41,32 @@ def _keras_value(value):
     return value
 
 
+def _cls(spec) -> str:
+    """The constructor: keras.layers.<keras_class>, or a class the generated file defines."""
+    if getattr(spec, "keras_helper", ""):
+        return spec.keras_class
+    return f"keras.layers.{spec.keras_class}"
+
+
+def _call_items(spec, args: list[str]) -> list[str] | None:
+    """The call's items when it takes call arguments (use_causal_mask) or positional tensors
+    (MultiHeadAttention): [tensors..., key=value...]; None for a plain tensor or list call."""
+    kwargs = getattr(spec, "keras_call_kwargs", dict)()
+    if getattr(spec, "keras_call_style", "") == "positional":
+        tensors = list(args)
+    elif kwargs:
+        tensors = [Renderer([]).flat(lw.ListOf(tuple(lw.Ref(a) for a in args)))]
+    else:
+        return None
+    return [*tensors, *(f"{k}={Renderer([]).flat(lw.Lit(v))}" for k, v in kwargs.items())]
+
+
 def _sequential(model: ModelIR) -> list[str]:
     lines = [f"{INDENT}return keras.Sequential(", f"{_I2}["]
     inner = _I2 + INDENT
     lines += call_block("keras.Input", _input_args(model.inputs[0]), inner, suffix=",")
     for layer in model.layers:
-        cls = f"keras.layers.{layer.spec.keras_class}"
-        lines += call_block(cls, _layer_args(layer), inner, suffix=",")
+        lines += call_block(_cls(layer.spec), _layer_args(layer), inner, suffix=",")
     lines += [f"{_I2}],", f"{_I2}name={py_str(model.name)},", f"{INDENT})"]
     return lines
 
@@ -85,7 +104,7 @@ def _functional(model: ModelIR, calls=None) -> list[str]:
             var[call.output] = out
             continue
         out = identifier(layer.name, taken)
-        cls = f"keras.layers.{layer.spec.keras_class}"
+        cls = _cls(layer.spec)
         # as ruff lays it out: the right-hand side in parentheses when its head is too long
         wrap = len(f"{INDENT}{out} = {cls}(") > LINE_LENGTH
         indent = _I2 if wrap else INDENT
@@ -93,12 +112,18 @@ def _functional(model: ModelIR, calls=None) -> list[str]:
             cls, _layer_args(layer), indent, "" if wrap else f"{out} = ", explode=True
         )
         args = [var[name] for name in layer.inputs]
+        items = _call_items(layer.spec, args)
         operand = lw.Ref(args[0])
         if len(args) > 1 or layer.spec.arity != 1:
             operand = lw.ListOf(tuple(lw.Ref(a) for a in args))
-        call = f"{block[-1]}({Renderer([]).flat(operand)})"
+        text = ", ".join(items) if items is not None else Renderer([]).flat(operand)
+        call = f"{block[-1]}({text})"
         if len(call) <= LINE_LENGTH:
             block[-1] = call
+        elif items is not None:
+            block[-1] += "("
+            block += [f"{indent + INDENT}{item}," for item in items]
+            block.append(f"{indent})")
         else:
             block[-1] += "("
             block += Renderer([]).lines(operand, indent + INDENT, suffix=",")
@@ -141,10 +166,55 @@ def lower(model: ModelIR, source=None) -> tuple[str, dict]:
         kind = "Functional API, one function per block"
     else:
         body = _sequential(model) if model.is_sequential else _functional(model)
+
+    from ...codegen import render
+
+    helpers = []
+    for layer in model.layers:
+        template = getattr(layer.spec, "keras_helper", "")
+        if template:
+            code = render(template, {"name": layer.spec.keras_class}).rstrip("\n")
+            if code not in helpers:
+                helpers.append(code)
     context = {
+        "helpers": helpers,
         "block_lines": functions,
         "module_doc": docstring(head),
         "build_doc": docstring([f"Build '{model.name}' ({kind})."], INDENT),
         "body_lines": body,
     }
     return "keras/model.py.j2", context
+
+
+def keras_layer(keras, spec, name: str | None = None):
+    """``keras.layers.<keras_class>(**keras_args())`` built in this process (tests, tools):
+    a nested layer argument (a Bidirectional's ``layer``) is built too."""
+
+    def value(v):
+        if isinstance(v, lw.Call):
+            cls = getattr(keras.layers, str(v.func).rsplit(".", 1)[-1])
+            return cls(**{k: value(a) for k, a in v.kwargs})
+        if isinstance(v, lw.Lit):
+            return v.value
+        return v
+
+    args = {k: value(v) for k, v in spec.keras_args().items()}
+    if name is not None:
+        args["name"] = name
+    if getattr(spec, "keras_helper", ""):
+        from ...codegen import render
+
+        scope = {"keras": keras}
+        exec(render(spec.keras_helper, {"name": spec.keras_class}), scope)  # noqa: S102
+        return scope[spec.keras_class](**args)
+    return getattr(keras.layers, spec.keras_class)(**args)
+
+
+def keras_apply(keras_layer_object, spec, tensors: list):
+    """Call a built layer on its input tensors as the generated code does."""
+    if getattr(spec, "keras_call_style", "") == "positional":
+        return keras_layer_object(*tensors, **spec.keras_call_kwargs())
+    kwargs = getattr(spec, "keras_call_kwargs", dict)()
+    if len(tensors) > 1 or spec.arity != 1:
+        return keras_layer_object(tensors, **kwargs)
+    return keras_layer_object(tensors[0], **kwargs)

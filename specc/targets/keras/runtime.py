@@ -50,12 +50,10 @@ class KerasRuntime:
 
         from ...runner.keras_backend import keras_optimizer
 
-        keys = [k for k, _, kind in W.layout(self.model) if kind == "trainable"]
-        variables = []
-        for key in keys:
-            layer, param = key.split("/")
-            by_name = {v.name: v for v in self.net.get_layer(layer).weights}
-            variables.append(by_name[param])
+        trainable = {k for k, _, kind in W.layout(self.model) if kind == "trainable"}
+        pairs = [(k, v) for k, v in W.keras_variables(self.net, self.model) if k in trainable]
+        keys = [k for k, _ in pairs]
+        variables = [v for _, v in pairs]
         opt = keras_optimizer(optimizer_spec(optimizer))
         with tf.GradientTape() as tape:
             outputs = self._call(self.net, inputs, True)
@@ -65,7 +63,7 @@ class KerasRuntime:
         return {
             "loss": float(loss),
             "outputs": [np.asarray(o) for o in outputs],
-            "gradients": {k: np.asarray(g) for k, g in zip(keys, grads)},
+            "gradients": {k: np.asarray(tf.convert_to_tensor(g)) for k, g in zip(keys, grads)},
             "after": W.from_keras(self.net, self.model),
         }
 

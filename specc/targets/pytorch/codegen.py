@@ -159,13 +159,20 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     express exactly (raises CodegenError listing every problem)."""
     problems = []
     for k, tensor in enumerate(model.inputs):
+        readers = [layer for layer in model.layers if tensor.name in layer.inputs]
+        ids_only = readers and all(
+            getattr(layer.spec, "accepts_integer_input", False) for layer in readers
+        )
+        if tensor.dtype in ("int32", "int64") and ids_only:
+            continue  # token ids read only by layers taking integers (Embedding)
         if tensor.dtype != "float32":
             problems.append(
                 refusal(
                     model,
                     source,
                     f"pytorch target: input '{tensor.name}' has dtype {tensor.dtype}; "
-                    "only float32 inputs are supported",
+                    "only float32 inputs, and int32/int64 ids read only by Embedding layers, "
+                    "are supported",
                     path=_input_path(model, source, k),
                     hint="use dtype: float32",
                 )

@@ -10,16 +10,22 @@ Training script for the spec's training section (PyTorch); run it as
 python <this file> [--data-dir DIR] [--epochs N] [--limit N] [--out FILE].
 It needs specc installed for data loading only: specc.data.prepare loads and
 preprocesses the dataset exactly as `specc train` does; the rest is plain PyTorch.
+It trains on CUDA when available. Data parallel on N processes (DDP, rank 0
+prints and saves): torchrun --nproc-per-node N <this file> [...].
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 
 class Initializers(nn.Module):
@@ -143,9 +149,35 @@ def load_data(data_dir: str | None, limit: int | None):
     return prepare(DATA, input_shape=(8, 8, 3), data_dir=data_dir, output_units=3, limit=limit)
 
 
-def make_loader(x, y, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """Mini-batches of numpy arrays as tensors; shuffled (seeded) for training."""
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process: CUDA when available (under torchrun the
+    GPU LOCAL_RANK names), else the CPU. Under torchrun (WORLD_SIZE > 1) it joins the
+    process group: nccl on CUDA, gloo on the CPU."""
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
+    return rank, world_size, device
+
+
+def make_loader(
+    x, y, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """Mini-batches of numpy arrays as tensors; shuffled (seeded) for training. With several
+    ranks each takes its DistributedSampler shard in batches of batch_size // world_size, so
+    that a global batch (all ranks' batches, whose gradients DDP averages) stays batch_size."""
     dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    if world_size > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        )
+        return DataLoader(dataset, batch_size=max(batch_size // world_size, 1), sampler=sampler)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
@@ -168,13 +200,32 @@ def batch_metrics(
     }
 
 
+def global_means(totals: dict[str, float], count: int, device: torch.device) -> dict[str, float]:
+    """Sums over every rank's samples divided by their number (one process: totals / count)."""
+    values = torch.tensor([*totals.values(), count], dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(values)
+    *sums, total = values.tolist()
+    return {name: value / total for name, value in zip(totals, sums)}
+
+
+def from_rank0(row: dict[str, float]) -> dict[str, float]:
+    """Rank 0's values on every rank, so that all ranks take the same decisions."""
+    if not dist.is_initialized():
+        return row
+    box = [row]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
     """Mean loss and metrics over a data split, in inference mode."""
     model.eval()
     totals: dict[str, float] = {}
     count = 0
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         outputs = model(x)
         for name, value in batch_metrics(outputs, y, loss_fn(outputs, y)).items():
             totals[name] = totals.get(name, 0.0) + float(value)
@@ -201,12 +252,23 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    rank, world_size, device = setup_distributed()
     torch.manual_seed(0)
     data = load_data(args.data_dir, args.limit)
-    train_loader = make_loader(data.x_train, data.y_train, batch_size=8, shuffle=True, seed=0)
+    train_loader = make_loader(
+        data.x_train,
+        data.y_train,
+        batch_size=8,
+        shuffle=True,
+        seed=0,
+        rank=rank,
+        world_size=world_size,
+    )
     val_loader = make_loader(data.x_val, data.y_val, batch_size=8, shuffle=False, seed=0)
     test_loader = make_loader(data.x_test, data.y_test, batch_size=8, shuffle=False, seed=0)
-    model = Initializers()
+    model = Initializers().to(device)
+    # data parallel under torchrun: DDP averages the ranks' gradients
+    net = model if world_size == 1 else DistributedDataParallel(model)
     # Keras's epsilon (1e-7 by default, not torch's 1e-8) is added to sqrt(v) before
     # the bias correction, torch's after it: Keras's eps acts as torch's
     # eps / sqrt(1 - beta_2**t), larger for the first few thousand steps, then the same.
@@ -220,26 +282,36 @@ def main() -> None:
     )
     for epoch in range(args.epochs):
         started = time.perf_counter()
+        if world_size > 1:
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, as one process
         model.train()
         totals: dict[str, float] = {}
+        count = 0
         for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
-            outputs = model(x)
+            outputs = net(x)
             loss = loss_fn(outputs, y)
             loss.backward()
             optimizer.step()
             for name, value in batch_metrics(outputs.detach(), y, loss.detach()).items():
                 totals[name] = totals.get(name, 0.0) + float(value)
-        row = {name: total / len(train_loader.dataset) for name, total in totals.items()}
-        for name, value in evaluate(model, val_loader).items():
+            count += len(y)
+        row = global_means(totals, count, device)
+        for name, value in evaluate(model, val_loader, device).items():
             row[f"val_{name}"] = value
+        row = from_rank0(row)
         progress = ", ".join(f"{name} {value:.4f}" for name, value in row.items())
         seconds = time.perf_counter() - started
-        print(f"epoch {epoch + 1}/{args.epochs}: {progress} ({seconds:.1f} s)", flush=True)
-    results = evaluate(model, test_loader)
-    print(", ".join(f"test_{name} {value:.4f}" for name, value in results.items()))
-    torch.save(model.state_dict(), args.out)
-    print(f"saved {args.out}")
+        if rank == 0:
+            print(f"epoch {epoch + 1}/{args.epochs}: {progress} ({seconds:.1f} s)", flush=True)
+    if rank == 0:  # only rank 0 evaluates on the test split and writes
+        results = evaluate(model, test_loader, device)
+        print(", ".join(f"test_{name} {value:.4f}" for name, value in results.items()))
+        torch.save(model.state_dict(), args.out)
+        print(f"saved {args.out}")
+    if world_size > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Token embeddings: Embedding (integer ids -> vectors)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from . import lowering as lw
+from .base import Initializer, Layer, PositiveInt, Weight, fmt_shape
+from .base import ShapeError as _ShapeError
+
+
+class Embedding(Layer):
+    """Looks up a learned vector for each integer id (keras.layers.Embedding).
+
+    Its input holds token ids (declare the input ``dtype: int32`` or ``int64``; float ids are
+    truncated to integers, as Keras casts them). ``mask_zero: true`` is honoured by the Keras
+    target only (PyTorch and ONNX refuse it, at that field).
+    """
+
+    type: Literal["Embedding"]
+    keras_class: ClassVar[str] = "Embedding"
+    torch_doc: ClassVar[str] = (
+        "`nn.Embedding(input_dim, output_dim)` on `x.long()`; the weight is Keras's "
+        "(input_dim, output_dim) matrix; `mask_zero` refused"
+    )
+    onnx_doc: ClassVar[str] = (
+        "`Gather` of the (input_dim, output_dim) matrix at the ids (integer inputs used as "
+        "they are, float ids `Cast` to int64); `mask_zero` refused"
+    )
+    doc_example: ClassVar[tuple] = ({"input_dim": 100, "output_dim": 8}, ((12,),))
+    #: this layer reads integer ids: the PyTorch target lets integer model inputs feed it
+    accepts_integer_input: ClassVar[bool] = True
+    input_dim: PositiveInt
+    output_dim: PositiveInt
+    embeddings_initializer: Initializer | Literal["uniform"] = "uniform"
+    mask_zero: bool = False
+
+    def output_shape(self, shapes):
+        if len(shapes[0]) > 7:
+            raise _ShapeError(f"expects ids of rank <= 7, got {fmt_shape(shapes[0])}")
+        return (*shapes[0], self.output_dim)
+
+    def weights(self, shapes):
+        return (
+            Weight(
+                "embeddings",
+                (self.input_dim, self.output_dim),
+                self.embeddings_initializer,
+                layout="(input_dim, output_dim)",
+            ),
+        )
+
+    def keras_args(self):
+        return {
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "embeddings_initializer": self.embeddings_initializer,
+            "mask_zero": self.mask_zero,
+        }
+
+    def _refuse_mask(self, target: str):
+        if self.mask_zero:
+            raise lw.Unsupported(
+                f"mask_zero: the {target} target does not propagate Keras masks to the "
+                "layers after it",
+                field="mask_zero",
+                hint="use mask_zero: false (or the Keras target)",
+            )
+
+    torch_layout: ClassVar[str] = lw.CL
+
+    def torch_lowering(self, shapes, out, layout):
+        self._refuse_mask("PyTorch")
+        args = (("num_embeddings", self.input_dim), ("embedding_dim", self.output_dim))
+        ids = lw.call(lw.Attr(lw.X, "long"))
+        return lw.TorchLowering(
+            modules=(lw.TorchModule("nn.Embedding", args),), steps=(lw.call(lw.SELF, ids),)
+        )
+
+    onnx_layout: ClassVar[str] = lw.CL
+
+    def onnx_lowering(self, b, layer, out, layout):
+        self._refuse_mask("ONNX")
+        source = layer.inputs[0]
+        raw = next((t for t in b.model.inputs if t.name == source), None)
+        if raw is not None and raw.dtype in ("int32", "int64"):
+            ids = raw.name  # Gather takes int32 and int64 indices
+        else:
+            x = b.get(source, lw.CL)
+            ids = b.node("Cast", [x], b.tmp(layer, "ids"), to=7)  # float -> int64 truncates
+        b.node("Gather", [b.weight(layer, "embeddings"), ids], out, axis=0)
+
+
+LAYERS = (Embedding,)
