@@ -32,12 +32,13 @@ COUNTER = iter(range(10**9))
 
 
 def _torch_counted_like_keras(module) -> int:
-    """Parameters plus BatchNorm running statistics (Keras counts them as non-trainable)."""
+    """Parameters plus the buffers holding Keras's non-trainable weights (BatchNorm's running
+    statistics, Normalization's mean/variance/count); torch's own step counter is not one."""
     params = sum(p.numel() for p in module.parameters())
     stats = sum(
         b.numel()
-        for name, b in module.named_buffers()
-        if name.endswith(("running_mean", "running_var"))
+        for name, b in module.named_buffers(remove_duplicate=True)
+        if not name.endswith("num_batches_tracked")
     )
     return params + stats
 

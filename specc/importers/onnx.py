@@ -370,6 +370,14 @@ def _convert(state: _State, node) -> None:
         return
     a = _attrs(node)
     x = ins[0] if ins else None
+    if x is None:  # every input is a constant: nothing a layer reads
+        if op in KNOWN_OPS:
+            state.problems.append(f"node '{node.name}' ({op}): computes from constants only")
+        else:
+            state.problems.append(
+                f"ONNX operator {op} (node '{node.name}') is not supported by specc"
+            )
+        return
     if op in SILENT:
         state.values[node.output[0]] = x
         return

@@ -226,7 +226,7 @@ class GroupNormalization(Layer):
     doc_example: ClassVar[tuple] = ({"groups": 2}, ((8, 8, 4),))
     groups: int = Field(default=32, ge=-1)
     axis: int = -1
-    epsilon: float = Field(default=1e-3, gt=0.0, le=1.0)
+    epsilon: float = Field(default=1e-3, ge=0.0, le=1.0)  # Keras accepts 0
     center: bool = True
     scale: bool = True
 
