@@ -214,7 +214,7 @@ class PositionEmbedding(Layer):
     keras_class: ClassVar[str] = "PositionEmbedding"
     #: defined in the generated Keras file (templates/keras/position_embedding.py.j2)
     keras_helper: ClassVar[str] = "keras/position_embedding.py.j2"
-    torch_doc: ClassVar[str] = "an `nn.Parameter` table; `table[:steps].expand_as(x)`"
+    torch_doc: ClassVar[str] = "an `nn.Parameter` table; `table[:steps].expand_as(x).clone()`"
     onnx_doc: ClassVar[str] = (
         "the table `Slice`d to the steps, broadcast to the batch by `Where` (its condition "
         "shaped (batch, steps, 1) from the input)"
@@ -263,7 +263,12 @@ class PositionEmbedding(Layer):
                     (("sequence_length", self.sequence_length), ("features", shapes[0][-1])),
                 ),
             ),
-            steps=(lw.call(lw.Attr(lw.Slice(table, 0, ((0, steps),)), "expand_as"), lw.X),),
+            # a copy, not a view of the parameter: a view keeps requires_grad even under
+            # torch.no_grad(), and its output could not become a numpy array
+            steps=(
+                lw.call(lw.Attr(lw.Slice(table, 0, ((0, steps),)), "expand_as"), lw.X),
+                lw.call(lw.Attr(lw.X, "clone")),
+            ),
         )
 
     onnx_layout: ClassVar[str] = lw.CL

@@ -82,16 +82,16 @@ class _ElementwiseMerge(Layer):
         # different ranks: ONNX aligns the batch axis on the right too, so each lower-rank
         # input is reshaped to (batch, 1, ..., *shape) first (Keras's expand_dims(x, 1))
         rank = max(ranks)
-        xs = []
+        xs, expanded = [], {}
         for name in layer.inputs:
             x = b.get(name, lw.CL)
             shape = b.shape_of(name)
-            if len(shape) < rank:
+            if len(shape) < rank and name not in expanded:  # once per input, read twice or not
                 target = b.const(
                     f"{layer.name}.{name}.shape", [0, *(1,) * (rank - len(shape)), *shape], "int64"
                 )
-                x = b.node("Reshape", [x, target], b.tmp(layer, f"{name}/expanded"))
-            xs.append(x)
+                expanded[name] = b.node("Reshape", [x, target], b.tmp(layer, f"{name}/expanded"))
+            xs.append(expanded.get(name, x))
         if layout == lw.CL:
             self._onnx_merge(b, layer, xs, out)
             return

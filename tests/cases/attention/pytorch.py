@@ -185,6 +185,7 @@ class Attention(nn.Module):
         """
         embed = self.embed(tokens.long())
         positions = self.positions.embeddings[0:6].expand_as(embed)
+        positions = positions.clone()
         embedded = embed + positions
         self_attention = self.self_attention(embedded, embedded)
         residual = embedded + self_attention

@@ -176,6 +176,7 @@ class TextTransformer(nn.Module):
         """
         embed = self.embed(tokens.long())
         positions = self.positions.embeddings[0:20].expand_as(embed)
+        positions = positions.clone()
         embedded = embed + positions
         attention = self.attention(embedded, embedded)
         attention_residual = embedded + attention

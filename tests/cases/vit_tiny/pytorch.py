@@ -193,6 +193,7 @@ class VitTiny(nn.Module):
         patches = patches.permute(0, 2, 3, 1)
         sequence = torch.reshape(patches, (-1, 16, 32))
         positions = self.positions.embeddings[0:16].expand_as(sequence)
+        positions = positions.clone()
         embedded = sequence + positions
         attention_norm = self.attention_norm(embedded)
         attention = self.attention(attention_norm, attention_norm)
