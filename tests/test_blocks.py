@@ -293,7 +293,7 @@ def test_target_refusal_inside_an_instance_names_it():
       unit:
         params: {scale: {type: bool, default: true}}
         layers:
-          - {type: BatchNormalization, name: $(name)_bn, scale: $scale}
+          - {type: LayerNormalization, name: $(name)_ln, scale: $scale}
     layers:
       - {type: unit, name: u1}
       - {type: unit, name: u2, scale: false}
@@ -303,7 +303,7 @@ def test_target_refusal_inside_an_instance_names_it():
     with pytest.raises(CodegenError) as info:
         plan(result.model, result.source)
     (diag,) = info.value.diagnostics
-    assert diag.line == 8 and diag.layer == "BatchNormalization 'u2_bn'"
+    assert diag.line == 8 and diag.layer == "LayerNormalization 'u2_ln'"
     assert "in block 'unit' instantiated as 'u2' at t.yaml:11:5 with scale=false" in diag.message
 
 

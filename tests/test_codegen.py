@@ -220,7 +220,7 @@ name: refused
 inputs: [{name: x, shape: [4, 4, 3], dtype: int32}]
 layers:
   - {type: BatchNormalization, name: bn, axis: 1}
-  - {type: BatchNormalization, name: bn2, center: false}
+  - {type: GroupNormalization, name: gn, groups: 1, center: false}
   - {type: LayerNormalization, name: ln, center: true, scale: false}
 """
     result = check_text(text, file="refused.yaml")

@@ -162,7 +162,13 @@ def _wrong_epsilon(module, rank):
 def _torch_batch_norm(module, rank):
     """What the PyTorch target used to emit: nn.BatchNorm (unbiased running variance)."""
     cls = {1: "nn.BatchNorm1d", 2: "nn.BatchNorm1d", 3: "nn.BatchNorm2d"}[rank]
-    args = tuple((k, round(1 - v, 12) if k == "momentum" else v) for k, v in module.args)
+    values = dict(module.args)
+    args = (
+        ("num_features", values["num_features"]),
+        ("eps", values["eps"]),
+        ("momentum", round(1 - values["momentum"], 12)),
+        ("affine", values["scale"] and values["center"]),
+    )
     return lw.TorchModule(cls, args, module.suffix)
 
 
@@ -216,7 +222,9 @@ def test_keras_batch_norm_matches_keras_statistics(frameworks):
     code = generate(model, "pytorch")
     namespace: dict = {}
     exec(compile(code, "residual_net.py", "exec"), namespace)
-    bn = namespace["KerasBatchNorm"](num_features=1, eps=1e-3, momentum=0.0, affine=True)
+    bn = namespace["KerasBatchNorm"](
+        num_features=1, eps=1e-3, momentum=0.0, scale=True, center=True
+    )
     bn.train()
     bn(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
     assert float(bn.running_var[0]) == pytest.approx(1.25)  # Keras: 1.25; nn.BatchNorm: 1.667

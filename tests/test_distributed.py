@@ -364,7 +364,7 @@ def test_nproc_with_an_invalid_spec_exits_1_with_one_message(tmp_path):
     spec.write_text(TINY.replace("units: 10", "units: -3"))
     done = _train(spec, tmp_path / "run", "--nproc", "2", check=False)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.count("units") == 1, done.stderr
+    assert done.stderr.count("units must be") == 1, done.stderr
     assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr
 
 

@@ -43,7 +43,9 @@ class _Reference(torch.nn.Module):
 
 def _pair(channels, eps, momentum, seed=0):
     torch.manual_seed(seed)
-    fused = _module_class()(num_features=channels, eps=eps, momentum=momentum, affine=True)
+    fused = _module_class()(
+        num_features=channels, eps=eps, momentum=momentum, scale=True, center=True
+    )
     reference = _Reference(channels, eps, momentum)
     with torch.no_grad():
         for module in (fused, reference):
@@ -55,14 +57,14 @@ def _pair(channels, eps, momentum, seed=0):
 def test_textbook_values():
     """momentum 0 stores the batch statistics: the biased variance of 0,1,2,3 is 1.25
     (nn.BatchNorm would store the unbiased 5/3); mean 1.5."""
-    bn = _module_class()(num_features=1, eps=1e-3, momentum=0.0, affine=True)
+    bn = _module_class()(num_features=1, eps=1e-3, momentum=0.0, scale=True, center=True)
     bn.train()
     bn(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
     assert float(bn.running_var[0]) == pytest.approx(1.25, abs=1e-7)
     assert float(bn.running_mean[0]) == pytest.approx(1.5, abs=1e-7)
     assert int(bn.num_batches_tracked) == 1
     # momentum 1 keeps the initial statistics exactly
-    keep = _module_class()(num_features=1, eps=1e-3, momentum=1.0, affine=True)
+    keep = _module_class()(num_features=1, eps=1e-3, momentum=1.0, scale=True, center=True)
     keep(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
     assert float(keep.running_var[0]) == 1.0 and float(keep.running_mean[0]) == 0.0
 
@@ -120,7 +122,7 @@ def test_matches_keras_update_rule_over_steps(shape, momentum, channels_last):
 def test_no_grad_and_double_backward_free_of_inplace_errors():
     """The running variance the kernel updates is a copy: the in-place correction of the
     buffer never invalidates what the backward saved (nn.BatchNorm's own contract)."""
-    bn = _module_class()(num_features=3, eps=1e-3, momentum=0.99, affine=True)
+    bn = _module_class()(num_features=3, eps=1e-3, momentum=0.99, scale=True, center=True)
     x = torch.randn(4, 3, 5, 5, requires_grad=True)
     y = bn(x)
     y2 = bn(torch.randn(4, 3, 5, 5))  # a second step before the first backward

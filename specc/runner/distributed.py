@@ -460,8 +460,10 @@ def _sync_keras_batch_norm_class():
                 self.num_batches_tracked.add_(1)
             shape = [1, c] + [1] * (x.dim() - 2)
             y = (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
-            if self.weight is not None:
-                y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+            if self.weight is not None:  # gamma and beta each optional (Keras's scale, center)
+                y = y * self.weight.reshape(shape)
+            if self.bias is not None:
+                y = y + self.bias.reshape(shape)
             return y
 
     return _SyncKerasBatchNorm

@@ -110,6 +110,11 @@ class DistributedKerasBackend(KerasBackend):
             super()._compile()
         self._built = False
 
+    def train_epoch(self, batches, on_batch=None, stop=None, start=None):
+        """None: the loop's step path, whose distributed step splits each batch exactly as
+        one device would (model.fit would split it its own way)."""
+        return None
+
     def _build(self, x, y) -> None:
         if not self._built:  # optimizer and metric variables, mirrored, before the first step
             import tensorflow as tf
