@@ -105,7 +105,7 @@ def _stop_mid_epoch_2(command, out, env, sig):
     deadline = time.time() + 300
     while checkpoint_epoch(out) < 1 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.5)  # inside epoch 2
+    time.sleep(0.05)  # inside epoch 2 (an epoch of digits takes a fraction of a second)
     assert process.poll() is None, "the run finished before it could be stopped"
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=300)
