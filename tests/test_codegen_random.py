@@ -76,9 +76,10 @@ def check_all_targets(keras, spec_dict: dict) -> None:
     W.to_keras(kmodel, model, weights)
     W.to_torch(net, model, weights)
     rng = np.random.default_rng(n)
-    # batch 7: Keras broadcasts inputs of different ranks differently when the batch size
-    # equals a feature size (it right-aligns them); specc follows its expand_dims(x, 1) rule
-    inputs = [rng.normal(size=(7, *t.shape)).astype("float32") for t in model.inputs]
+    # batch 101, larger than any generated size: Keras broadcasts inputs of different ranks
+    # differently when the batch size equals a feature size (it right-aligns them, so its
+    # result depends on the batch size); specc follows its expand_dims(x, 1) rule
+    inputs = [rng.normal(size=(101, *t.shape)).astype("float32") for t in model.inputs]
     k_out = kmodel(inputs if len(inputs) > 1 else inputs[0], training=False)
     k_out = [np.asarray(o) for o in (k_out if isinstance(k_out, (list, tuple)) else [k_out])]
     net.eval()
