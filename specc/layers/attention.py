@@ -24,6 +24,29 @@ KERAS_MHA = "KerasMultiHeadAttention"
 lw.HELPER_TEMPLATES.setdefault(KERAS_MHA, "pytorch/keras_multi_head_attention.py.j2")
 
 
+def _query_key_value(shapes):
+    """(query, key, value) shapes of an attention layer's [query, value(, key)] inputs."""
+    if len(shapes) > 3:
+        raise ShapeError(
+            f"reads [query, value] or [query, value, key], got {len(shapes)} inputs",
+            field="inputs",
+        )
+    for s in shapes:
+        if len(s) != 2:
+            raise ShapeError(
+                f"expects rank-2 inputs (steps, features), got {fmt_shape(s)}",
+                hint="add a Reshape layer before it",
+            )
+    query, value = shapes[0], shapes[1]
+    key = shapes[2] if len(shapes) == 3 else value
+    if key[0] != value[0]:
+        raise ShapeError(
+            f"key and value need the same number of steps, got {key[0]} and {value[0]}",
+            field="inputs",
+        )
+    return query, key, value
+
+
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (keras.layers.MultiHeadAttention)."""
 
@@ -52,25 +75,7 @@ class MultiHeadAttention(Layer):
     use_causal_mask: bool = False
 
     def _dims(self, shapes):
-        if len(shapes) > 3:
-            raise ShapeError(
-                f"reads [query, value] or [query, value, key], got {len(shapes)} inputs",
-                field="inputs",
-            )
-        for s in shapes:
-            if len(s) != 2:
-                raise ShapeError(
-                    f"expects rank-2 inputs (steps, features), got {fmt_shape(s)}",
-                    hint="add a Reshape layer before it",
-                )
-        query, value = shapes[0], shapes[1]
-        key = shapes[2] if len(shapes) == 3 else value
-        if key[0] != value[0]:
-            raise ShapeError(
-                f"key and value need the same number of steps, got {key[0]} and {value[0]}",
-                field="inputs",
-            )
-        return query, key, value
+        return _query_key_value(shapes)
 
     @property
     def _value_dim(self) -> int:
@@ -313,24 +318,7 @@ class _ScoreAttention(Layer):
     use_causal_mask: bool = False
 
     def _dims(self, shapes):
-        if len(shapes) > 3:
-            raise ShapeError(
-                f"reads [query, value] or [query, value, key], got {len(shapes)} inputs",
-                field="inputs",
-            )
-        for s in shapes:
-            if len(s) != 2:
-                raise ShapeError(
-                    f"expects rank-2 inputs (steps, features), got {fmt_shape(s)}",
-                    hint="add a Reshape layer before it",
-                )
-        query, value = shapes[0], shapes[1]
-        key = shapes[2] if len(shapes) == 3 else value
-        if key[0] != value[0]:
-            raise ShapeError(
-                f"key and value need the same number of steps, got {key[0]} and {value[0]}",
-                field="inputs",
-            )
+        query, key, value = _query_key_value(shapes)
         if query[-1] != key[-1]:
             raise ShapeError(
                 f"query and key need the same features, got {query[-1]} and {key[-1]}",
