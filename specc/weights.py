@@ -49,7 +49,13 @@ def save(path: str | Path, weights: dict[str, np.ndarray]) -> None:
 
 
 def load(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a canonical weights file (no pickled objects)."""
+    """Read a canonical weights file (no pickled objects); ValueError for anything else."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise ValueError("empty file")
+    if head[:2] != b"PK":  # numpy would take any other bytes for a pickle and say so
+        raise ValueError("not an .npz file (damaged, truncated, or another format)")
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 

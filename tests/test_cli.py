@@ -190,3 +190,14 @@ def test_generated_docs_are_current():
     # docs/layers.md and the per-layer tables: tests/test_docs_generated.py
     schema = json.loads((ROOT / "docs" / "spec.schema.json").read_text())
     assert schema == json_schema(), "run `make docs`"
+
+
+def test_a_weights_file_that_is_not_an_npz_is_named_as_such(tmp_path):
+    """numpy reads any non-zip bytes as a pickle and says so; specc says what is wrong."""
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(b"garbage, not a zip")
+    result = CliRunner().invoke(
+        app, ["compile", "specs/mnist_mlp.json", "-t", "onnx-text", "--weights", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert "not an .npz file" in result.stderr and "pickle" not in result.stderr
