@@ -590,7 +590,7 @@ def _float64_gradients(model, weights, folder, inputs, targets, loss_spec) -> di
     try:
         import torch
 
-        from .targets.pytorch.runtime import TorchRuntime, _loss
+        from .targets.pytorch.runtime import TorchRuntime, _loss, regularization
     except ImportError:
         return None
     runtime = TorchRuntime(model, folder, "_float64")
@@ -602,7 +602,7 @@ def _float64_gradients(model, weights, folder, inputs, targets, loss_spec) -> di
     outs = net(*(torch.from_numpy(np.asarray(x, np.float64)) for x in inputs))
     outs = list(outs) if isinstance(outs, tuple) else [outs]
     ys = [torch.from_numpy(y.astype(np.float64) if y.dtype.kind == "f" else y) for y in targets]
-    loss = _loss(outs, ys, loss_spec)
+    loss = _loss(outs, ys, loss_spec) + regularization(net)
     loss.backward()
     grads = {}
     for key, w, tensor in W.torch_tensors(net, model):

@@ -94,6 +94,33 @@ def layer_label(data: object, index: int, name: str | None = None) -> str:
     return label
 
 
+def _nested_model(owner, field: object, value: object):
+    """The model validating ``value``, a mapping in ``owner``'s field ``field`` (an initializer
+    or regularizer config, a wrapped layer): the field's union member whose ``type`` it names;
+    the owner itself when there is none."""
+    import typing
+
+    from pydantic import BaseModel
+
+    info = owner.model_fields.get(field) if isinstance(field, str) else None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if info is None or kind is None:
+        return owner
+    pending, seen = [info.annotation], set()
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            tag = annotation.model_fields.get("type")
+            if tag is not None and kind in typing.get_args(tag.annotation):
+                return annotation
+            continue
+        if id(annotation) in seen:
+            continue
+        seen.add(id(annotation))
+        pending.extend(typing.get_args(annotation))
+    return owner
+
+
 def _model_for(data: object, path: tuple):
     """The pydantic model class that validates the mapping at ``path`` (for field hints)."""
     from . import spec as spec_module
@@ -101,7 +128,10 @@ def _model_for(data: object, path: tuple):
 
     if len(path) >= 2 and path[0] == "layers" and isinstance(path[1], int) and len(path) <= 3:
         entry = data["layers"][path[1]]
-        return LAYER_TYPES.get(entry.get("type")) if isinstance(entry, dict) else None
+        layer = LAYER_TYPES.get(entry.get("type")) if isinstance(entry, dict) else None
+        if len(path) == 3 and layer is not None:  # a mapping inside a layer field
+            return _nested_model(layer, path[2], entry.get(path[2]))
+        return layer
     if not path:
         return spec_module.Spec
     if path[0] == "inputs" and len(path) <= 3:

@@ -28,6 +28,28 @@ def declared(model: ModelIR) -> Iterator[tuple[LayerIR, Weight]]:
             yield layer, weight
 
 
+def regularizers(model: ModelIR) -> dict[str, tuple[float, float]]:
+    """'<layer>/<weight>' -> (l1, l2) for every weight with a regularizer."""
+    return {
+        f"{layer.name}/{name}": factors
+        for layer in model.layers
+        for name, factors in layer.spec.regularizers().items()
+    }
+
+
+def penalty(weights: dict[str, np.ndarray], factors: dict[str, tuple[float, float]]) -> float:
+    """The regularizers' penalty on canonical weights, in float32 as Keras computes it:
+    ``l1 * sum(|w|) + l2 * sum(w ** 2)`` per weight (sums are layout-independent)."""
+    total = np.float32(0.0)
+    for key, (l1, l2) in factors.items():
+        w = np.asarray(weights[key], np.float32)
+        if l1:
+            total += np.float32(l1) * np.abs(w).sum(dtype=np.float32)
+        if l2:
+            total += np.float32(l2) * np.square(w).sum(dtype=np.float32)
+    return float(total)
+
+
 def layout(model: ModelIR) -> list[tuple[str, tuple[int, ...], str]]:
     """Every weight of the model: (key, Keras shape, 'trainable' | 'non_trainable')."""
     return [

@@ -52,7 +52,9 @@ FUNCTIONAL = {
             _layer("Add", "add", ["c1", "c2"]),
             _layer("GlobalAveragePooling2D", "pool", ["add"], keepdims=False),
             _layer("Dense", "out", ["pool"], units=3, activation="softmax",
-                   kernel_regularizer={"class_name": "L2", "config": {"l2": 0.01}}),
+                   kernel_regularizer={"class_name": "L2", "config": {"l2": 0.01}},
+                   bias_regularizer={"class_name": "OrthogonalRegularizer",
+                                     "config": {"factor": 0.01, "mode": "rows"}}),
         ],
         "input_layers": [["img", 0, 0]],
         "output_layers": [["out", 0, 0]],
@@ -76,7 +78,11 @@ def test_functional_config_becomes_a_readable_spec():
     assert "inputs" not in c1  # reads the previous tensor
     assert c2["inputs"] == ["img"] and add["inputs"] == ["c1", "c2"]
     assert "activation" not in c2  # 'linear' is specc's default
-    assert notes == ["layer 'out' (Dense): kernel_regularizer L2(l2=0.01) not kept (training only)"]
+    assert out["kernel_regularizer"] == {"type": "L2", "l2": 0.01}  # kept: it changes training
+    assert notes == [
+        "layer 'out' (Dense): bias_regularizer OrthogonalRegularizer(factor=0.01, mode='rows') "
+        "not kept (not expressible)"
+    ]
     result = check_data(spec)
     assert result.ok and result.model.total_params == (27 * 4 + 4) + (3 * 4 + 4) + (4 * 3 + 3)
     # the YAML reads back to the same data

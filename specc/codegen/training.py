@@ -767,6 +767,7 @@ def pytorch_context(model: ModelIR, training: dict, context: dict) -> dict:
         "before_loop": schedule_before + stop_before,
         "batch_lines": batch_lines,
         "step_lines": step_lines,
+        "regularized": bool(context["regularization_lines"]),
         "validation_lines": validation_lines,
         "end_of_epoch": schedule_each + stop_each,
         "after_loop": stop_after,

@@ -163,6 +163,20 @@ def _initializer(value):
     return None
 
 
+def _regularizer(value):
+    """specc's mapping for a Keras regularizer config (L1, L2, L1L2), or None."""
+    if isinstance(value, str):
+        return value if value in ("l1", "l2") else None
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("class_name")
+    config = value.get("config") or {}
+    keys = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}.get(kind)
+    if keys is None or set(config) - set(keys):
+        return None
+    return {"type": kind, **{k: float(config[k]) for k in keys if k in config}}
+
+
 def _describe(value) -> str:
     if isinstance(value, dict) and "class_name" in value:
         config = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
@@ -220,6 +234,14 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
                 converted = _initializer(value)
                 if converted is None:
                     notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
+                    continue
+                value = converted
+            if key.endswith("_regularizer"):
+                if value is None:
+                    continue
+                converted = _regularizer(value)
+                if converted is None:
+                    notes.append(f"{where}: {key} {_describe(value)} not kept (not expressible)")
                     continue
                 value = converted
             default = fields[key].default

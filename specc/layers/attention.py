@@ -18,7 +18,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from . import lowering as lw
-from .base import Initializer, Layer, PositiveInt, ShapeError, Weight, fmt_shape
+from .base import Initializer, Layer, PositiveInt, Regularizer, ShapeError, Weight, fmt_shape
 
 KERAS_MHA = "KerasMultiHeadAttention"
 lw.HELPER_TEMPLATES.setdefault(KERAS_MHA, "pytorch/keras_multi_head_attention.py.j2")
@@ -72,6 +72,14 @@ class MultiHeadAttention(Layer):
     output_shape_: PositiveInt | None = Field(default=None, alias="output_shape")
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    #: Keras gives the regularizers to all four projections
+    regularized: ClassVar[dict[str, str]] = {
+        f"{part}_{kind}": f"{kind}_regularizer"
+        for part in ("query", "key", "value", "output")
+        for kind in ("kernel", "bias")
+    }
     use_causal_mask: bool = False
 
     def _dims(self, shapes):
@@ -140,6 +148,7 @@ class MultiHeadAttention(Layer):
             "output_shape": self.output_shape_,
             "kernel_initializer": self.kernel_initializer,
             "bias_initializer": self.bias_initializer,
+            **self.keras_regularizer_args(),
         }
 
     def keras_call_kwargs(self) -> dict:

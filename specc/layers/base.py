@@ -213,6 +213,71 @@ class ShapeError(Exception):
         self.hint = hint
 
 
+class _RegularizerConfig(BaseModel):
+    """A Keras weight regularizer written as a mapping like its Keras config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def factors(self) -> tuple[float, float]:
+        """(l1, l2): the penalty ``l1 * sum(|w|) + l2 * sum(w ** 2)`` Keras adds to the loss."""
+        return getattr(self, "l1", 0.0), getattr(self, "l2", 0.0)
+
+
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class L1(_RegularizerConfig):
+    """keras.regularizers.L1: ``l1 * sum(|w|)``."""
+
+    type: Literal["L1"]
+    l1: NonNegative = 0.01
+
+
+class L2(_RegularizerConfig):
+    """keras.regularizers.L2: ``l2 * sum(w ** 2)`` (no factor 1/2, as Keras)."""
+
+    type: Literal["L2"]
+    l2: NonNegative = 0.01
+
+
+class L1L2(_RegularizerConfig):
+    """keras.regularizers.L1L2: ``l1 * sum(|w|) + l2 * sum(w ** 2)``."""
+
+    type: Literal["L1L2"]
+    l1: NonNegative = 0.0
+    l2: NonNegative = 0.0
+
+
+RegularizerConfig = Annotated[L1 | L2 | L1L2, Field(discriminator="type")]
+#: a Keras weight regularizer: 'l1' / 'l2' (Keras's identifiers, factor 0.01), 'l1_l2'
+#: (both 0.01, as Keras 2's ``l1_l2()``), or a mapping like its Keras config
+_Regularizer = Literal["l1", "l2", "l1_l2"] | RegularizerConfig
+#: a regularizer field: unset (None) leaves no trace in the layer's config, so that specs
+#: without regularizers keep their spec hash
+Regularizer = Annotated[_Regularizer | None, Field(exclude_if=lambda value: value is None)]
+_REGULARIZER_NAMES = {"l1": (0.01, 0.0), "l2": (0.0, 0.01), "l1_l2": (0.01, 0.01)}
+
+
+def regularizer_factors(regularizer) -> tuple[float, float]:
+    """(l1, l2) of a regularizer field value."""
+    if isinstance(regularizer, str):
+        return _REGULARIZER_NAMES[regularizer]
+    return regularizer.factors()
+
+
+def keras_regularizer(regularizer) -> dict | None:
+    """A regularizer as a Keras layer argument, every factor explicit (``L1L2`` for 'l1_l2')."""
+    if regularizer is None:
+        return None
+    l1, l2 = regularizer_factors(regularizer)
+    if isinstance(regularizer, str):
+        kind = {"l1": "L1", "l2": "L2", "l1_l2": "L1L2"}[regularizer]
+    else:
+        kind = regularizer.type
+    config = {"L1": {"l1": l1}, "L2": {"l2": l2}, "L1L2": {"l1": l1, "l2": l2}}[kind]
+    return {"class_name": kind, "config": config, "module": "keras.regularizers"}
+
+
 class Layer(BaseModel):
     """Base of every layer type. ``type`` is the Keras class name."""
 
@@ -237,6 +302,9 @@ class Layer(BaseModel):
     #: (fields, input shapes) of an example instance, for layers with weights: the weight
     #: tables of the docs are computed from it
     doc_example: ClassVar[tuple | None] = None
+    #: weight name -> the field holding its regularizer (Keras's ``kernel_regularizer``...);
+    #: the penalty enters the training loss of every backend (see :meth:`regularizers`)
+    regularized: ClassVar[dict[str, str]] = {}
 
     @property
     def layer_type(self) -> str:
@@ -263,6 +331,21 @@ class Layer(BaseModel):
     def keras_args(self) -> dict:
         """Every constructor argument for keras.layers.<keras_class>, written explicitly."""
         return {}
+
+    def regularizers(self) -> dict[str, tuple[float, float]]:
+        """Weight name -> (l1, l2) factors, for the weights that have a regularizer."""
+        out = {}
+        for weight, field in self.regularized.items():
+            value = getattr(self, field)
+            if value is not None:
+                out[weight] = regularizer_factors(value)
+        return out
+
+    def keras_regularizer_args(self) -> dict:
+        """The set regularizer fields as Keras arguments (unset ones are left out, so that
+        specs without regularizers keep their generated code)."""
+        fields = dict.fromkeys(self.regularized.values())
+        return {f: keras_regularizer(getattr(self, f)) for f in fields if getattr(self, f)}
 
     # -- what the PyTorch backend needs (see lowering.py) -----------------------------------
     #: the layout the torch code wants this layer's input in: "cf", "cl" or "any"

@@ -16,6 +16,7 @@ from .base import (
     Padding,
     Pair,
     PositiveInt,
+    Regularizer,
     Shape,
     ShapeError,
     Single,
@@ -35,6 +36,7 @@ class _Conv(Layer):
     activation: ActivationName | None = None
     use_bias: bool = True
     bias_initializer: Initializer = "zeros"
+    bias_regularizer: Regularizer = None
 
     @model_validator(mode="after")
     def _strides_with_dilation(self):
@@ -153,6 +155,11 @@ class Conv2D(_Conv):
     dilation_rate: Pair = (1, 1)
     groups: PositiveInt = 1
     kernel_initializer: Initializer = "glorot_uniform"
+    kernel_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "kernel_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         out, channels = self._spatial_out(shapes)
@@ -187,6 +194,7 @@ class Conv2D(_Conv):
             "groups": self.groups,
             "kernel_initializer": keras_initializer(self.kernel_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -221,6 +229,11 @@ class Conv1D(_Conv):
     strides: Single = (1,)
     dilation_rate: Single = (1,)
     kernel_initializer: Initializer = "glorot_uniform"
+    kernel_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "kernel_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         out, _ = self._spatial_out(shapes)
@@ -247,6 +260,7 @@ class Conv1D(_Conv):
             **self._common_args(),
             "kernel_initializer": keras_initializer(self.kernel_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -275,6 +289,12 @@ class DepthwiseConv2D(_Conv):
     dilation_rate: Pair = (1, 1)
     depth_multiplier: PositiveInt = 1
     depthwise_initializer: Initializer = "glorot_uniform"
+    depthwise_regularizer: Regularizer = None
+    #: Keras 3 names the depthwise variable 'kernel'; its argument is depthwise_regularizer
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "depthwise_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         out, channels = self._spatial_out(shapes)
@@ -303,6 +323,7 @@ class DepthwiseConv2D(_Conv):
             "depth_multiplier": self.depth_multiplier,
             "depthwise_initializer": keras_initializer(self.depthwise_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -342,6 +363,13 @@ class SeparableConv2D(_Conv):
     depth_multiplier: PositiveInt = 1
     depthwise_initializer: Initializer = "glorot_uniform"
     pointwise_initializer: Initializer = "glorot_uniform"
+    depthwise_regularizer: Regularizer = None
+    pointwise_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "depthwise_kernel": "depthwise_regularizer",
+        "pointwise_kernel": "pointwise_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         out, _ = self._spatial_out(shapes)
@@ -383,6 +411,7 @@ class SeparableConv2D(_Conv):
             "depthwise_initializer": keras_initializer(self.depthwise_initializer),
             "pointwise_initializer": keras_initializer(self.pointwise_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     def torch_lowering(self, shapes, out, layout):
@@ -452,6 +481,11 @@ class Conv2DTranspose(_Conv):
     strides: Pair = (1, 1)
     dilation_rate: Pair = (1, 1)
     kernel_initializer: Initializer = "glorot_uniform"
+    kernel_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "kernel_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         spatial, _ = self._split(shapes)
@@ -483,6 +517,7 @@ class Conv2DTranspose(_Conv):
             **self._common_args(),
             "kernel_initializer": keras_initializer(self.kernel_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     def torch_lowering(self, shapes, out, layout):

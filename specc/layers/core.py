@@ -13,6 +13,7 @@ from .base import (
     Initializer,
     Layer,
     PositiveInt,
+    Regularizer,
     ShapeError,
     Weight,
     fmt_shape,
@@ -49,6 +50,12 @@ class Dense(Layer):
     use_bias: bool = True
     kernel_initializer: Initializer = "glorot_uniform"
     bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "kernel_regularizer",
+        "bias": "bias_regularizer",
+    }
 
     def output_shape(self, shapes):
         return (*shapes[0][:-1], self.units)
@@ -76,6 +83,7 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": keras_initializer(self.kernel_initializer),
             "bias_initializer": keras_initializer(self.bias_initializer),
+            **self.keras_regularizer_args(),
         }
 
     torch_layout: ClassVar[str] = lw.CL

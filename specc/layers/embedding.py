@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from . import lowering as lw
-from .base import Initializer, Layer, PositiveInt, Weight, fmt_shape
+from .base import Initializer, Layer, PositiveInt, Regularizer, Weight, fmt_shape
 from .base import ShapeError as _ShapeError
 
 
@@ -34,6 +34,8 @@ class Embedding(Layer):
     output_dim: PositiveInt
     embeddings_initializer: Initializer | Literal["uniform"] = "uniform"
     mask_zero: bool = False
+    embeddings_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {"embeddings": "embeddings_regularizer"}
 
     def output_shape(self, shapes):
         if len(shapes[0]) > 7:
@@ -56,6 +58,7 @@ class Embedding(Layer):
             "output_dim": self.output_dim,
             "embeddings_initializer": self.embeddings_initializer,
             "mask_zero": self.mask_zero,
+            **self.keras_regularizer_args(),
         }
 
     def _refuse_mask(self, target: str):

@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar, Literal, Union, get_args
 from pydantic import Field, model_validator
 
 from . import lowering as lw
-from .base import Layer, PositiveInt, ShapeError, Weight, fmt_shape
+from .base import Layer, PositiveInt, Regularizer, ShapeError, Weight, fmt_shape
 
 #: the activations every target runs inside a recurrent cell: entries of the one activation
 #: table (lowering.ACTIVATIONS) whose ONNX lowering is a single operator, which ONNX's
@@ -59,6 +59,14 @@ class _Recurrent(Layer):
     kernel_initializer: RecurrentInitializer = "glorot_uniform"
     recurrent_initializer: RecurrentInitializer = "orthogonal"
     bias_initializer: Literal["zeros", "ones"] = "zeros"
+    kernel_regularizer: Regularizer = None
+    recurrent_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    regularized: ClassVar[dict[str, str]] = {
+        "kernel": "kernel_regularizer",
+        "recurrent_kernel": "recurrent_regularizer",
+        "bias": "bias_regularizer",
+    }
     dropout: Rate = 0.0
     recurrent_dropout: Rate = 0.0
     return_sequences: bool = False
@@ -146,6 +154,7 @@ class _Recurrent(Layer):
             "kernel_initializer": self.kernel_initializer,
             "recurrent_initializer": self.recurrent_initializer,
             "bias_initializer": self.bias_initializer,
+            **self.keras_regularizer_args(),
             **self._extra_args(),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
@@ -409,6 +418,10 @@ class Bidirectional(Layer):
 
     def count_macs(self, shapes, out):
         return 2 * self.layer.count_macs(shapes, out)
+
+    def regularizers(self):
+        inner = self.layer.regularizers()
+        return {f"{d}_{name}": f for d in ("forward", "backward") for name, f in inner.items()}
 
     def keras_args(self):
         inner = lw.call(f"keras.layers.{self.layer.keras_class}", **self.layer.keras_args())

@@ -269,6 +269,9 @@ class TimeDistributed(Layer):
     def count_macs(self, shapes, out):
         return shapes[0][0] * self.layer.count_macs(self._inner(shapes), out[1:])
 
+    def regularizers(self):
+        return self.layer.regularizers()
+
     def keras_args(self):
         inner = lw.call(f"keras.layers.{self.layer.keras_class}", **self.layer.keras_args())
         return {"layer": inner}

@@ -187,7 +187,13 @@ class TrainedRun:
         if self.engine != "onnx":
             return self._load().evaluate(x, y, self.training.batch_size)
         outputs = self.outputs(x)
-        return outputs, numpy_loss(outputs, y, self.training)
+        loss = numpy_loss(outputs, y, self.training)
+        factors = self.data.get("regularizers")
+        if factors:  # the weights' penalty, which Keras's evaluate includes
+            from .. import weights as W
+
+            loss += W.penalty(W.load(self.dir / "weights.npz"), factors)
+        return outputs, loss
 
 
 def numpy_loss(outputs, y, training) -> float:

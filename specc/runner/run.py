@@ -521,6 +521,11 @@ def _train_locked(
         "command": sys.argv,
         "data": data_record(options, training, data),
     }
+    from ..weights import regularizers
+
+    factors = regularizers(model)
+    if factors:  # what `specc evaluate --engine onnx` adds to the loss, as training did
+        run_record["data"]["regularizers"] = {k: list(v) for k, v in factors.items()}
     atomic_write_text(out_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
     say_result(result_line(metrics, out_dir))  # the result: stdout (progress goes to stderr)
     return metrics

@@ -188,6 +188,9 @@ class TorchBackend:
             else None
         )
         self.tap = LogitsTap(module)
+        #: the weight regularizers' penalty (a generated module has the method when the spec
+        #: sets regularizers): added to every loss, as Keras adds its layers' losses
+        self.penalty = getattr(module, "regularization_loss", None)
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
@@ -224,6 +227,12 @@ class TorchBackend:
                 outputs = self.net(xt)
         loss = keras_loss(outputs, yt, self.training.loss, self.training.from_logits, self.tap)
         scaled = loss * weight if weight != 1.0 else loss
+        if self.penalty is not None:
+            # once per rank, unweighted: DDP's average of identical penalty gradients is the
+            # penalty's gradient, as in one process
+            penalty = self.penalty()
+            loss = loss + penalty
+            scaled = scaled + penalty
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
             self.scaler.step(self.optimizer)
@@ -262,7 +271,10 @@ class TorchBackend:
             total += float(loss) * len(chunk)
             parts.append(outputs.cpu().numpy())
         outputs = np.concatenate(parts) if parts else np.zeros((0,))
-        return outputs, total / max(len(x), 1)
+        mean = total / max(len(x), 1)
+        if self.penalty is not None:  # Keras's evaluate reports the penalty too
+            mean += float(self.penalty())
+        return outputs, mean
 
     def snapshot(self):
         return {k: v.clone() for k, v in self.module.state_dict().items()}

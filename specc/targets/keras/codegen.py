@@ -34,10 +34,12 @@ def _layer_args(layer) -> list[tuple[str, object]]:
 
 
 def _keras_value(value):
-    """A Keras config mapping ({'class_name', 'config'}, e.g. an initializer) as its
-    constructor call: ``keras.initializers.VarianceScaling(scale=2.0, ...)``."""
-    if isinstance(value, dict) and set(value) == {"class_name", "config"}:
-        return lw.call(f"keras.initializers.{value['class_name']}", **value["config"])
+    """A Keras config mapping ({'class_name', 'config'[, 'module']}, e.g. an initializer or
+    a regularizer) as its constructor call: ``keras.initializers.VarianceScaling(...)``,
+    ``keras.regularizers.L2(l2=0.01)``."""
+    if isinstance(value, dict) and set(value) - {"module"} == {"class_name", "config"}:
+        module = value.get("module", "keras.initializers")
+        return lw.call(f"{module}.{value['class_name']}", **value["config"])
     return value
 
 

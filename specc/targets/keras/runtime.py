@@ -58,6 +58,8 @@ class KerasRuntime:
         with tf.GradientTape() as tape:
             outputs = self._call(self.net, inputs, True)
             loss = _loss(outputs, targets, loss_spec)
+            if self.net.losses:  # the weight regularizers' penalties, as model.fit adds them
+                loss = loss + sum(self.net.losses)
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
         return {

@@ -26,6 +26,7 @@ from ...codegen.pyformat import (
     comment_text,
     docstring,
     identifier,
+    py_literal,
 )
 from ...ir import LayerIR, ModelIR
 from ...layers import lowering as lw
@@ -391,6 +392,34 @@ def _init(tp: TorchPlan, helpers: dict[str, str]) -> tuple[list[str], list[str]]
     return init, reset
 
 
+def _regularization(tp: TorchPlan) -> list[str]:
+    """Body lines of ``regularization_loss`` (empty without regularizers): every regularized
+    weight's ``l1 * sum(|w|) + l2 * sum(w ** 2)``, as Keras adds it to the loss. Sums of
+    absolute values and squares do not depend on the layout, so torch's tensors serve."""
+    terms = []
+    for plan in tp.layers:
+        factors = plan.layer.spec.regularizers()
+        for weight in plan.layer.weights:
+            if weight.name not in factors:
+                continue
+            tensor = f"self.{plan.attributes[weight.torch_module]}.{weight.torch_attr}"
+            l1, l2 = factors[weight.name]
+            if l1:
+                terms.append(f"{py_literal(float(l1))} * {tensor}.abs().sum()")
+            if l2:
+                terms.append(f"{py_literal(float(l2))} * {tensor}.square().sum()")
+    if not terms:
+        return []
+    if len(terms) == 1:
+        return [f"{_I2}return {terms[0]}"]
+    return [
+        f"{_I2}return (",
+        f"{_I2}{INDENT}{terms[0]}",
+        *(f"{_I2}{INDENT}+ {t}" for t in terms[1:]),
+        f"{_I2})",
+    ]
+
+
 def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
     """(template, context) of the module; ``taps``: the variant whose forward records every
     layer's output in ``self.taps`` (for per-layer comparisons; not for users)."""
@@ -436,6 +465,14 @@ def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
             ["Initialize as Keras does, with Keras's fan counts and distributions."], _I2
         ),
         "reset_lines": reset,
+        "regularization_doc": docstring(
+            [
+                "The weight regularizers' penalty, which training adds to the loss as Keras",
+                "does: l1 * sum(|w|) + l2 * sum(w ** 2) for each regularized weight.",
+            ],
+            _I2,
+        ),
+        "regularization_lines": _regularization(tp),
         "forward_signature": _signature(params, annotation),
         "forward_doc": docstring(forward_doc, _I2),
         "forward_lines": forward,

@@ -91,6 +91,7 @@ class TorchRuntime:
         with tap:
             outputs = self._call(self.net, inputs)
         loss = _loss(outputs, [torch.from_numpy(y) for y in targets], loss_spec, tap)
+        loss = loss + regularization(self.net)
         loss.backward()
         grads = {}
         for key, w, tensor in W.torch_tensors(self.net, self.model):
@@ -108,6 +109,12 @@ class TorchRuntime:
             "gradients": grads,
             "after": W.from_torch(self.net, self.model),
         }
+
+
+def regularization(net):
+    """The generated module's regularizers' penalty (0 when the spec sets none)."""
+    penalty = getattr(net, "regularization_loss", None)
+    return penalty() if penalty is not None else 0.0
 
 
 def _loss(outputs, targets, loss_spec, tap=None):
