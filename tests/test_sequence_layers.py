@@ -100,10 +100,63 @@ def test_refusals_are_located_at_their_field():
         generate(model, "pytorch")
     assert "mask_zero" in str(err.value)
     rnn = check_data(_spec([{"type": "GRU", "units": 2, "recurrent_dropout": 0.1}])).model
-    with pytest.raises(CodegenError) as err:
-        generate(rnn, "pytorch")
-    assert "recurrent_dropout" in str(err.value)
     assert "recurrent_dropout=0.1" in generate(rnn, "keras")  # Keras runs it as written
+    assert "recurrent_dropout=0.1" in generate(rnn, "pytorch")  # and so does the PyTorch module
+
+
+RECURRENT = [
+    {"type": "SimpleRNN", "units": 3},
+    {"type": "LSTM", "units": 3},
+    {"type": "GRU", "units": 3},
+    {"type": "GRU", "units": 3, "reset_after": False},
+    {"type": "LSTM", "units": 3, "use_bias": False, "go_backwards": True},
+]
+
+
+def _torch_rnn(layer, tmp_path, tag):
+    from specc.targets.pytorch.runtime import TorchRuntime
+    from specc.weights import initial_weights
+
+    model = check_data(_spec([{**layer, "name": "rnn", "return_sequences": True}])).model
+    runtime = TorchRuntime(model, tmp_path, tag)
+    runtime.load(initial_weights(model, seed=2))
+    return runtime.net
+
+
+@pytest.mark.parametrize("layer", RECURRENT, ids=lambda l: str(sorted(l.items())))
+def test_recurrent_dropout_masks_in_the_pytorch_helpers(layer, tmp_path):
+    """Training with recurrent_dropout takes Keras's per-gate path; with every mask forced to
+    ones it computes exactly what the plain path computes, and each mask is drawn once per
+    sequence (not per step): gates x (input mask, state mask) calls for any sequence length."""
+    torch = pytest.importorskip("torch")
+    plain = _torch_rnn(layer, tmp_path, "_plain")
+    masked = _torch_rnn({**layer, "dropout": 0.3, "recurrent_dropout": 0.4}, tmp_path, "_mask")
+    x = torch.randn(4, 5, 3, generator=torch.Generator().manual_seed(0))
+    helper = type(masked.rnn)
+    calls = []
+    original = helper.dropout_mask
+
+    def ones(like, rate):
+        calls.append(rate)
+        return torch.ones_like(like)
+
+    with torch.no_grad():
+        masked.eval()  # inference: no masks at all
+        torch.testing.assert_close(masked(x), plain(x), rtol=0, atol=0)
+        masked.train()
+        helper.dropout_mask = staticmethod(ones)
+        try:
+            forced = masked(x)
+        finally:
+            helper.dropout_mask = staticmethod(original)
+        gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[layer["type"]]
+        assert sorted(calls) == [0.3] * gates + [0.4] * gates
+        torch.testing.assert_close(forced, plain(x), rtol=1e-6, atol=1e-6)
+        torch.manual_seed(0)
+        first = masked(x)
+        torch.manual_seed(0)
+        assert torch.equal(first, masked(x))  # seeded
+        assert not torch.allclose(first, plain(x))  # the masks do drop units
 
 
 def test_multi_head_attention_reads_two_or_three_inputs():

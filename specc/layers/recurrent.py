@@ -172,13 +172,6 @@ class _Recurrent(Layer):
     torch_layout: ClassVar[str] = lw.CL
 
     def torch_module(self, features: int, go_backwards: bool, suffix: str = ""):
-        if self.recurrent_dropout > 0:
-            raise lw.Unsupported(
-                "recurrent_dropout: the PyTorch target's recurrent modules do not draw Keras's "
-                "per-gate recurrent masks",
-                field="recurrent_dropout",
-                hint="use recurrent_dropout: 0 (dropout on the inputs is supported)",
-            )
         args = (
             ("input_size", features),
             ("units", self.units),
@@ -189,6 +182,7 @@ class _Recurrent(Layer):
             ("return_sequences", self.return_sequences),
             ("go_backwards", go_backwards),
             ("dropout", self.dropout),
+            ("recurrent_dropout", self.recurrent_dropout),
         )
         return lw.TorchModule(self.helper, args, suffix)
 
@@ -286,8 +280,8 @@ class SimpleRNN(_Recurrent):
     helper: ClassVar[str] = KERAS_SIMPLE_RNN
     onnx_op: ClassVar[str] = "RNN"
     torch_doc: ClassVar[str] = (
-        "`KerasSimpleRNN` (emitted in the file): Keras's layout and single bias; input dropout "
-        "as Keras; `recurrent_dropout` refused"
+        "`KerasSimpleRNN` (emitted in the file): Keras's layout and single bias; dropout and "
+        "recurrent_dropout masks drawn once per sequence, as Keras"
     )
     onnx_doc: ClassVar[str] = (
         "`RNN` (time-major, `Slice` step -1 for go_backwards); W/R transposed, B = [b, 0]"
@@ -306,8 +300,8 @@ class LSTM(_Recurrent):
     kernel_transform: ClassVar[str] = "lstm_onnx"
     bias_transform: ClassVar[str] = "lstm_bias_onnx"
     torch_doc: ClassVar[str] = (
-        "`KerasLSTM` (emitted in the file): Keras's layout, gate order and single bias; input "
-        "dropout as Keras; `recurrent_dropout` refused"
+        "`KerasLSTM` (emitted in the file): Keras's layout, gate order and single bias; "
+        "dropout as Keras; recurrent_dropout with per-gate masks (Keras's implementation 1)"
     )
     onnx_doc: ClassVar[str] = (
         "`LSTM` (time-major, `Slice` step -1 for go_backwards); gates reordered i, f, c, o → "
@@ -344,7 +338,8 @@ class GRU(_Recurrent):
     bias_transform: ClassVar[str] = "gru_bias_onnx"
     torch_doc: ClassVar[str] = (
         "`KerasGRU` (emitted in the file): Keras's layout, gate order and biases, either "
-        "`reset_after`; input dropout as Keras; `recurrent_dropout` refused"
+        "`reset_after`; dropout as Keras; recurrent_dropout with per-gate masks (Keras's "
+        "implementation 1)"
     )
     onnx_doc: ClassVar[str] = (
         "`GRU` (time-major; `linear_before_reset` = reset_after; gates z, r, h as Keras); "

@@ -32,7 +32,9 @@ class KerasLSTM(nn.Module):
     """keras.layers.LSTM on (batch, steps, features), in Keras's weight layout and gate order
     (i, f, c, o): kernel (features, 4 * units), recurrent_kernel (units, 4 * units) and one
     bias (4 * units,) (nn.LSTM has two biases, which train differently). The state starts at
-    zero; while training, ``dropout`` masks the inputs with one mask per sequence, as Keras.
+    zero; while training, ``dropout`` masks the inputs with one mask per sequence, as Keras;
+    with ``recurrent_dropout`` each gate gets its own input and state masks (Keras's
+    implementation 1).
     Returns every step's output (``return_sequences``) or the last; with ``go_backwards`` the
     steps run last to first and the outputs come in that order, as Keras.
     """
@@ -47,6 +49,7 @@ class KerasLSTM(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -55,9 +58,16 @@ class KerasLSTM(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, 4 * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, 4 * units))
         self.bias = nn.Parameter(torch.empty(4 * units)) if use_bias else None
+
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
     @staticmethod
     def unit_forget_bias_(bias: torch.Tensor) -> None:
@@ -70,6 +80,8 @@ class KerasLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+        if self.training and self.recurrent_dropout > 0:
+            return self.forward_gate_masks(x)
         if self.training and self.dropout > 0:
             mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
             x = x * mask.unsqueeze(1)
@@ -89,6 +101,30 @@ class KerasLSTM(nn.Module):
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
+    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Training with recurrent_dropout, as Keras's implementation 1: gates i, f, c, o
+        each see the inputs and the previous state through their own masks."""
+        u = self.units
+        h = x.new_zeros(x.shape[0], u)
+        c = h
+        kernels = self.kernel.split(u, dim=1)
+        recurrents = self.recurrent_kernel.split(u, dim=1)
+        projected = [(x * self.dropout_mask(x[:, :1], self.dropout)) @ k for k in kernels]
+        if self.bias is not None:
+            projected = [p + b for p, b in zip(projected, self.bias.split(u))]
+        h_masks = [self.dropout_mask(h, self.recurrent_dropout) for _ in range(4)]
+        outputs = []
+        for step in range(x.shape[1]):
+            i, f, g, o = (
+                p[:, step] + (h * m) @ r for p, m, r in zip(projected, h_masks, recurrents)
+            )
+            i = self.recurrent_activation(i)
+            f = self.recurrent_activation(f)
+            c = f * c + i * self.activation(g)
+            h = self.recurrent_activation(o) * self.activation(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1) if self.return_sequences else h
+
 
 class KerasGRU(nn.Module):
     """keras.layers.GRU on (batch, steps, features), in Keras's weight layout and gate order
@@ -96,7 +132,8 @@ class KerasGRU(nn.Module):
     is (2, 3 * units) (input and recurrent biases) with ``reset_after`` (the reset gate
     applied after the recurrent matrix product, as nn.GRU) and (3 * units,) without it. The
     state starts at zero; while training, ``dropout`` masks the inputs with one mask per
-    sequence, as Keras. Returns every step's output (``return_sequences``) or the last; with
+    sequence, as Keras; with ``recurrent_dropout`` each gate gets its own input and state
+    masks (Keras's implementation 1). Returns every step's output (``return_sequences``) or the last; with
     ``go_backwards`` the steps run last to first and the outputs come in that order.
     """
 
@@ -111,6 +148,7 @@ class KerasGRU(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -120,14 +158,23 @@ class KerasGRU(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, 3 * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, 3 * units))
         bias_shape = (2, 3 * units) if reset_after else (3 * units,)
         self.bias = nn.Parameter(torch.empty(bias_shape)) if use_bias else None
 
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+        if self.training and self.recurrent_dropout > 0:
+            return self.forward_gate_masks(x)
         if self.training and self.dropout > 0:
             mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
             x = x * mask.unsqueeze(1)
@@ -159,12 +206,48 @@ class KerasGRU(nn.Module):
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
+    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Training with recurrent_dropout, as Keras's implementation 1: gates z, r, h each
+        see the inputs and the previous state through their own masks."""
+        u = self.units
+        h = x.new_zeros(x.shape[0], u)
+        kernels = self.kernel.split(u, dim=1)
+        recurrents = self.recurrent_kernel.split(u, dim=1)
+        projected = [(x * self.dropout_mask(x[:, :1], self.dropout)) @ k for k in kernels]
+        recurrent_bias = [None] * 3
+        if self.bias is not None:
+            input_bias = self.bias[0] if self.reset_after else self.bias
+            projected = [p + b for p, b in zip(projected, input_bias.split(u))]
+            if self.reset_after:
+                recurrent_bias = list(self.bias[1].split(u))
+        h_masks = [self.dropout_mask(h, self.recurrent_dropout) for _ in range(3)]
+        outputs = []
+        for step in range(x.shape[1]):
+            x_z, x_r, x_h = (p[:, step] for p in projected)
+            inner_z, inner_r = ((h * m) @ r for m, r in zip(h_masks[:2], recurrents[:2]))
+            if recurrent_bias[0] is not None:
+                inner_z = inner_z + recurrent_bias[0]
+                inner_r = inner_r + recurrent_bias[1]
+            z = self.recurrent_activation(x_z + inner_z)
+            r = self.recurrent_activation(x_r + inner_r)
+            if self.reset_after:
+                inner_h = (h * h_masks[2]) @ recurrents[2]
+                if recurrent_bias[2] is not None:
+                    inner_h = inner_h + recurrent_bias[2]
+                recurrent_h = r * inner_h
+            else:
+                recurrent_h = (r * (h * h_masks[2])) @ recurrents[2]
+            h = z * h + (1 - z) * self.activation(x_h + recurrent_h)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1) if self.return_sequences else h
+
 
 class KerasSimpleRNN(nn.Module):
     """keras.layers.SimpleRNN on (batch, steps, features), in Keras's weight layout: kernel
     (features, units), recurrent_kernel (units, units) and one bias (units,) (nn.RNN has two
     biases, which train differently). The state starts at zero; while training, ``dropout``
-    masks the inputs with one mask per sequence, as Keras. Returns every step's output
+    masks the inputs and ``recurrent_dropout`` the previous state, each with one mask per
+    sequence, as Keras. Returns every step's output
     (``return_sequences``) or the last; with ``go_backwards`` the steps run last to first and
     the outputs come in that order, as Keras.
     """
@@ -178,6 +261,7 @@ class KerasSimpleRNN(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -185,23 +269,33 @@ class KerasSimpleRNN(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, units))
         self.bias = nn.Parameter(torch.empty(units)) if use_bias else None
+
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
         if self.training and self.dropout > 0:
-            mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
-            x = x * mask.unsqueeze(1)
+            x = x * self.dropout_mask(x[:, :1], self.dropout)
         projected = x @ self.kernel
         if self.bias is not None:
             projected = projected + self.bias
         h = x.new_zeros(x.shape[0], self.units)
+        h_mask = None
+        if self.training and self.recurrent_dropout > 0:
+            h_mask = self.dropout_mask(h, self.recurrent_dropout)
         outputs = []
         for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
-            h = self.activation(x_step + h @ self.recurrent_kernel)
+            previous = h if h_mask is None else h * h_mask
+            h = self.activation(x_step + previous @ self.recurrent_kernel)
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
@@ -224,6 +318,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.bilstm_backward = KerasLSTM(
             input_size=6,
@@ -234,6 +329,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.bigru_seq_forward = KerasGRU(
             input_size=8,
@@ -245,6 +341,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.bigru_seq_backward = KerasGRU(
             input_size=8,
@@ -256,6 +353,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.birnn_forward = KerasSimpleRNN(
             input_size=3,
@@ -265,6 +363,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.birnn_backward = KerasSimpleRNN(
             input_size=3,
@@ -274,6 +373,7 @@ class Bidirectional(nn.Module):
             return_sequences=True,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.bigru_forward = KerasGRU(
             input_size=3,
@@ -285,6 +385,7 @@ class Bidirectional(nn.Module):
             return_sequences=False,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.bigru_backward = KerasGRU(
             input_size=3,
@@ -296,6 +397,7 @@ class Bidirectional(nn.Module):
             return_sequences=False,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.probs = nn.Linear(
             in_features=5,

@@ -18,7 +18,8 @@ class KerasGRU(nn.Module):
     is (2, 3 * units) (input and recurrent biases) with ``reset_after`` (the reset gate
     applied after the recurrent matrix product, as nn.GRU) and (3 * units,) without it. The
     state starts at zero; while training, ``dropout`` masks the inputs with one mask per
-    sequence, as Keras. Returns every step's output (``return_sequences``) or the last; with
+    sequence, as Keras; with ``recurrent_dropout`` each gate gets its own input and state
+    masks (Keras's implementation 1). Returns every step's output (``return_sequences``) or the last; with
     ``go_backwards`` the steps run last to first and the outputs come in that order.
     """
 
@@ -33,6 +34,7 @@ class KerasGRU(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -42,14 +44,23 @@ class KerasGRU(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, 3 * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, 3 * units))
         bias_shape = (2, 3 * units) if reset_after else (3 * units,)
         self.bias = nn.Parameter(torch.empty(bias_shape)) if use_bias else None
 
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+        if self.training and self.recurrent_dropout > 0:
+            return self.forward_gate_masks(x)
         if self.training and self.dropout > 0:
             mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
             x = x * mask.unsqueeze(1)
@@ -81,6 +92,41 @@ class KerasGRU(nn.Module):
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
+    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Training with recurrent_dropout, as Keras's implementation 1: gates z, r, h each
+        see the inputs and the previous state through their own masks."""
+        u = self.units
+        h = x.new_zeros(x.shape[0], u)
+        kernels = self.kernel.split(u, dim=1)
+        recurrents = self.recurrent_kernel.split(u, dim=1)
+        projected = [(x * self.dropout_mask(x[:, :1], self.dropout)) @ k for k in kernels]
+        recurrent_bias = [None] * 3
+        if self.bias is not None:
+            input_bias = self.bias[0] if self.reset_after else self.bias
+            projected = [p + b for p, b in zip(projected, input_bias.split(u))]
+            if self.reset_after:
+                recurrent_bias = list(self.bias[1].split(u))
+        h_masks = [self.dropout_mask(h, self.recurrent_dropout) for _ in range(3)]
+        outputs = []
+        for step in range(x.shape[1]):
+            x_z, x_r, x_h = (p[:, step] for p in projected)
+            inner_z, inner_r = ((h * m) @ r for m, r in zip(h_masks[:2], recurrents[:2]))
+            if recurrent_bias[0] is not None:
+                inner_z = inner_z + recurrent_bias[0]
+                inner_r = inner_r + recurrent_bias[1]
+            z = self.recurrent_activation(x_z + inner_z)
+            r = self.recurrent_activation(x_r + inner_r)
+            if self.reset_after:
+                inner_h = (h * h_masks[2]) @ recurrents[2]
+                if recurrent_bias[2] is not None:
+                    inner_h = inner_h + recurrent_bias[2]
+                recurrent_h = r * inner_h
+            else:
+                recurrent_h = (r * (h * h_masks[2])) @ recurrents[2]
+            h = z * h + (1 - z) * self.activation(x_h + recurrent_h)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1) if self.return_sequences else h
+
 
 class EmbeddingGru(nn.Module):
     """embedding_gru (specc spec spec.yaml)."""
@@ -101,6 +147,7 @@ class EmbeddingGru(nn.Module):
             return_sequences=True,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.gru_back = KerasGRU(
             input_size=6,
@@ -112,6 +159,7 @@ class EmbeddingGru(nn.Module):
             return_sequences=False,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.probs = nn.Linear(
             in_features=5,

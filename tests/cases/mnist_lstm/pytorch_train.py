@@ -32,7 +32,9 @@ class KerasLSTM(nn.Module):
     """keras.layers.LSTM on (batch, steps, features), in Keras's weight layout and gate order
     (i, f, c, o): kernel (features, 4 * units), recurrent_kernel (units, 4 * units) and one
     bias (4 * units,) (nn.LSTM has two biases, which train differently). The state starts at
-    zero; while training, ``dropout`` masks the inputs with one mask per sequence, as Keras.
+    zero; while training, ``dropout`` masks the inputs with one mask per sequence, as Keras;
+    with ``recurrent_dropout`` each gate gets its own input and state masks (Keras's
+    implementation 1).
     Returns every step's output (``return_sequences``) or the last; with ``go_backwards`` the
     steps run last to first and the outputs come in that order, as Keras.
     """
@@ -47,6 +49,7 @@ class KerasLSTM(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -55,9 +58,16 @@ class KerasLSTM(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, 4 * units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, 4 * units))
         self.bias = nn.Parameter(torch.empty(4 * units)) if use_bias else None
+
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
     @staticmethod
     def unit_forget_bias_(bias: torch.Tensor) -> None:
@@ -70,6 +80,8 @@ class KerasLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+        if self.training and self.recurrent_dropout > 0:
+            return self.forward_gate_masks(x)
         if self.training and self.dropout > 0:
             mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
             x = x * mask.unsqueeze(1)
@@ -82,6 +94,30 @@ class KerasLSTM(nn.Module):
             if self.bias is not None:
                 z = z + self.bias
             i, f, g, o = z.chunk(4, dim=1)
+            i = self.recurrent_activation(i)
+            f = self.recurrent_activation(f)
+            c = f * c + i * self.activation(g)
+            h = self.recurrent_activation(o) * self.activation(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1) if self.return_sequences else h
+
+    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Training with recurrent_dropout, as Keras's implementation 1: gates i, f, c, o
+        each see the inputs and the previous state through their own masks."""
+        u = self.units
+        h = x.new_zeros(x.shape[0], u)
+        c = h
+        kernels = self.kernel.split(u, dim=1)
+        recurrents = self.recurrent_kernel.split(u, dim=1)
+        projected = [(x * self.dropout_mask(x[:, :1], self.dropout)) @ k for k in kernels]
+        if self.bias is not None:
+            projected = [p + b for p, b in zip(projected, self.bias.split(u))]
+        h_masks = [self.dropout_mask(h, self.recurrent_dropout) for _ in range(4)]
+        outputs = []
+        for step in range(x.shape[1]):
+            i, f, g, o = (
+                p[:, step] + (h * m) @ r for p, m, r in zip(projected, h_masks, recurrents)
+            )
             i = self.recurrent_activation(i)
             f = self.recurrent_activation(f)
             c = f * c + i * self.activation(g)
@@ -104,6 +140,7 @@ class MnistLstm(nn.Module):
             return_sequences=False,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.probs = nn.Linear(
             in_features=128,

@@ -16,7 +16,8 @@ class KerasSimpleRNN(nn.Module):
     """keras.layers.SimpleRNN on (batch, steps, features), in Keras's weight layout: kernel
     (features, units), recurrent_kernel (units, units) and one bias (units,) (nn.RNN has two
     biases, which train differently). The state starts at zero; while training, ``dropout``
-    masks the inputs with one mask per sequence, as Keras. Returns every step's output
+    masks the inputs and ``recurrent_dropout`` the previous state, each with one mask per
+    sequence, as Keras. Returns every step's output
     (``return_sequences``) or the last; with ``go_backwards`` the steps run last to first and
     the outputs come in that order, as Keras.
     """
@@ -30,6 +31,7 @@ class KerasSimpleRNN(nn.Module):
         return_sequences: bool,
         go_backwards: bool,
         dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         super().__init__()
         self.units = units
@@ -37,23 +39,33 @@ class KerasSimpleRNN(nn.Module):
         self.return_sequences = return_sequences
         self.go_backwards = go_backwards
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
         self.kernel = nn.Parameter(torch.empty(input_size, units))
         self.recurrent_kernel = nn.Parameter(torch.empty(units, units))
         self.bias = nn.Parameter(torch.empty(units)) if use_bias else None
+
+    @staticmethod
+    def dropout_mask(like: torch.Tensor, rate: float) -> torch.Tensor:
+        """A dropout mask shaped like ``like`` (ones at rate 0), drawn once per sequence."""
+        ones = torch.ones_like(like)
+        return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
         if self.training and self.dropout > 0:
-            mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
-            x = x * mask.unsqueeze(1)
+            x = x * self.dropout_mask(x[:, :1], self.dropout)
         projected = x @ self.kernel
         if self.bias is not None:
             projected = projected + self.bias
         h = x.new_zeros(x.shape[0], self.units)
+        h_mask = None
+        if self.training and self.recurrent_dropout > 0:
+            h_mask = self.dropout_mask(h, self.recurrent_dropout)
         outputs = []
         for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
-            h = self.activation(x_step + h @ self.recurrent_kernel)
+            previous = h if h_mask is None else h * h_mask
+            h = self.activation(x_step + previous @ self.recurrent_kernel)
             outputs.append(h)
         return torch.stack(outputs, dim=1) if self.return_sequences else h
 
@@ -71,6 +83,7 @@ class SimpleRnn(nn.Module):
             return_sequences=True,
             go_backwards=False,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.rnn_back = KerasSimpleRNN(
             input_size=5,
@@ -80,6 +93,7 @@ class SimpleRnn(nn.Module):
             return_sequences=False,
             go_backwards=True,
             dropout=0.0,
+            recurrent_dropout=0.0,
         )
         self.probs = nn.Linear(
             in_features=4,
