@@ -39,7 +39,7 @@ class ReLU(Layer):
         "`keras.activations.relu`: `x` if `x > threshold` else 0 (`Greater`, `Cast`, `Mul`; `Relu` when threshold is 0), `Clip(0, max_value)`, minus `negative_slope · Relu(threshold - x)`; plain `LeakyRelu` when only a slope is set"
     )
     torch_doc: ClassVar[str] = (
-        "`F.relu`, `torch.clamp(x, 0, max)`, `F.leaky_relu`, or in general `torch.where(x > t, clamp(x, 0, max), slope·(x − t))`"
+        "`F.relu`, `F.relu6` (max_value 6), `torch.clamp(F.relu(x), max=max_value)`, `F.leaky_relu`, or in general `torch.where(x > t, clamp(x, 0, max), slope·(x − t))`; gradients at the bounds as TensorFlow's"
     )
     max_value: float | None = Field(default=None, ge=0.0)
     negative_slope: float = Field(default=0.0, ge=0.0)
@@ -58,12 +58,20 @@ class ReLU(Layer):
         if slope == 0 and threshold == 0:
             if cap is None:
                 return lw.TorchLowering(steps=(lw.call("F.relu", lw.X),))
-            return lw.TorchLowering(steps=(lw.call("torch.clamp", lw.X, min=0.0, max=cap),))
+            # the gradients at the bounds follow TensorFlow's: relu6 passes none at 0 or 6
+            # (F.relu6 neither; torch.clamp would pass both); relu then clip passes it at
+            # max_value only
+            if cap == 6:
+                return lw.TorchLowering(steps=(lw.call("F.relu6", lw.X),))
+            clipped = lw.call("torch.clamp", lw.call("F.relu", lw.X), max=cap)
+            return lw.TorchLowering(steps=(clipped,))
         if slope != 0 and threshold == 0 and cap is None:
             return lw.TorchLowering(steps=(lw.call("F.leaky_relu", lw.X, negative_slope=slope),))
         # Keras keeps x above the threshold (clipped to [0, max_value] when capped) and
         # gives negative_slope * (x - threshold) at or below it
         kept = lw.X if cap is None else lw.call("torch.clamp", lw.X, min=0.0, max=cap)
+        if cap == 6 and threshold == 0:  # Keras's relu6: no gradient at 6
+            kept = lw.call("F.relu6", lw.X)
         below = lw.BinOp("*", (lw.Lit(slope), lw.BinOp("-", (lw.X, lw.Lit(threshold)))))
         if slope == 0:
             below = lw.Lit(0.0)

@@ -340,9 +340,9 @@ ACTIVATIONS: dict[str, Activation] = {
     ),
     "relu6": Activation(
         "min(max(x, 0), 6)",
-        _fn("torch.clamp", min=0.0, max=6.0),
+        _fn("F.relu6"),  # not torch.clamp: no gradient at 0 and 6, as TensorFlow's relu6
         _onnx_relu6,
-        "`torch.clamp(x, 0, 6)`",
+        "`F.relu6`",
         "`Clip(x, 0, 6)`",
     ),
     "hard_sigmoid": Activation(

@@ -102,7 +102,7 @@ class MoreActivations(nn.Module):
         x = F.hardswish(x)
         x = self.log_probs(x)
         x = F.log_softmax(x, dim=1)
-        x = torch.clamp(x, min=0.0, max=6.0)
+        x = F.relu6(x)
         x = F.mish(x)
         x = x.mean(dim=(2, 3), keepdim=False)
         x = self.gate(x)
