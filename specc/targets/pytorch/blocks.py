@@ -151,7 +151,10 @@ def _compose(text: str, replace: dict[str, str]) -> str:
         else:
             out.append(str(tok))
         out.append(" ")
-    return "".join(out).strip()
+    text = "".join(out).strip()
+    if not any(kind == "name" for kind, _, _ in _tokens(text)):
+        return str(evaluate(text, {}))  # a constant: its value
+    return text
 
 
 _FORMS = (
@@ -404,6 +407,7 @@ class _Builder:
                         _convert(r, want, layout, rank, pre, ind)
                 e = self._render_kids(cls, m, kids, refs, var, ind, layout, rank, flat_of, chans)
                 e.lines = pre + e.lines
+                out_l = ""
                 for k, kid in enumerate(kids):
                     attr = cls.attrs[m]
                     sub = f".{k}" if "repeat" in entry else ""
@@ -528,7 +532,7 @@ class _Builder:
         if cls.merged:
             return
         block = cls.block
-        for m, entry in enumerate(block.layers):
+        for entry in block.layers:
             if entry.get("type") in self.ex.blocks:
                 self._merge(self.classes[entry["type"]])
         insts = cls.instances
@@ -552,10 +556,8 @@ class _Builder:
         params_all = list(block.params)
         # channel expressions of every local variable, in the spec language
         chan: dict[str, str | None] = dict(zip(cls.inputs, cls.chan_keys))
-        init: list[str] = []
+        records: list[dict] = []
         cond_attrs: dict[str, str] = {}
-        forward: list[str] = []
-        ftaps: list[tuple] = []
         for m, entry in enumerate(block.layers):
             ents = [i.entries[m] for i in insts]
             present = [e for e in ents if e.present]
@@ -583,22 +585,27 @@ class _Builder:
                             cond_attrs[name] = identifier(name, cls.taken, ATTRIBUTE_RESERVED)
                         cond_names[name] = f"self.{cond_attrs[name]}"
                     cond_fwd = _py_value(cond, cond_names, set())
-                init.append(f"{_I2}if {cond_init}:")
+            else:
+                cond = cond_init = cond_fwd = None
             # forward: every present instance says the same
             if any(e.lines != first.lines or e.taps != first.taps for e in present):
                 raise Unsupported("instances whose forward differs")
-            if conditional:
-                forward.append(f"{_I2}if {cond_fwd}:")
-            start = len(forward)
-            forward += first.lines
-            ftaps += [(start + end, *rest) for end, *rest in first.taps]
-            if conditional:
-                forward += [f"{_I2}else:", f"{_I3}{var} = {refs[0]}"]
+            record = {
+                "cond": cond,
+                "init": f"{_I2}if {cond_init}:",
+                "fwd": f"{_I2}if {cond_fwd}:",
+                "lines": list(first.lines),
+                "taps": list(first.taps),
+                "else": [f"{_I3}{var} = {refs[0]}"] if conditional else [],
+            }
+            records.append(record)
             # channel expression of the result (checked on every instance)
             values = [i.chans[var] for i in insts]
             ref_chans = [chan.get(r) for r in refs]
             if first.kids:
-                init += self._kids_init(cls, m, entry, ents, insts, chan, refs, names, used, ind)
+                record["init_lines"] = self._kids_init(
+                    cls, m, entry, ents, insts, chan, refs, names, used, ind
+                )
                 kid_cls = self.classes[entry["type"]]
                 candidates = []
                 if kid_cls.out_chan is not None:
@@ -607,7 +614,9 @@ class _Builder:
                     except Unsupported:
                         pass
             else:
-                init += self._modules_init(cls, m, entry, ents, insts, chan, refs, names, used, ind)
+                record["init_lines"] = self._modules_init(
+                    cls, m, entry, ents, insts, chan, refs, names, used, ind
+                )
                 candidates = _field_texts(entry)
             candidates += [c for c in ref_chans if c is not None] + params_all
             found = _match(values, scopes, candidates)
@@ -617,6 +626,7 @@ class _Builder:
                 chan[var] = str(values[0])
             else:
                 chan[var] = None
+        init, forward, ftaps = _assemble(records)
         out = insts[0].out_var
         cls.out_chan = chan.get(out)
         # the signature: the inputs' channel counts, then the parameters used, in order
@@ -673,7 +683,10 @@ class _Builder:
                 elif constant:
                     args.append((key, values[0]))
                 else:
-                    raise Unsupported(f"argument '{key}' differs between instances")
+                    text = _lookup(values, scopes, _param_order(entry, cls.block), names, used)
+                    if text is None:
+                        raise Unsupported(f"argument '{key}' differs between instances")
+                    args.append((key, lw.Ref(text)))
             helper = self.tp_helpers.get(mcls, mcls)
             attr = cls.attr(m, suffix)
             lines += call_block(helper, args, ind, f"self.{attr} = ")
@@ -697,7 +710,7 @@ class _Builder:
         loop_names["i"] = local_i
         args = []
         # the inputs' channel counts
-        for n, (key, py) in enumerate((k, p) for k, p, _ in kid.params if k in kid.chan_keys):
+        for key, py in ((k, p) for k, p, _ in kid.params if k in kid.chan_keys):
             index = kid.chan_keys.index(key)
             firsts, laters, fscopes, lscopes = [], [], [], []
             for inst, e in zip(insts, ents):
@@ -718,7 +731,18 @@ class _Builder:
                 text = str(firsts[0])
             else:
                 text = found[0].format(_py(found[1], names, used))
-            if laters:
+            step = _step(insts, ents, index, self.model)
+            if laters and step is not None:
+                found = _match(
+                    [step] * len(fscopes), fscopes, _field_texts(entry) + list(cls.block.params)
+                )
+                c = found[0].format(_py(found[1], names, used)) if found else str(step)
+                text = (
+                    f"{text} + {local_i} * {c}"
+                    if " " not in text
+                    else f"({text}) + {local_i} * {c}"
+                )
+            elif laters:
                 later_cands = []
                 try:
                     later_cands.append(self._compose_out(kid, entry, chan, refs, later=True))
@@ -782,6 +806,8 @@ class _Builder:
 
     def _compose_out(self, kid: _Class, entry, chan, refs, later: bool = False) -> str:
         """The output channels of a child instance as an expression of the caller's names."""
+        if kid.out_chan is None:
+            raise Unsupported("the output channels of a block")
         replace = {}
         for key in kid.chan_keys:
             if later:
@@ -955,6 +981,99 @@ class _Builder:
                 expr = lw.call(how.func, target, **dict(how.kwargs))
                 reset += Renderer([]).lines(expr, _I2)
         return reset
+
+
+def _assemble(records: list[dict]):
+    """__init__ and forward lines from the entries; consecutive entries under the same
+    ``if:`` share one ``if`` (an ``if`` with nothing to build is left out of __init__)."""
+    init: list[str] = []
+    forward: list[str] = []
+    taps: list[tuple] = []
+    k = 0
+    while k < len(records):
+        record = records[k]
+        if record["cond"] is None:
+            init += record["init_lines"]
+            start = len(forward)
+            forward += record["lines"]
+            taps += [(start + end, *rest) for end, *rest in record["taps"]]
+            k += 1
+            continue
+        group = [record]
+        while k + len(group) < len(records) and records[k + len(group)]["cond"] == record["cond"]:
+            group.append(records[k + len(group)])
+        built = [line for r in group for line in r["init_lines"]]
+        if built:
+            init += [record["init"], *built]
+        forward.append(record["fwd"])
+        for r in group:
+            start = len(forward)
+            forward += r["lines"]
+            taps += [(start + end, *rest) for end, *rest in r["taps"]]
+        if len(forward) and forward[-1] == record["fwd"]:
+            forward.append(f"{_I3}pass")
+        forward.append(f"{_I2}else:")
+        forward += [line for r in group for line in r["else"]]
+        k += len(group)
+    return init, forward, taps
+
+
+def _step(insts, ents, index, model) -> int | None:
+    """c when the k-th repetition's input has (the first's + k * c) channels everywhere
+    (a DenseNet dense block, each repetition concatenating c channels)."""
+    steps = set()
+    for _, e in zip(insts, ents):
+        values = [model.shape_of(call.inputs[index])[-1] for call in e.kids]
+        for k, v in enumerate(values[1:], 1):
+            if (v - values[0]) % k:
+                return None
+            steps.add((v - values[0]) // k)
+    if len(steps) != 1:
+        return None
+    step = steps.pop()
+    return step if step > 0 else None
+
+
+def _param_order(entry, block) -> list[str]:
+    """The block's parameters, those the entry's fields use first."""
+    first = []
+    for key, raw in entry.items():
+        if key in ("name", "if", "inputs", "type"):
+            continue
+        for name in _condition_names(raw):
+            if name in block.params and name not in first:
+                first.append(name)
+    return first + [p for p in block.params if p not in first]
+
+
+def _lookup(values, scopes, params, names, used) -> str | None:
+    """``a if p == 'same' else b``: a value that one parameter determines (a string or bool
+    choice, say padding 'same' or 'valid'), for at most three distinct values."""
+    for pname in params:
+        table: list[tuple[object, object]] = []
+        ok = True
+        for value, scope in zip(values, scopes):
+            key = scope.get(pname)
+            known = [v for k, v in table if _eq(k, key)]
+            if known:
+                ok = ok and _eq(known[0], value)
+            else:
+                table.append((key, value))
+        if not ok or len(table) < 2 or len(table) > 3:
+            continue
+        if len({py_literal(v) for _, v in table}) != len(table):
+            continue
+        py = names[pname]
+        used.add(pname)
+        *head, (_, last) = table
+        text = py_literal(last)
+        for key, value in reversed(head):
+            test = (
+                py if key is True else f"not {py}" if key is False else f"{py} == {py_literal(key)}"
+            )
+            text = f"{py_literal(value)} if {test} else {text}"
+        return text
+    return None
 
 
 def _condition_names(cond) -> list[str]:
