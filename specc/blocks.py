@@ -79,6 +79,8 @@ class CallSite:
     args: tuple[tuple[str, object], ...]
     inputs: tuple
     output: str
+    #: the path of the entry it was written as (("layers", k) or ("blocks", b, "layers", m))
+    site: tuple = ()
 
 
 @dataclass
@@ -371,7 +373,7 @@ class _Expander:
                 return None
             self.instances[scope_path] = (bname, output)
             self.calls.append(
-                CallSite(bname, scope_path, tuple(args.items()), tuple(current), output)
+                CallSite(bname, scope_path, tuple(args.items()), tuple(current), output, path)
             )
             results.append((name, output))
             current = [output]

@@ -309,7 +309,9 @@ def torch_tensors(torch_module, model: ModelIR):
     from .targets.pytorch.codegen import plan
 
     for layer, attribute, w in plan(model).weights():
-        tensor = getattr(getattr(torch_module, attribute), w.torch_attr)
+        # a module path: 'dense' or, in the class form of a model with blocks,
+        # 'conv2.block.0.x1_conv' (specc/targets/pytorch/codegen.py TorchPlan.weights)
+        tensor = getattr(torch_module.get_submodule(attribute), w.torch_attr)
         yield f"{layer}/{w.name}", w, tensor
 
 

@@ -50,9 +50,12 @@ class TorchPlan:
     model: ModelIR
     class_name: str
     layers: list[LayerPlan]
+    #: the class form (one nn.Module per block, specc/targets/pytorch/blocks.py), or None
+    hierarchy: object = None
 
     def weights(self):
-        """(layer name, module attribute, Weight) for every declared weight, in model order."""
+        """(layer name, module path, Weight) for every declared weight, in model order; the
+        path (``conv2.block.0.x1_conv`` in the class form) is what ``get_submodule`` takes."""
         for plan in self.layers:
             for weight in plan.layer.weights:
                 yield plan.layer.name, plan.attributes[weight.torch_module], weight
@@ -210,6 +213,8 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             ranks[layer.name] = len(layer.output_shape)
             continue
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
+        if padding is not None and not _same_scope(model, padding.layer, layer):
+            padding = None  # a block instance's boundary: each side stays whole
         if padding is not None and consumers.get(padding.layer.name) == 1:
             folded = _fold_padding(model, layer, lowering, producers)
             if folded is not None:
@@ -229,7 +234,19 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
         ranks[layer.name] = len(layer.output_shape)
     if problems:
         raise CodegenError(problems)
-    return TorchPlan(model, class_name(model.name), plans)
+    tp = TorchPlan(model, class_name(model.name), plans)
+    if model.expansion is not None and model.expansion.calls:
+        from .blocks import build
+
+        tp.hierarchy = build(tp, _helpers(tp))
+    return tp
+
+
+def _same_scope(model: ModelIR, a: LayerIR, b: LayerIR) -> bool:
+    ex = model.expansion
+    if ex is None or not ex.calls:
+        return True
+    return ex.scope_of(a.index) == ex.scope_of(b.index)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -247,13 +264,33 @@ class Tap:
     variable: str
     layout: str
     end: int
+    #: in the class form: the module recording it (a path as named_modules gives it, '' for
+    #: the model) and its key in that module's ``taps``
+    module: str = ""
+    key: str = ""
 
 
 def forward_taps(model: ModelIR) -> list[Tap]:
     """Every layer's :class:`Tap` in model order."""
+    tp = plan(model)
+    if tp.hierarchy is not None:
+        root = {t[0]: t for t in tp.hierarchy.root_taps}
+        taps = []
+        for layer, path, key, layout in tp.hierarchy.taps:
+            if layer in root:
+                _, variable, layout, end = root[layer]
+                taps.append(Tap(layer, variable, layout, end, "", layer))
+            else:
+                taps.append(Tap(layer, key, layout, -1, path, key))
+        return taps
     taps: list[Tap] = []
-    _forward(plan(model), taps)
+    _forward(tp, taps)
     return taps
+
+
+def tap_names(model: ModelIR) -> dict[tuple[str, str], str]:
+    """(module path, key in that module's ``taps``) -> layer name, for the tapped variant."""
+    return {(t.module, t.key or t.layer): t.layer for t in forward_taps(model)}
 
 
 def _with_taps(body: list[str], taps: list[Tap]) -> list[str]:
@@ -325,6 +362,11 @@ def _forward(
     for name in model.outputs:
         convert(name, lw.CL)
     results = [var[name] for name in model.outputs]
+    return _returns(model, params, body, results)
+
+
+def _returns(model: ModelIR, params: list[str], body: list[str], results: list[str]):
+    """forward's (parameters, body with its return, return annotation, docstring lines)."""
     if len(results) == 1:
         body.append(f"{_I2}return {results[0]}")
         annotation = "torch.Tensor"
@@ -424,12 +466,22 @@ def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
     """(template, context) of the module; ``taps``: the variant whose forward records every
     layer's output in ``self.taps`` (for per-layer comparisons; not for users)."""
     tp = plan(model, source)
-    recorded: list[Tap] = []
-    params, forward, annotation, forward_doc = _forward(tp, recorded)
+    helpers = _helpers(tp)
+    h = tp.hierarchy
+    block_code: list[str] = []
+    if h is not None:
+        from .blocks import class_code
+
+        recorded = [Tap(*t) for t in h.root_taps]
+        params, forward, annotation, forward_doc = _returns(model, h.params, h.body, h.results)
+        init, reset = h.init, h.reset
+        block_code = [class_code(cls, taps) for cls in h.classes]
+    else:
+        recorded = []
+        params, forward, annotation, forward_doc = _forward(tp, recorded)
+        init, reset = _init(tp, helpers)
     if taps:
         forward = _with_taps(forward, recorded)
-    helpers = _helpers(tp)
-    init, reset = _init(tp, helpers)
     from ...codegen import render
 
     helper_code = [
@@ -448,7 +500,7 @@ def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
         "channels-first. Flatten keeps Keras's channels-last order. Every backend-sensitive",
         "default (padding, BatchNorm momentum/epsilon, initializers) is written out.",
     ]
-    body = "\n".join(init + reset + forward + helper_code)
+    body = "\n".join(init + reset + forward + helper_code + block_code)
     uses_f = "F." in body
     imports = ["import torch"]
     if uses_f:
@@ -458,6 +510,7 @@ def lower(model: ModelIR, source=None, taps: bool = False) -> tuple[str, dict]:
         "module_doc": docstring(head),
         "imports": imports,
         "helpers": helper_code,
+        "block_classes": block_code,
         "class_name": tp.class_name,
         "class_doc": docstring([f"{model.name} (specc spec {spec_file})."], _I2[:4]),
         "init_lines": init,

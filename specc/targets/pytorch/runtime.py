@@ -68,15 +68,24 @@ class TorchRuntime:
 
         if self._tapped is None:
             self._tapped = self._build(taps=True)
+        from .codegen import tap_names
+
         self._tapped.load_state_dict(self.net.state_dict())
         self._tapped.eval()
-        self._tapped.taps = {}
+        # every module records its own layers (the class form of a model with blocks has a
+        # forward per block class); (module path, key) names the layer
+        modules = dict(self._tapped.named_modules())
+        for module in modules.values():
+            module.taps = {}
         with torch.no_grad():
             self._call(self._tapped, inputs)
-        return {
-            name: _to_channels_last(value.numpy(), layout)
-            for name, (value, layout) in self._tapped.taps.items()
-        }
+        names = tap_names(self.model)
+        recorded = {}
+        for path, module in modules.items():
+            for key, (value, layout) in module.taps.items():
+                recorded[names.get((path, key), key)] = _to_channels_last(value.numpy(), layout)
+        order = [layer.name for layer in self.model.layers]
+        return {name: recorded[name] for name in order if name in recorded}
 
     def train_step(self, inputs, targets, loss_spec, optimizer) -> dict:
         import torch

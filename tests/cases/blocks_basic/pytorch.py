@@ -63,80 +63,75 @@ class KerasBatchNorm(nn.Module):
         return y
 
 
+class Residual(nn.Module):
+    """The block 'residual' of the spec."""
+
+    def __init__(self, in_channels: int, filters: int, project: bool) -> None:
+        super().__init__()
+        self.project = project
+        if project:
+            self.proj = nn.Conv2d(
+                in_channels=in_channels,
+                out_channels=filters,
+                kernel_size=(1, 1),
+                stride=(1, 1),
+                padding=(0, 0),
+                dilation=(1, 1),
+                groups=1,
+                bias=False,
+                padding_mode="zeros",
+            )
+        self.conv1 = nn.Conv2d(
+            in_channels=in_channels,
+            out_channels=filters,
+            kernel_size=(3, 3),
+            stride=(1, 1),
+            padding=(1, 1),
+            dilation=(1, 1),
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+        )
+        self.conv2 = nn.Conv2d(
+            in_channels=filters,
+            out_channels=filters,
+            kernel_size=(3, 3),
+            stride=(1, 1),
+            padding=(1, 1),
+            dilation=(1, 1),
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+        )
+        self.bn = KerasBatchNorm(
+            num_features=filters,
+            eps=1e-05,
+            momentum=0.99,
+            scale=True,
+            center=True,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.project:
+            proj = self.proj(x)
+        else:
+            proj = x
+        conv1 = self.conv1(x)
+        conv1 = F.relu(conv1)
+        conv2 = self.conv2(conv1)
+        bn = self.bn(conv2)
+        add = bn + proj
+        out = F.relu(add)
+        return out
+
+
 class BlocksBasic(nn.Module):
     """blocks_basic (specc spec spec.yaml)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.res1_conv1 = nn.Conv2d(
-            in_channels=8,
-            out_channels=8,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.res1_conv2 = nn.Conv2d(
-            in_channels=8,
-            out_channels=8,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.res1_bn = KerasBatchNorm(
-            num_features=8,
-            eps=1e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.res2_proj = nn.Conv2d(
-            in_channels=8,
-            out_channels=16,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=False,
-            padding_mode="zeros",
-        )
-        self.res2_conv1 = nn.Conv2d(
-            in_channels=8,
-            out_channels=16,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.res2_conv2 = nn.Conv2d(
-            in_channels=16,
-            out_channels=16,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.res2_bn = KerasBatchNorm(
-            num_features=16,
-            eps=1e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
+        self.res1 = Residual(in_channels=8, filters=8, project=False)
+        self.res2 = Residual(in_channels=8, filters=16, project=True)
         self.logits = nn.Linear(
             in_features=16,
             out_features=10,
@@ -147,23 +142,23 @@ class BlocksBasic(nn.Module):
     def reset_parameters(self) -> None:
         """Initialize as Keras does, with Keras's fan counts and distributions."""
         # res1_conv1/kernel: glorot_uniform, Keras fans: in 72, out 72
-        nn.init.uniform_(self.res1_conv1.weight, a=-0.2041241452319315, b=0.2041241452319315)
-        nn.init.zeros_(self.res1_conv1.bias)
+        nn.init.uniform_(self.res1.conv1.weight, a=-0.2041241452319315, b=0.2041241452319315)
+        nn.init.zeros_(self.res1.conv1.bias)
         # res1_conv2/kernel: glorot_uniform, Keras fans: in 72, out 72
-        nn.init.uniform_(self.res1_conv2.weight, a=-0.2041241452319315, b=0.2041241452319315)
-        nn.init.zeros_(self.res1_conv2.bias)
-        nn.init.ones_(self.res1_bn.weight)
-        nn.init.zeros_(self.res1_bn.bias)
+        nn.init.uniform_(self.res1.conv2.weight, a=-0.2041241452319315, b=0.2041241452319315)
+        nn.init.zeros_(self.res1.conv2.bias)
+        nn.init.ones_(self.res1.bn.weight)
+        nn.init.zeros_(self.res1.bn.bias)
         # res2_proj/kernel: glorot_uniform, Keras fans: in 8, out 16
-        nn.init.uniform_(self.res2_proj.weight, a=-0.5, b=0.5)
+        nn.init.uniform_(self.res2.proj.weight, a=-0.5, b=0.5)
         # res2_conv1/kernel: glorot_uniform, Keras fans: in 72, out 144
-        nn.init.uniform_(self.res2_conv1.weight, a=-0.16666666666666666, b=0.16666666666666666)
-        nn.init.zeros_(self.res2_conv1.bias)
+        nn.init.uniform_(self.res2.conv1.weight, a=-0.16666666666666666, b=0.16666666666666666)
+        nn.init.zeros_(self.res2.conv1.bias)
         # res2_conv2/kernel: glorot_uniform, Keras fans: in 144, out 144
-        nn.init.uniform_(self.res2_conv2.weight, a=-0.14433756729740643, b=0.14433756729740643)
-        nn.init.zeros_(self.res2_conv2.bias)
-        nn.init.ones_(self.res2_bn.weight)
-        nn.init.zeros_(self.res2_bn.bias)
+        nn.init.uniform_(self.res2.conv2.weight, a=-0.14433756729740643, b=0.14433756729740643)
+        nn.init.zeros_(self.res2.conv2.bias)
+        nn.init.ones_(self.res2.bn.weight)
+        nn.init.zeros_(self.res2.bn.bias)
         # logits/kernel: glorot_uniform, Keras fans: in 16, out 10
         nn.init.uniform_(self.logits.weight, a=-0.4803844614152614, b=0.4803844614152614)
         nn.init.zeros_(self.logits.bias)
@@ -176,19 +171,8 @@ class BlocksBasic(nn.Module):
         """
         # NHWC -> NCHW
         image = image.permute(0, 3, 1, 2)
-        res1_conv1 = self.res1_conv1(image)
-        res1_conv1 = F.relu(res1_conv1)
-        res1_conv2 = self.res1_conv2(res1_conv1)
-        res1_bn = self.res1_bn(res1_conv2)
-        res1_add = res1_bn + image
-        res1_out = F.relu(res1_add)
-        res2_proj = self.res2_proj(res1_out)
-        res2_conv1 = self.res2_conv1(res1_out)
-        res2_conv1 = F.relu(res2_conv1)
-        res2_conv2 = self.res2_conv2(res2_conv1)
-        res2_bn = self.res2_bn(res2_conv2)
-        res2_add = res2_bn + res2_proj
-        res2_out = F.relu(res2_add)
-        pool = res2_out.mean(dim=(2, 3), keepdim=False)
+        res1 = self.res1(image)
+        res2 = self.res2(res1)
+        pool = res2.mean(dim=(2, 3), keepdim=False)
         logits = self.logits(pool)
         return logits

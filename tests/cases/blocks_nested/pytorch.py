@@ -63,6 +63,128 @@ class KerasBatchNorm(nn.Module):
         return y
 
 
+class Bottleneck(nn.Module):
+    """The block 'bottleneck' of the spec."""
+
+    def __init__(self, in_channels: int, filters: int, stride: int, conv_shortcut: bool) -> None:
+        super().__init__()
+        self.conv_shortcut = conv_shortcut
+        if conv_shortcut:
+            self.x0_conv = nn.Conv2d(
+                in_channels=in_channels,
+                out_channels=4 * filters,
+                kernel_size=(1, 1),
+                stride=(stride, stride),
+                padding=(0, 0),
+                dilation=(1, 1),
+                groups=1,
+                bias=True,
+                padding_mode="zeros",
+            )
+            self.x0_bn = KerasBatchNorm(
+                num_features=4 * filters,
+                eps=1.001e-05,
+                momentum=0.99,
+                scale=True,
+                center=True,
+            )
+        self.x1_conv = nn.Conv2d(
+            in_channels=in_channels,
+            out_channels=filters,
+            kernel_size=(1, 1),
+            stride=(stride, stride),
+            padding=(0, 0),
+            dilation=(1, 1),
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+        )
+        self.x1_bn = KerasBatchNorm(
+            num_features=filters,
+            eps=1.001e-05,
+            momentum=0.99,
+            scale=True,
+            center=True,
+        )
+        self.x2_conv = nn.Conv2d(
+            in_channels=filters,
+            out_channels=filters,
+            kernel_size=(3, 3),
+            stride=(1, 1),
+            padding=(1, 1),
+            dilation=(1, 1),
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+        )
+        self.x2_bn = KerasBatchNorm(
+            num_features=filters,
+            eps=1.001e-05,
+            momentum=0.99,
+            scale=True,
+            center=True,
+        )
+        self.x3_conv = nn.Conv2d(
+            in_channels=filters,
+            out_channels=filters * 4,
+            kernel_size=(1, 1),
+            stride=(1, 1),
+            padding=(0, 0),
+            dilation=(1, 1),
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+        )
+        self.x3_bn = KerasBatchNorm(
+            num_features=filters * 4,
+            eps=1.001e-05,
+            momentum=0.99,
+            scale=True,
+            center=True,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv_shortcut:
+            x0_conv = self.x0_conv(x)
+            x0_bn = self.x0_bn(x0_conv)
+        else:
+            x0_conv = x
+            x0_bn = x0_conv
+        x1_conv = self.x1_conv(x)
+        x1_bn = self.x1_bn(x1_conv)
+        x1_relu = F.relu(x1_bn)
+        x2_conv = self.x2_conv(x1_relu)
+        x2_bn = self.x2_bn(x2_conv)
+        x2_relu = F.relu(x2_bn)
+        x3_conv = self.x3_conv(x2_relu)
+        x3_bn = self.x3_bn(x3_conv)
+        add = x0_bn + x3_bn
+        out = F.relu(add)
+        return out
+
+
+class Stack(nn.Module):
+    """The block 'stack' of the spec."""
+
+    def __init__(self, in_channels: int, filters: int, blocks: int, stride: int) -> None:
+        super().__init__()
+        layers = []
+        for i in range(blocks):
+            layers.append(
+                Bottleneck(
+                    in_channels=in_channels if i == 0 else 4 * filters,
+                    filters=filters,
+                    stride=stride if i == 0 else 1,
+                    conv_shortcut=True if i == 0 else False,
+                )
+            )
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.block(x)
+        return block
+
+
 class BlocksNested(nn.Module):
     """blocks_nested (specc spec spec.yaml)."""
 
@@ -79,258 +201,8 @@ class BlocksNested(nn.Module):
             bias=True,
             padding_mode="zeros",
         )
-        self.conv2_block1_0_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=16,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block1_0_bn = KerasBatchNorm(
-            num_features=16,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block1_1_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=4,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block1_1_bn = KerasBatchNorm(
-            num_features=4,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block1_2_conv = nn.Conv2d(
-            in_channels=4,
-            out_channels=4,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block1_2_bn = KerasBatchNorm(
-            num_features=4,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block1_3_conv = nn.Conv2d(
-            in_channels=4,
-            out_channels=16,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block1_3_bn = KerasBatchNorm(
-            num_features=16,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block2_1_conv = nn.Conv2d(
-            in_channels=16,
-            out_channels=4,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block2_1_bn = KerasBatchNorm(
-            num_features=4,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block2_2_conv = nn.Conv2d(
-            in_channels=4,
-            out_channels=4,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block2_2_bn = KerasBatchNorm(
-            num_features=4,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv2_block2_3_conv = nn.Conv2d(
-            in_channels=4,
-            out_channels=16,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv2_block2_3_bn = KerasBatchNorm(
-            num_features=16,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block1_0_conv = nn.Conv2d(
-            in_channels=16,
-            out_channels=32,
-            kernel_size=(1, 1),
-            stride=(2, 2),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block1_0_bn = KerasBatchNorm(
-            num_features=32,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block1_1_conv = nn.Conv2d(
-            in_channels=16,
-            out_channels=8,
-            kernel_size=(1, 1),
-            stride=(2, 2),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block1_1_bn = KerasBatchNorm(
-            num_features=8,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block1_2_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=8,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block1_2_bn = KerasBatchNorm(
-            num_features=8,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block1_3_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block1_3_bn = KerasBatchNorm(
-            num_features=32,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block2_1_conv = nn.Conv2d(
-            in_channels=32,
-            out_channels=8,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block2_1_bn = KerasBatchNorm(
-            num_features=8,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block2_2_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=8,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block2_2_bn = KerasBatchNorm(
-            num_features=8,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
-        self.conv3_block2_3_conv = nn.Conv2d(
-            in_channels=8,
-            out_channels=32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            dilation=(1, 1),
-            groups=1,
-            bias=True,
-            padding_mode="zeros",
-        )
-        self.conv3_block2_3_bn = KerasBatchNorm(
-            num_features=32,
-            eps=1.001e-05,
-            momentum=0.99,
-            scale=True,
-            center=True,
-        )
+        self.conv2 = Stack(in_channels=8, filters=4, blocks=2, stride=1)
+        self.conv3 = Stack(in_channels=16, filters=8, blocks=2, stride=2)
         self.predictions = nn.Linear(
             in_features=32,
             out_features=10,
@@ -344,123 +216,123 @@ class BlocksNested(nn.Module):
         nn.init.uniform_(self.conv1_conv.weight, a=-0.24618298195866548, b=0.24618298195866548)
         nn.init.zeros_(self.conv1_conv.bias)
         # conv2_block1_0_conv/kernel: glorot_uniform, Keras fans: in 8, out 16
-        nn.init.uniform_(self.conv2_block1_0_conv.weight, a=-0.5, b=0.5)
-        nn.init.zeros_(self.conv2_block1_0_conv.bias)
-        nn.init.ones_(self.conv2_block1_0_bn.weight)
-        nn.init.zeros_(self.conv2_block1_0_bn.bias)
+        nn.init.uniform_(self.conv2.block[0].x0_conv.weight, a=-0.5, b=0.5)
+        nn.init.zeros_(self.conv2.block[0].x0_conv.bias)
+        nn.init.ones_(self.conv2.block[0].x0_bn.weight)
+        nn.init.zeros_(self.conv2.block[0].x0_bn.bias)
         # conv2_block1_1_conv/kernel: glorot_uniform, Keras fans: in 8, out 4
         nn.init.uniform_(
-            self.conv2_block1_1_conv.weight,
+            self.conv2.block[0].x1_conv.weight,
             a=-0.7071067811865476,
             b=0.7071067811865476,
         )
-        nn.init.zeros_(self.conv2_block1_1_conv.bias)
-        nn.init.ones_(self.conv2_block1_1_bn.weight)
-        nn.init.zeros_(self.conv2_block1_1_bn.bias)
+        nn.init.zeros_(self.conv2.block[0].x1_conv.bias)
+        nn.init.ones_(self.conv2.block[0].x1_bn.weight)
+        nn.init.zeros_(self.conv2.block[0].x1_bn.bias)
         # conv2_block1_2_conv/kernel: glorot_uniform, Keras fans: in 36, out 36
         nn.init.uniform_(
-            self.conv2_block1_2_conv.weight,
+            self.conv2.block[0].x2_conv.weight,
             a=-0.28867513459481287,
             b=0.28867513459481287,
         )
-        nn.init.zeros_(self.conv2_block1_2_conv.bias)
-        nn.init.ones_(self.conv2_block1_2_bn.weight)
-        nn.init.zeros_(self.conv2_block1_2_bn.bias)
+        nn.init.zeros_(self.conv2.block[0].x2_conv.bias)
+        nn.init.ones_(self.conv2.block[0].x2_bn.weight)
+        nn.init.zeros_(self.conv2.block[0].x2_bn.bias)
         # conv2_block1_3_conv/kernel: glorot_uniform, Keras fans: in 4, out 16
         nn.init.uniform_(
-            self.conv2_block1_3_conv.weight,
+            self.conv2.block[0].x3_conv.weight,
             a=-0.5477225575051662,
             b=0.5477225575051662,
         )
-        nn.init.zeros_(self.conv2_block1_3_conv.bias)
-        nn.init.ones_(self.conv2_block1_3_bn.weight)
-        nn.init.zeros_(self.conv2_block1_3_bn.bias)
+        nn.init.zeros_(self.conv2.block[0].x3_conv.bias)
+        nn.init.ones_(self.conv2.block[0].x3_bn.weight)
+        nn.init.zeros_(self.conv2.block[0].x3_bn.bias)
         # conv2_block2_1_conv/kernel: glorot_uniform, Keras fans: in 16, out 4
         nn.init.uniform_(
-            self.conv2_block2_1_conv.weight,
+            self.conv2.block[1].x1_conv.weight,
             a=-0.5477225575051662,
             b=0.5477225575051662,
         )
-        nn.init.zeros_(self.conv2_block2_1_conv.bias)
-        nn.init.ones_(self.conv2_block2_1_bn.weight)
-        nn.init.zeros_(self.conv2_block2_1_bn.bias)
+        nn.init.zeros_(self.conv2.block[1].x1_conv.bias)
+        nn.init.ones_(self.conv2.block[1].x1_bn.weight)
+        nn.init.zeros_(self.conv2.block[1].x1_bn.bias)
         # conv2_block2_2_conv/kernel: glorot_uniform, Keras fans: in 36, out 36
         nn.init.uniform_(
-            self.conv2_block2_2_conv.weight,
+            self.conv2.block[1].x2_conv.weight,
             a=-0.28867513459481287,
             b=0.28867513459481287,
         )
-        nn.init.zeros_(self.conv2_block2_2_conv.bias)
-        nn.init.ones_(self.conv2_block2_2_bn.weight)
-        nn.init.zeros_(self.conv2_block2_2_bn.bias)
+        nn.init.zeros_(self.conv2.block[1].x2_conv.bias)
+        nn.init.ones_(self.conv2.block[1].x2_bn.weight)
+        nn.init.zeros_(self.conv2.block[1].x2_bn.bias)
         # conv2_block2_3_conv/kernel: glorot_uniform, Keras fans: in 4, out 16
         nn.init.uniform_(
-            self.conv2_block2_3_conv.weight,
+            self.conv2.block[1].x3_conv.weight,
             a=-0.5477225575051662,
             b=0.5477225575051662,
         )
-        nn.init.zeros_(self.conv2_block2_3_conv.bias)
-        nn.init.ones_(self.conv2_block2_3_bn.weight)
-        nn.init.zeros_(self.conv2_block2_3_bn.bias)
+        nn.init.zeros_(self.conv2.block[1].x3_conv.bias)
+        nn.init.ones_(self.conv2.block[1].x3_bn.weight)
+        nn.init.zeros_(self.conv2.block[1].x3_bn.bias)
         # conv3_block1_0_conv/kernel: glorot_uniform, Keras fans: in 16, out 32
         nn.init.uniform_(
-            self.conv3_block1_0_conv.weight,
+            self.conv3.block[0].x0_conv.weight,
             a=-0.3535533905932738,
             b=0.3535533905932738,
         )
-        nn.init.zeros_(self.conv3_block1_0_conv.bias)
-        nn.init.ones_(self.conv3_block1_0_bn.weight)
-        nn.init.zeros_(self.conv3_block1_0_bn.bias)
+        nn.init.zeros_(self.conv3.block[0].x0_conv.bias)
+        nn.init.ones_(self.conv3.block[0].x0_bn.weight)
+        nn.init.zeros_(self.conv3.block[0].x0_bn.bias)
         # conv3_block1_1_conv/kernel: glorot_uniform, Keras fans: in 16, out 8
-        nn.init.uniform_(self.conv3_block1_1_conv.weight, a=-0.5, b=0.5)
-        nn.init.zeros_(self.conv3_block1_1_conv.bias)
-        nn.init.ones_(self.conv3_block1_1_bn.weight)
-        nn.init.zeros_(self.conv3_block1_1_bn.bias)
+        nn.init.uniform_(self.conv3.block[0].x1_conv.weight, a=-0.5, b=0.5)
+        nn.init.zeros_(self.conv3.block[0].x1_conv.bias)
+        nn.init.ones_(self.conv3.block[0].x1_bn.weight)
+        nn.init.zeros_(self.conv3.block[0].x1_bn.bias)
         # conv3_block1_2_conv/kernel: glorot_uniform, Keras fans: in 72, out 72
         nn.init.uniform_(
-            self.conv3_block1_2_conv.weight,
+            self.conv3.block[0].x2_conv.weight,
             a=-0.2041241452319315,
             b=0.2041241452319315,
         )
-        nn.init.zeros_(self.conv3_block1_2_conv.bias)
-        nn.init.ones_(self.conv3_block1_2_bn.weight)
-        nn.init.zeros_(self.conv3_block1_2_bn.bias)
+        nn.init.zeros_(self.conv3.block[0].x2_conv.bias)
+        nn.init.ones_(self.conv3.block[0].x2_bn.weight)
+        nn.init.zeros_(self.conv3.block[0].x2_bn.bias)
         # conv3_block1_3_conv/kernel: glorot_uniform, Keras fans: in 8, out 32
         nn.init.uniform_(
-            self.conv3_block1_3_conv.weight,
+            self.conv3.block[0].x3_conv.weight,
             a=-0.3872983346207417,
             b=0.3872983346207417,
         )
-        nn.init.zeros_(self.conv3_block1_3_conv.bias)
-        nn.init.ones_(self.conv3_block1_3_bn.weight)
-        nn.init.zeros_(self.conv3_block1_3_bn.bias)
+        nn.init.zeros_(self.conv3.block[0].x3_conv.bias)
+        nn.init.ones_(self.conv3.block[0].x3_bn.weight)
+        nn.init.zeros_(self.conv3.block[0].x3_bn.bias)
         # conv3_block2_1_conv/kernel: glorot_uniform, Keras fans: in 32, out 8
         nn.init.uniform_(
-            self.conv3_block2_1_conv.weight,
+            self.conv3.block[1].x1_conv.weight,
             a=-0.3872983346207417,
             b=0.3872983346207417,
         )
-        nn.init.zeros_(self.conv3_block2_1_conv.bias)
-        nn.init.ones_(self.conv3_block2_1_bn.weight)
-        nn.init.zeros_(self.conv3_block2_1_bn.bias)
+        nn.init.zeros_(self.conv3.block[1].x1_conv.bias)
+        nn.init.ones_(self.conv3.block[1].x1_bn.weight)
+        nn.init.zeros_(self.conv3.block[1].x1_bn.bias)
         # conv3_block2_2_conv/kernel: glorot_uniform, Keras fans: in 72, out 72
         nn.init.uniform_(
-            self.conv3_block2_2_conv.weight,
+            self.conv3.block[1].x2_conv.weight,
             a=-0.2041241452319315,
             b=0.2041241452319315,
         )
-        nn.init.zeros_(self.conv3_block2_2_conv.bias)
-        nn.init.ones_(self.conv3_block2_2_bn.weight)
-        nn.init.zeros_(self.conv3_block2_2_bn.bias)
+        nn.init.zeros_(self.conv3.block[1].x2_conv.bias)
+        nn.init.ones_(self.conv3.block[1].x2_bn.weight)
+        nn.init.zeros_(self.conv3.block[1].x2_bn.bias)
         # conv3_block2_3_conv/kernel: glorot_uniform, Keras fans: in 8, out 32
         nn.init.uniform_(
-            self.conv3_block2_3_conv.weight,
+            self.conv3.block[1].x3_conv.weight,
             a=-0.3872983346207417,
             b=0.3872983346207417,
         )
-        nn.init.zeros_(self.conv3_block2_3_conv.bias)
-        nn.init.ones_(self.conv3_block2_3_bn.weight)
-        nn.init.zeros_(self.conv3_block2_3_bn.bias)
+        nn.init.zeros_(self.conv3.block[1].x3_conv.bias)
+        nn.init.ones_(self.conv3.block[1].x3_bn.weight)
+        nn.init.zeros_(self.conv3.block[1].x3_bn.bias)
         # predictions/kernel: glorot_uniform, Keras fans: in 32, out 10
         nn.init.uniform_(self.predictions.weight, a=-0.3779644730092272, b=0.3779644730092272)
         nn.init.zeros_(self.predictions.bias)
@@ -474,51 +346,9 @@ class BlocksNested(nn.Module):
         # NHWC -> NCHW
         image = image.permute(0, 3, 1, 2)
         conv1_conv = self.conv1_conv(image)
-        conv2_block1_0_conv = self.conv2_block1_0_conv(conv1_conv)
-        conv2_block1_0_bn = self.conv2_block1_0_bn(conv2_block1_0_conv)
-        conv2_block1_1_conv = self.conv2_block1_1_conv(conv1_conv)
-        conv2_block1_1_bn = self.conv2_block1_1_bn(conv2_block1_1_conv)
-        conv2_block1_1_relu = F.relu(conv2_block1_1_bn)
-        conv2_block1_2_conv = self.conv2_block1_2_conv(conv2_block1_1_relu)
-        conv2_block1_2_bn = self.conv2_block1_2_bn(conv2_block1_2_conv)
-        conv2_block1_2_relu = F.relu(conv2_block1_2_bn)
-        conv2_block1_3_conv = self.conv2_block1_3_conv(conv2_block1_2_relu)
-        conv2_block1_3_bn = self.conv2_block1_3_bn(conv2_block1_3_conv)
-        conv2_block1_add = conv2_block1_0_bn + conv2_block1_3_bn
-        conv2_block1_out = F.relu(conv2_block1_add)
-        conv2_block2_1_conv = self.conv2_block2_1_conv(conv2_block1_out)
-        conv2_block2_1_bn = self.conv2_block2_1_bn(conv2_block2_1_conv)
-        conv2_block2_1_relu = F.relu(conv2_block2_1_bn)
-        conv2_block2_2_conv = self.conv2_block2_2_conv(conv2_block2_1_relu)
-        conv2_block2_2_bn = self.conv2_block2_2_bn(conv2_block2_2_conv)
-        conv2_block2_2_relu = F.relu(conv2_block2_2_bn)
-        conv2_block2_3_conv = self.conv2_block2_3_conv(conv2_block2_2_relu)
-        conv2_block2_3_bn = self.conv2_block2_3_bn(conv2_block2_3_conv)
-        conv2_block2_add = conv2_block1_out + conv2_block2_3_bn
-        conv2_block2_out = F.relu(conv2_block2_add)
-        conv3_block1_0_conv = self.conv3_block1_0_conv(conv2_block2_out)
-        conv3_block1_0_bn = self.conv3_block1_0_bn(conv3_block1_0_conv)
-        conv3_block1_1_conv = self.conv3_block1_1_conv(conv2_block2_out)
-        conv3_block1_1_bn = self.conv3_block1_1_bn(conv3_block1_1_conv)
-        conv3_block1_1_relu = F.relu(conv3_block1_1_bn)
-        conv3_block1_2_conv = self.conv3_block1_2_conv(conv3_block1_1_relu)
-        conv3_block1_2_bn = self.conv3_block1_2_bn(conv3_block1_2_conv)
-        conv3_block1_2_relu = F.relu(conv3_block1_2_bn)
-        conv3_block1_3_conv = self.conv3_block1_3_conv(conv3_block1_2_relu)
-        conv3_block1_3_bn = self.conv3_block1_3_bn(conv3_block1_3_conv)
-        conv3_block1_add = conv3_block1_0_bn + conv3_block1_3_bn
-        conv3_block1_out = F.relu(conv3_block1_add)
-        conv3_block2_1_conv = self.conv3_block2_1_conv(conv3_block1_out)
-        conv3_block2_1_bn = self.conv3_block2_1_bn(conv3_block2_1_conv)
-        conv3_block2_1_relu = F.relu(conv3_block2_1_bn)
-        conv3_block2_2_conv = self.conv3_block2_2_conv(conv3_block2_1_relu)
-        conv3_block2_2_bn = self.conv3_block2_2_bn(conv3_block2_2_conv)
-        conv3_block2_2_relu = F.relu(conv3_block2_2_bn)
-        conv3_block2_3_conv = self.conv3_block2_3_conv(conv3_block2_2_relu)
-        conv3_block2_3_bn = self.conv3_block2_3_bn(conv3_block2_3_conv)
-        conv3_block2_add = conv3_block1_out + conv3_block2_3_bn
-        conv3_block2_out = F.relu(conv3_block2_add)
-        avg_pool = conv3_block2_out.mean(dim=(2, 3), keepdim=False)
+        conv2 = self.conv2(conv1_conv)
+        conv3 = self.conv3(conv2)
+        avg_pool = conv3.mean(dim=(2, 3), keepdim=False)
         predictions = self.predictions(avg_pool)
         predictions = F.softmax(predictions, dim=1)
         return predictions
