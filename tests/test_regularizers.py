@@ -167,3 +167,27 @@ def test_crosscheck_fails_when_one_backend_drops_the_penalty(torch, monkeypatch)
     report = crosscheck(_model("regularizers"), backends=["keras", "pytorch"], batch=4)
     failed = {row.what for row in report.rows if not row.passed}
     assert "loss (sparse_categorical_crossentropy)" in failed, report.format_text()
+
+
+def test_block_models_regularize_every_instance(torch, tmp_path):
+    """In the class form (one nn.Module per block) the penalty reaches each instance's weight
+    through its module path; the Keras block function writes the constructor call."""
+    from specc.targets.pytorch.runtime import TorchRuntime
+
+    text = (CASES / "blocks_basic" / "spec.yaml").read_text()
+    old = "kernel_size: 3, padding: same, activation: relu}"
+    assert text.count(old) == 1
+    text = text.replace(old, old[:-1] + ", kernel_regularizer: {type: L2, l2: 0.001}}")
+    result = check_text(text, file="blocks.yaml")
+    assert result.ok, [d.format() for d in result.diagnostics]
+    model = result.model
+    assert set(W.regularizers(model)) == {"res1_conv1/kernel", "res2_conv1/kernel"}
+    code = generate(model, "pytorch")
+    assert "class Residual(nn.Module)" in code
+    assert "0.001 * self.res1.conv1.weight.square().sum()" in code
+    assert "kernel_regularizer=keras.regularizers.L2(l2=0.001)" in generate(model, "keras")
+    weights = W.initial_weights(model, seed=4)
+    runtime = TorchRuntime(model, tmp_path)
+    runtime.load(weights)
+    expected = W.penalty(weights, W.regularizers(model))
+    assert float(runtime.net.regularization_loss()) == pytest.approx(expected, rel=1e-6)

@@ -71,6 +71,19 @@ def py_value(raw) -> str:
     return py_literal(raw)
 
 
+def _constant(value) -> str:
+    """A Keras argument's source; a config mapping (an initializer or regularizer) as its
+    constructor call, as the flat model writes it."""
+    from ...codegen.pyformat import Renderer
+    from ...layers import lowering as lw
+    from .codegen import _keras_value
+
+    converted = _keras_value(value)
+    if isinstance(converted, lw.Call):
+        return Renderer([]).flat(converted)
+    return py_literal(value)
+
+
 def _same(a, b) -> bool:
     if isinstance(a, list):
         a = tuple(_same_form(v) for v in a)
@@ -242,7 +255,7 @@ class _Writer:
             ):
                 return f"float({source})"
         if all(_same(v, values[0]) for v in values):
-            return py_literal(values[0])
+            return _constant(values[0])
         raise Unsupported(f"argument '{key}' cannot be written from the block's parameters")
 
     def _instance(self, entry, refs, var, indent) -> list[str]:

@@ -444,7 +444,12 @@ def _regularization(tp: TorchPlan) -> list[str]:
         for weight in plan.layer.weights:
             if weight.name not in factors:
                 continue
-            tensor = f"self.{plan.attributes[weight.torch_module]}.{weight.torch_attr}"
+            if tp.hierarchy is not None:  # the class form: a Python path (self.a.b[0].c)
+                path = tp.hierarchy.python[plan.layer.name][weight.torch_module]
+                module = path if path.startswith("self.") else f"self.{path}"
+            else:
+                module = f"self.{plan.attributes[weight.torch_module]}"
+            tensor = f"{module}.{weight.torch_attr}"
             l1, l2 = factors[weight.name]
             if l1:
                 terms.append(f"{py_literal(float(l1))} * {tensor}.abs().sum()")
