@@ -131,10 +131,11 @@ def test_training_losses_include_the_penalty(case, torch, tmp_path):
     """One training step's loss minus the same step without regularizers is the penalty, in
     Keras (its layers' ``losses``, as model.fit adds them) and in PyTorch."""
     pytest.importorskip("keras")
-    from specc.crosscheck import SGD, _inputs, _loss_spec, _targets
     from specc import targets
+    from specc.crosscheck import SGD, _inputs, _loss_spec, _targets
 
     model = _model(case)
+
     def strip(node):
         if isinstance(node, dict):
             return {k: strip(v) for k, v in node.items() if not k.endswith("_regularizer")}

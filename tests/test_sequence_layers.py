@@ -123,7 +123,7 @@ def _torch_rnn(layer, tmp_path, tag):
     return runtime.net
 
 
-@pytest.mark.parametrize("layer", RECURRENT, ids=lambda l: str(sorted(l.items())))
+@pytest.mark.parametrize("layer", RECURRENT, ids=lambda spec: str(sorted(spec.items())))
 def test_recurrent_dropout_masks_in_the_pytorch_helpers(layer, tmp_path):
     """Training with recurrent_dropout takes Keras's per-gate path; with every mask forced to
     ones it computes exactly what the plain path computes, and each mask is drawn once per

@@ -53,9 +53,21 @@ def build_model() -> keras.Model:
             kernel_initializer="glorot_uniform",
             recurrent_initializer="orthogonal",
             bias_initializer="zeros",
-            kernel_regularizer={"class_name": "L2", "config": {"l2": 0.01}, "module": "keras.regularizers"},
-            recurrent_regularizer={"class_name": "L1", "config": {"l1": 0.001}, "module": "keras.regularizers"},
-            bias_regularizer={"class_name": "L1L2", "config": {"l1": 0.001, "l2": 0.001}, "module": "keras.regularizers"},
+            kernel_regularizer={
+                "class_name": "L2",
+                "config": {"l2": 0.01},
+                "module": "keras.regularizers",
+            },
+            recurrent_regularizer={
+                "class_name": "L1",
+                "config": {"l1": 0.001},
+                "module": "keras.regularizers",
+            },
+            bias_regularizer={
+                "class_name": "L1L2",
+                "config": {"l1": 0.001, "l2": 0.001},
+                "module": "keras.regularizers",
+            },
             unit_forget_bias=True,
             dropout=0.0,
             recurrent_dropout=0.0,
@@ -109,7 +121,9 @@ def load_data(data_dir: str | None, limit: int | None):
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train regularizers_sequence (Keras) on its dataset.")
+    parser = argparse.ArgumentParser(
+        description="Train regularizers_sequence (Keras) on its dataset."
+    )
     parser.add_argument(
         "--data-dir",
         help="dataset folder (default: $SPECC_DATA_DIR, then specc's download cache)",

@@ -426,7 +426,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train regularizers_sequence (PyTorch) on its dataset.")
+    parser = argparse.ArgumentParser(
+        description="Train regularizers_sequence (PyTorch) on its dataset."
+    )
     parser.add_argument(
         "--data-dir",
         help="dataset folder (default: $SPECC_DATA_DIR, then specc's download cache)",
