@@ -538,7 +538,7 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     kinds = {key: kind for key, _, kind in W.layout(model)}
     pair = tuple(pair)
     atol, rtol = report.atol, report.rtol
-    reference = None
+    reference = keras64 = None
     for label, optimizer in (("train sgd", SGD), ("train adam", ADAM)):
         say(f"{label}: one step")
         results = {}
@@ -556,8 +556,22 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
         if label == "train sgd" and "pytorch" in pair and reference is None:
             say("float64 reference gradients (pytorch)")
             reference = _float64_gradients(variant, weights, folder, inputs, targets, loss_spec)
+            if reference is not None and "keras" in pair:
+                say("float64 gradients (keras)")
+                keras64 = _keras_float64_gradients(
+                    variant, weights, folder, inputs, targets, loss_spec
+                )
+                if keras64 is None:
+                    report.notes.append(
+                        "gradients: the Keras model could not be built in float64; float32 "
+                        "Keras judged against PyTorch's rounding only"
+                    )
+                else:
+                    report.rows.append(_float64_row(label, pair, keras64, reference))
         if reference is not None:
-            report.rows.append(_gradient_row(label, pair, k, t, pair.index("pytorch"), reference))
+            report.rows.append(
+                _gradient_row(label, pair, k, t, pair.index("pytorch"), reference, keras64 or None)
+            )
         plain = reference is None  # without a float64 reference: plain atol/rtol
         groups = (
             ("gradients", k["gradients"], t["gradients"], lambda key, plain=plain: plain),
@@ -612,15 +626,75 @@ def _float64_gradients(model, weights, folder, inputs, targets, loss_spec) -> di
     return grads
 
 
-def _gradient_row(label, pair, k, t, torch_index, reference) -> Row:
-    """Gradients judged against float64. For each weight, distances are taken relative to
-    its float64 gradient's size (``max|g64|``): ``rel = max|keras - pytorch| / max|g64|``
-    and the weight's rounding ``r = max|pytorch32 - g64| / max|g64|``. A weight passes when
-    ``rel <= GRADIENT_FACTOR * max(r, median r over all weights) + 1e-6`` (one tensor's own
-    rounding can be small by luck of its summation order; the median is the network's
-    rounding level; 1e-6 covers exact zeros). The note shows the worst weight's numbers."""
+#: the two frameworks' float64 gradients (same weights, same batch) agree to this, relative
+#: to each weight's gradient size: what is left is float32 constants (Keras keeps epsilon as
+#: a float32), 7.6e-8 on MobileNet; a semantic difference (an epsilon, a stride, an
+#: activation's derivative) shows far above it
+FLOAT64_AGREEMENT = 1e-6
+
+
+def _keras_float64_gradients(model, weights, folder, inputs, targets, loss_spec):
+    """The Keras model's gradients of the same step with every layer in float64 (Keras's
+    "float64" dtype policy), or None when that build fails."""
+    try:
+        import keras
+
+        from .targets.keras.runtime import KerasRuntime
+    except ImportError:
+        return None
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy("float64")
+        net = KerasRuntime(model, folder, "_float64")
+        net.load(weights)
+        xs = [np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x for x in inputs]
+        grads = net.train_step(xs, targets, loss_spec, SGD)["gradients"]
+    except Exception:  # a layer without float64 kernels: judged without it (noted)
+        return None
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return {key: np.asarray(g, np.float64) for key, g in grads.items()}
+
+
+def _float64_row(label, pair, keras64: dict, torch64: dict) -> Row:
+    """The semantic check: Keras and PyTorch in float64 give the same gradients (rounding
+    is out of the way there, so any difference beyond FLOAT64_AGREEMENT is a real one)."""
+    worst, worst_rel, max_abs, passed = "", 0.0, 0.0, True
+    for key, ref in torch64.items():
+        if key not in keras64:
+            continue
+        other = keras64[key]
+        if other.shape != ref.shape:
+            passed, worst = False, f"{key} (shape {other.shape} vs {ref.shape})"
+            continue
+        if not ref.size:
+            continue
+        diff = float(np.max(np.abs(other - ref)))
+        rel = diff / (float(np.max(np.abs(ref))) + 1e-30)
+        max_abs = max(max_abs, diff)
+        ok = rel <= FLOAT64_AGREEMENT or diff <= 1e-12
+        passed = passed and ok
+        if rel > worst_rel or not worst:
+            worst, worst_rel = key, rel
+    note = f"worst {worst}: {_num(worst_rel)} relative to |g64| (limit {FLOAT64_AGREEMENT:g})"
+    return Row(
+        label, f"gradients ({len(torch64)}) in float64", pair, max_abs, worst_rel, passed, note
+    )
+
+
+def _gradient_row(label, pair, k, t, torch_index, reference, other64=None) -> Row:
+    """Float32 gradients judged by each framework's own rounding. For each weight, distances
+    are taken relative to its float64 gradient's size (``max|g64|``): ``rel = max|keras -
+    pytorch| / max|g64|``, and the weight's rounding ``r`` is the larger of ``max|pytorch32 -
+    pytorch64|`` and, when the other framework's float64 gradients ``other64`` are given,
+    ``max|keras32 - keras64|`` (TensorFlow's float32 backward of an ill-conditioned gradient
+    can be 1000x less accurate than PyTorch's: MobileNet). A weight passes when ``rel <=
+    GRADIENT_FACTOR * max(r, median r over all weights) + 1e-6`` (one tensor's own rounding
+    can be small by luck of its summation order; the median is the network's rounding
+    level; 1e-6 covers exact zeros). The note shows the worst weight's numbers."""
     grads = (k["gradients"], t["gradients"])
     torch32 = grads[torch_index]
+    other32 = grads[1 - torch_index]
     rows = []  # (key, diff, rel, own rounding)
     shapes_ok = True
     for key, ref in reference.items():
@@ -635,6 +709,9 @@ def _gradient_row(label, pair, k, t, torch_index, reference) -> Row:
         size = float(np.max(np.abs(ref))) + 1e-30
         diff = float(np.max(np.abs(a - b)))
         err32 = float(np.max(np.abs(np.asarray(torch32[key], np.float64) - ref)))
+        if other64 is not None and key in other64:
+            own = np.abs(np.asarray(other32[key], np.float64) - other64[key])
+            err32 = max(err32, float(np.max(own)))
         rows.append((key, diff, diff / size, err32 / size))
     level = float(np.median([r[3] for r in rows])) if rows else 0.0
     worst, worst_score, worst_rel, worst_own = "", -1.0, 0.0, 0.0
@@ -650,6 +727,8 @@ def _gradient_row(label, pair, k, t, torch_index, reference) -> Row:
         f"worst {worst}: {pair[0]} vs {pair[1]} {_num(worst_rel)}, float32 vs float64 "
         f"{_num(worst_own)} (median {_num(level)}; limit {GRADIENT_FACTOR:g}x), relative to |g64|"
     )
+    if other64 is not None:
+        note += " (rounding: the larger of both frameworks' float32 vs float64)"
     return Row(
         label, f"gradients ({len(reference)}) vs float64", pair, max_abs, max_rel, passed, note
     )

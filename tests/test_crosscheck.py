@@ -385,3 +385,21 @@ def test_gradient_rule_against_float64():
     )
     assert not row.passed
     assert "worst l7/kernel" in row.note
+
+
+def test_float64_row_is_the_semantic_check():
+    """Keras and PyTorch in float64 must agree to FLOAT64_AGREEMENT relative to each weight's
+    gradient; a 1e-5 relative change in one weight (far below float32 rounding of a deep
+    network) fails and is named."""
+    import numpy as np
+
+    from specc.crosscheck import FLOAT64_AGREEMENT, _float64_row
+
+    rng = np.random.default_rng(1)
+    torch64 = {f"l{i}/kernel": rng.normal(size=(8, 8)) for i in range(5)}
+    keras64 = {k: v * (1 + 1e-8) for k, v in torch64.items()}
+    row = _float64_row("train sgd", ("keras", "pytorch"), keras64, torch64)
+    assert row.passed and row.max_rel < FLOAT64_AGREEMENT
+    keras64["l3/kernel"] = torch64["l3/kernel"] * (1 + 1e-5)
+    row = _float64_row("train sgd", ("keras", "pytorch"), keras64, torch64)
+    assert not row.passed and "worst l3/kernel" in row.note

@@ -100,14 +100,6 @@ def test_zoo_equals_keras_applications(name, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
 
 
-def _fault(code: str, attribute: str, field: str, value: str) -> str:
-    """``code`` with one argument of one module's constructor changed."""
-    start = code.index(f"self.{attribute} = ")
-    at = code.index(f"{field}=", start)
-    end = code.index(",\n", at)  # one argument per line, as the generator writes them
-    return code[:at] + f"{field}={value}" + code[end:]
-
-
 @pytest.mark.slow
 def test_crosscheck_of_a_deep_zoo_model_passes_and_names_an_injected_fault(monkeypatch):
     """ResNet50 (at 64x64): Keras and PyTorch agree on every layer and on the training step
@@ -119,6 +111,8 @@ def test_crosscheck_of_a_deep_zoo_model_passes_and_names_an_injected_fault(monke
     pytest.importorskip("torch")
     from specc.crosscheck import crosscheck
     from specc.targets.pytorch import TARGET
+    from specc.targets.pytorch.codegen import plan
+    from specc.targets.pytorch.runtime import TorchRuntime
 
     model = _at_size("resnet50", 64)
     report = crosscheck(model, backends=["keras", "pytorch"], batch=2)
@@ -127,22 +121,43 @@ def test_crosscheck_of_a_deep_zoo_model_passes_and_names_an_injected_fault(monke
     assert rows[("forward", "every layer")].passed
     assert "vs float64" in rows[("train sgd", "gradients")].what
 
-    emit = TARGET.emit
+    # ResNet50's PyTorch code has one class per block, so the fault goes into one instance's
+    # module (found by its state-dict path) rather than into the shared class source
+    assert "class " in TARGET.emit(model)
+    paths = {layer: path for layer, path, _ in plan(model).weights()}
+    build = TorchRuntime._build
 
     def with_fault(field, value, layer):
-        def faulty(model, *args, **kwargs):
-            return _fault(emit(model, *args, **kwargs), layer, field, value)
+        def faulty(self, taps):
+            net = build(self, taps)
+            setattr(net.get_submodule(paths[layer]), field, value)
+            return net
 
         return faulty
 
     for field, value, layer in (
-        ("eps", "0.001", "conv2_block1_1_bn"),
-        ("eps", "0.001", "conv4_block3_2_bn"),
+        ("eps", 1e-3, "conv2_block1_1_bn"),
+        ("eps", 1e-3, "conv4_block3_2_bn"),
     ):
-        monkeypatch.setattr(TARGET, "emit", with_fault(field, value, layer))
+        monkeypatch.setattr(TorchRuntime, "_build", with_fault(field, value, layer))
         faulty = crosscheck(model, backends=["keras", "pytorch"], batch=2, train_step=False)
-        monkeypatch.setattr(TARGET, "emit", emit)
+        monkeypatch.setattr(TorchRuntime, "_build", build)
         assert not faulty.ok
         row = next(r for r in faulty.rows if r.what.startswith("every layer"))
         assert not row.passed and f"first: {layer}" in row.note, faulty.format_text()
         assert faulty.divergences[0].layer == layer
+
+
+@pytest.mark.slow
+def test_mobilenet_gradients_agree_in_float64():
+    """MobileNet (v1) at 64x64: TensorFlow's float32 gradients are up to ~18% from float64 on
+    ill-conditioned weights, PyTorch's ~4e-5; in float64 both frameworks agree to ~1e-7. The
+    float64 row (the semantics) and the float32 row (each judged by its own rounding) pass."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from specc.crosscheck import FLOAT64_AGREEMENT, crosscheck
+
+    report = crosscheck(_at_size("mobilenet", 64), backends=["keras", "pytorch"], batch=2)
+    assert report.ok, report.format_text()
+    float64 = next(r for r in report.rows if r.what.endswith("in float64"))
+    assert float64.max_rel < FLOAT64_AGREEMENT / 3, float64.note
