@@ -36,6 +36,8 @@ import numpy as np
 
 from . import targets
 from . import weights as W
+from .codegen import CodegenError
+from .diagnostics import SpecError
 from .ir import ModelIR
 
 BACKENDS = targets.names()
@@ -303,17 +305,35 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
             ]
             top = min([high, *limits])
             count = int(np.prod(shape))
-            if limits and count <= top:
+            # with mask_zero, 0 is padding: real ids from 1, padding added below
+            low = 1 if _masks_zero(model, tensor.name) and top > 1 else 0
+            if limits and count <= top - low:
                 # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
                 # occurrence, torch's the summed gradient; they differ when an id repeats
-                ids = rng.permutation(top)[:count].reshape(shape)
+                ids = (low + rng.permutation(top - low)[:count]).reshape(shape)
             else:
-                ids = rng.integers(0, top, size=shape)
+                ids = rng.integers(low, top, size=shape)
+            if low and len(shape) == 2 and shape[1] > 1:
+                # padded sequences, as pad_sequences writes them: 'pre' padding for the
+                # first half of the batch, 'post' for the rest; at least one real id each
+                for row in range(batch):
+                    pad = int(rng.integers(0, shape[1]))
+                    if row < batch // 2:
+                        ids[row, :pad] = 0
+                    else:
+                        ids[row, shape[1] - pad :] = 0
             out.append(ids.astype(tensor.dtype))
     return out
 
 
 random_inputs = _inputs
+
+
+def _masks_zero(model: ModelIR, tensor: str) -> bool:
+    """Whether an Embedding with mask_zero reads the input ``tensor``."""
+    return any(
+        tensor in layer.inputs and getattr(layer.spec, "mask_zero", False) for layer in model.layers
+    )
 
 
 def _loss_spec(model: ModelIR) -> tuple[str | None, bool]:
@@ -482,11 +502,29 @@ def crosscheck(
     )
     with tempfile.TemporaryDirectory(prefix="specc-crosscheck-") as tmp:
         folder = Path(tmp)
-        built = {}
+        built, refused = {}, {}
         for name in backends:
             say(f"building {name}")
-            built[name] = _build(name, model, folder)
-            built[name].load(weights)
+            try:
+                built[name] = _build(name, model, folder)
+                built[name].load(weights)
+            except (SpecError, CodegenError) as exc:  # a target that refuses the spec
+                built.pop(name, None)
+                refused[name] = exc.diagnostics
+        if refused:
+            if len(built) < 2:
+                lines = [d.format() for found in refused.values() for d in found]
+                raise CrosscheckError(
+                    "fewer than two backends can build this spec:\n" + "\n".join(lines),
+                    exit_code=1,
+                )
+            backends = [b for b in backends if b in built]
+            report.backends = backends
+            for name, found in refused.items():
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                report.notes.append(
+                    f"{name}: not compared, the target refuses the spec: {found[0].message}{more}"
+                )
         inputs = _inputs(model, batch, seed)
         outputs = {name: b.forward(inputs) for name, b in built.items()}
         cache: dict = {}

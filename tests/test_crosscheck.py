@@ -138,7 +138,11 @@ def test_every_spec_agrees(spec, frameworks):
     checks = {row.check for row in report.rows}
     assert checks == {"forward", "train sgd", "train adam"}
     pairs = {row.pair for row in report.rows if row.check == "forward"}
-    assert pairs == {("keras", "pytorch"), ("keras", "onnx"), ("pytorch", "onnx")}
+    built = report.backends  # a target that refuses the spec is left out, with a note
+    assert set(built) >= {"keras", "pytorch"}
+    assert pairs == {(a, b) for i, a in enumerate(built) for b in built[i + 1 :]}
+    for name in {"keras", "pytorch", "onnx"} - set(built):
+        assert any(note.startswith(f"{name}: not compared") for note in report.notes)
     assert not report.divergences
 
 

@@ -13,6 +13,8 @@ from .base import ActivationName, Layer, normalize_axis
 class Activation(Layer):
     """Applies a named activation (keras.layers.Activation)."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["Activation"]
     keras_class: ClassVar[str] = "Activation"
     onnx_doc: ClassVar[str] = "the activation's operators (see the activation table)"
@@ -32,6 +34,8 @@ class Activation(Layer):
 
 class ReLU(Layer):
     """Rectified linear unit with optional cap, slope and threshold (keras.layers.ReLU)."""
+
+    keras_masking: ClassVar[str] = "pass"
 
     type: Literal["ReLU"]
     keras_class: ClassVar[str] = "ReLU"
@@ -115,6 +119,8 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """Leaky ReLU; Keras's default slope is 0.3 (torch's is 0.01) (keras.layers.LeakyReLU)."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["LeakyReLU"]
     keras_class: ClassVar[str] = "LeakyReLU"
     onnx_doc: ClassVar[str] = "`LeakyRelu(alpha=negative_slope)` (Keras's default 0.3)"
@@ -137,6 +143,8 @@ class LeakyReLU(Layer):
 
 class Softmax(Layer):
     """Softmax over an axis (keras.layers.Softmax)."""
+
+    keras_masking: ClassVar[str] = "refuse"
 
     type: Literal["Softmax"]
     keras_class: ClassVar[str] = "Softmax"

@@ -50,6 +50,8 @@ def _query_key_value(shapes):
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (keras.layers.MultiHeadAttention)."""
 
+    keras_masking: ClassVar[str] = "refuse"
+
     type: Literal["MultiHeadAttention"]
     keras_class: ClassVar[str] = "MultiHeadAttention"
     #: Keras calls it as layer(query, value[, key]), not with a list
@@ -320,6 +322,8 @@ lw.HELPER_TEMPLATES.setdefault(KERAS_ATTENTION, "pytorch/keras_attention.py.j2")
 
 class _ScoreAttention(Layer):
     """Attention over [query, value] or [query, value, key] (Keras calls it with a list)."""
+
+    keras_masking: ClassVar[str] = "refuse"
 
     arity: ClassVar[int | None] = None
     score_mode_name: ClassVar[str] = "dot"

@@ -305,6 +305,12 @@ class Layer(BaseModel):
     #: weight name -> the field holding its regularizer (Keras's ``kernel_regularizer``...);
     #: the penalty enters the training loss of every backend (see :meth:`regularizers`)
     regularized: ClassVar[dict[str, str]] = {}
+    #: what Keras does with the mask of an ``Embedding(mask_zero=True)`` reaching the layer:
+    #: "drop" (Keras's ``supports_masking`` False: computes as without it and hands no mask
+    #: on), "pass" (computes as without it and hands it on), "use" (takes it into account:
+    #: :meth:`torch_mask_steps`), "refuse" (uses it in a way the PyTorch target does not
+    #: reproduce). tests/test_masking.py checks the first against Keras's supports_masking.
+    keras_masking: ClassVar[str] = "drop"
 
     @property
     def layer_type(self) -> str:
@@ -331,6 +337,17 @@ class Layer(BaseModel):
     def keras_args(self) -> dict:
         """Every constructor argument for keras.layers.<keras_class>, written explicitly."""
         return {}
+
+    def passes_mask(self) -> bool:
+        """Whether the output carries the input's mask on (Keras's ``compute_mask``)."""
+        return self.keras_masking == "pass"
+
+    def torch_mask_steps(self, lowering, mask) -> tuple:
+        """The forward steps of ``lowering`` taking the mask expression ``mask`` (a bool
+        tensor (batch, steps), True at real steps) into account ("use" layers)."""
+        from .lowering import Unsupported
+
+        raise Unsupported(f"{self.layer_type} does not take a Keras mask in the PyTorch target")
 
     def regularizers(self) -> dict[str, tuple[float, float]]:
         """Weight name -> (l1, l2) factors, for the weights that have a regularizer."""

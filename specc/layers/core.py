@@ -38,6 +38,8 @@ class Input(Layer):
 class Dense(Layer):
     """Fully connected layer on the last axis (keras.layers.Dense)."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["Dense"]
     keras_class: ClassVar[str] = "Dense"
     onnx_doc: ClassVar[str] = (
@@ -200,6 +202,8 @@ class Dropout(Layer):
     """Randomly zeroes a fraction ``rate`` of inputs while training (keras.layers.Dropout);
     ``noise_shape`` (batch axis first, ``null`` for the input's size) shares one draw along
     the axes where it is 1, e.g. ``[null, 1, 1, 1]`` drops whole samples."""
+
+    keras_masking: ClassVar[str] = "pass"
 
     type: Literal["Dropout"]
     keras_class: ClassVar[str] = "Dropout"

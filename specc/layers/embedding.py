@@ -13,15 +13,18 @@ class Embedding(Layer):
     """Looks up a learned vector for each integer id (keras.layers.Embedding).
 
     Its input holds token ids (declare the input ``dtype: int32`` or ``int64``; float ids are
-    truncated to integers, as Keras casts them). ``mask_zero: true`` is honoured by the Keras
-    target only (PyTorch and ONNX refuse it, at that field).
+    truncated to integers, as Keras casts them). ``mask_zero: true`` marks id 0 as padding:
+    Keras and PyTorch carry the mask to the layers after it as Keras does (recurrent layers
+    skip masked steps, GlobalAveragePooling1D averages the real ones; a layer that would use
+    it otherwise is refused by PyTorch); ONNX refuses it, at that field.
     """
 
     type: Literal["Embedding"]
     keras_class: ClassVar[str] = "Embedding"
     torch_doc: ClassVar[str] = (
         "`nn.Embedding(input_dim, output_dim)` on `x.long()`; the weight is Keras's "
-        "(input_dim, output_dim) matrix; `mask_zero` refused"
+        "(input_dim, output_dim) matrix; `mask_zero` as `ids != 0`, carried to the layers "
+        "that use it as Keras"
     )
     onnx_doc: ClassVar[str] = (
         "`Gather` of the (input_dim, output_dim) matrix at the ids (integer inputs used as "
@@ -73,7 +76,6 @@ class Embedding(Layer):
     torch_layout: ClassVar[str] = lw.CL
 
     def torch_lowering(self, shapes, out, layout):
-        self._refuse_mask("PyTorch")
         args = (("num_embeddings", self.input_dim), ("embedding_dim", self.output_dim))
         ids = lw.call(lw.Attr(lw.X, "long"))
         return lw.TorchLowering(

@@ -33,6 +33,7 @@ def broadcast(shapes: list[Shape]) -> Shape:
 
 
 class _ElementwiseMerge(Layer):
+    keras_masking: ClassVar[str] = "refuse"  # Keras combines the inputs' masks
     arity: ClassVar[int | None] = None
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
@@ -179,6 +180,8 @@ class Minimum(_ElementwiseMerge):
 
 class Concatenate(Layer):
     """Joins inputs along ``axis``; the other dimensions must match (keras.layers.Concatenate)."""
+
+    keras_masking: ClassVar[str] = "refuse"
 
     type: Literal["Concatenate"]
     keras_class: ClassVar[str] = "Concatenate"

@@ -20,6 +20,8 @@ from .base import Layer, ShapeError, fmt_shape
 class _SpatialDropout(Layer):
     """Drops whole channels: one draw per (sample, channel), shared over the other axes."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     rate: float = Field(ge=0.0, lt=1.0)
     seed: int | None = None
     noise_field: ClassVar[str] = "rate"
@@ -80,6 +82,8 @@ class GaussianNoise(Layer):
     """Adds zero-mean normal noise of standard deviation ``stddev`` while training
     (keras.layers.GaussianNoise)."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["GaussianNoise"]
     keras_class: ClassVar[str] = "GaussianNoise"
     onnx_doc: ClassVar[str] = "`Identity` (inference)"
@@ -104,6 +108,8 @@ class GaussianNoise(Layer):
 class GaussianDropout(Layer):
     """Multiplies by normal noise of mean 1 and standard deviation sqrt(rate / (1 - rate))
     while training (keras.layers.GaussianDropout)."""
+
+    keras_masking: ClassVar[str] = "pass"
 
     type: Literal["GaussianDropout"]
     keras_class: ClassVar[str] = "GaussianDropout"

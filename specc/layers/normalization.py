@@ -26,6 +26,8 @@ class BatchNormalization(Layer):
     unbiased one), so the PyTorch target emits its own ``KerasBatchNorm`` module.
     """
 
+    keras_masking: ClassVar[str] = "refuse"
+
     type: Literal["BatchNormalization"]
     keras_class: ClassVar[str] = "BatchNormalization"
     onnx_doc: ClassVar[str] = (
@@ -122,6 +124,8 @@ class BatchNormalization(Layer):
 class LayerNormalization(Layer):
     """Layer normalization over the last axis (keras.layers.LayerNormalization)."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["LayerNormalization"]
     keras_class: ClassVar[str] = "LayerNormalization"
     onnx_doc: ClassVar[str] = (
@@ -212,6 +216,8 @@ class GroupNormalization(Layer):
     """Group normalization (keras.layers.GroupNormalization): the channels split into
     ``groups`` contiguous groups (-1: one per channel), each normalized over its channels and
     every spatial position, then scaled by gamma and shifted by beta per channel."""
+
+    keras_masking: ClassVar[str] = "refuse"
 
     type: Literal["GroupNormalization"]
     keras_class: ClassVar[str] = "GroupNormalization"

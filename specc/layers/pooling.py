@@ -228,8 +228,25 @@ class GlobalAveragePooling1D(_GlobalPooling):
     type: Literal["GlobalAveragePooling1D"]
     keras_class: ClassVar[str] = "GlobalAveragePooling1D"
     onnx_doc: ClassVar[str] = "`GlobalAveragePool`, then `Flatten` unless `keepdims`"
-    torch_doc: ClassVar[str] = "`x.mean(dim=2, keepdim=…)`"
+    torch_doc: ClassVar[str] = (
+        "`x.mean(dim=2, keepdim=…)`; under a mask, the mean over the real steps, as Keras"
+    )
     rank: ClassVar[int] = 1
+    keras_masking: ClassVar[str] = "use"
+
+    def passes_mask(self) -> bool:
+        return False
+
+    def torch_mask_steps(self, lowering, mask):
+        # Keras: sum(x * mask) / sum(mask) over the steps (channels-first here: axis 2)
+        weights = lw.call(
+            lw.Attr(lw.call(lw.Attr(mask, "unsqueeze"), 1), "to"), lw.Attr(lw.X, "dtype")
+        )
+        total = lw.call(
+            lw.Attr(lw.BinOp("*", (lw.X, weights)), "sum"), dim=2, keepdim=self.keepdims
+        )
+        count = lw.call(lw.Attr(weights, "sum"), dim=2, keepdim=self.keepdims)
+        return (lw.BinOp("/", (total, count)),)
 
 
 class GlobalMaxPooling1D(_GlobalPooling):

@@ -16,6 +16,8 @@ class Rescaling(Layer):
     """Multiplies by ``scale`` and adds ``offset``: ``x * scale + offset``, computed in float32
     (keras.layers.Rescaling; e.g. ``scale: 0.00392156862745098`` maps [0, 255] to [0, 1])."""
 
+    keras_masking: ClassVar[str] = "pass"
+
     type: Literal["Rescaling"]
     keras_class: ClassVar[str] = "Rescaling"
     scale: float
@@ -56,6 +58,8 @@ class Normalization(Layer):
     the last kept axis), or leave both out: the layer then holds them as non-trainable
     weights ``mean``, ``variance`` and ``count`` (as Keras counts them), which ``specc train``
     computes from the training split before training, as Keras's ``adapt`` does."""
+
+    keras_masking: ClassVar[str] = "pass"
 
     type: Literal["Normalization"]
     keras_class: ClassVar[str] = "Normalization"

@@ -50,6 +50,8 @@ Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 class _Recurrent(Layer):
     """Fields and rules shared by SimpleRNN, LSTM and GRU (Keras's names and defaults)."""
 
+    keras_masking: ClassVar[str] = "use"
+
     gates: ClassVar[int] = 1
     helper: ClassVar[str] = ""
     onnx_op: ClassVar[str] = ""
@@ -192,6 +194,13 @@ class _Recurrent(Layer):
     def torch_lowering(self, shapes, out, layout):
         module = self.torch_module(shapes[0][-1], self.go_backwards)
         return lw.TorchLowering(modules=(module,), steps=(lw.call(lw.SELF, lw.X),))
+
+    def passes_mask(self) -> bool:
+        return self.return_sequences
+
+    def torch_mask_steps(self, lowering, mask):
+        # masked steps keep the state; their output repeats the last one, as Keras
+        return (lw.call(lw.SELF, lw.X, mask),)
 
     # -- ONNX -----------------------------------------------------------------------------
     onnx_layout: ClassVar[str] = lw.CL
@@ -376,6 +385,8 @@ class Bidirectional(Layer):
     ``{type: LSTM, units: 32}``. With return_sequences the backward outputs are put back in
     input order before merging, as Keras does."""
 
+    keras_masking: ClassVar[str] = "use"
+
     type: Literal["Bidirectional"]
     keras_class: ClassVar[str] = "Bidirectional"
     torch_doc: ClassVar[str] = (
@@ -441,6 +452,27 @@ class Bidirectional(Layer):
         else:
             step = lw.BinOp("/", (lw.BinOp("+", (y, y_rev)), lw.Lit(2)))
         return lw.TorchLowering(modules=(forward, backward), steps=(step,))
+
+    def passes_mask(self) -> bool:
+        return self.layer.return_sequences
+
+    def torch_mask_steps(self, lowering, mask):
+        # Keras's Bidirectional gives both directions zero_output_for_mask =
+        # return_sequences: masked steps output 0 rather than repeating the last output
+        zero = self.layer.return_sequences
+        y = lw.call(lw.Module("forward"), lw.X, mask, zero_output=zero)
+        y_rev = lw.call(lw.Module("backward"), lw.X, mask, zero_output=zero)
+        if self.layer.return_sequences:
+            y_rev = lw.call("torch.flip", y_rev, dims=[1])
+        if self.merge_mode == "concat":
+            step = lw.call("torch.cat", lw.ListOf((y, y_rev)), dim=-1)
+        elif self.merge_mode == "sum":
+            step = lw.BinOp("+", (y, y_rev))
+        elif self.merge_mode == "mul":
+            step = lw.BinOp("*", (y, y_rev))
+        else:
+            step = lw.BinOp("/", (lw.BinOp("+", (y, y_rev)), lw.Lit(2)))
+        return (step,)
 
     onnx_layout: ClassVar[str] = lw.CL
 

@@ -225,6 +225,8 @@ class TimeDistributed(Layer):
     ``layer`` is the wrapped layer as a mapping, e.g. ``{type: Conv2D, filters: 8,
     kernel_size: 3}``. Its weights are shared by all steps."""
 
+    keras_masking: ClassVar[str] = "refuse"
+
     type: Literal["TimeDistributed"]
     keras_class: ClassVar[str] = "TimeDistributed"
     torch_doc: ClassVar[str] = (

@@ -41,6 +41,9 @@ class LayerPlan:
     lowering: lw.TorchLowering
     attributes: dict[str, str] = field(default_factory=dict)  # module suffix -> attribute
     folded: bool = False  # a ZeroPadding2D done by the padding of the layer that follows
+    #: the Embedding (mask_zero) whose Keras mask this layer takes into account ("use")
+    mask: str | None = None
+    makes_mask: bool = False  # an Embedding with mask_zero: forward keeps `ids != 0`
 
 
 @dataclass
@@ -158,6 +161,11 @@ def _consumers(model: ModelIR) -> dict[str, int]:
     return count
 
 
+#: stands for the mask variable in the steps of a layer that takes a Keras mask ("<" cannot
+#: start a Python name, so no spec name produces it); _forward writes the variable's name
+MASK = "<mask>"
+
+
 def plan(model: ModelIR, source=None) -> TorchPlan:
     """Choose layouts, lower every layer and name every attribute; refuse what torch cannot
     express exactly (raises CodegenError listing every problem)."""
@@ -188,6 +196,7 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     consumers = _consumers(model)
     producers: dict[str, LayerIR] = {}
     by_name: dict[str, LayerPlan] = {}
+    masks: dict[str, str] = {}  # tensor -> the Embedding (mask_zero) whose mask it carries
     for layer in model.layers:
         producers[layer.name] = layer
         shapes = [model.shape_of(name) for name in layer.inputs]
@@ -212,6 +221,33 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             layouts[layer.name] = want
             ranks[layer.name] = len(layer.output_shape)
             continue
+        mask = next((masks[n] for n in layer.inputs if n in masks), None)
+        if mask is not None:
+            if layer.spec.keras_masking == "refuse":
+                problems.append(
+                    refusal(
+                        model,
+                        source,
+                        f"pytorch target: {layer.type} receives the mask of Embedding '{mask}' "
+                        "(mask_zero: true), which Keras applies here in a way the PyTorch "
+                        "target does not reproduce",
+                        layer=layer,
+                        hint="set mask_zero: false on the Embedding, or use the Keras target",
+                    )
+                )
+                layouts[layer.name] = want
+                ranks[layer.name] = len(layer.output_shape)
+                continue
+            if layer.spec.keras_masking == "use":
+                steps = layer.spec.torch_mask_steps(lowering, lw.Ref(MASK))
+                lowering = dataclasses.replace(lowering, steps=steps)
+            else:
+                mask = None  # "pass" / "drop": computed as without it
+            if layer.spec.passes_mask():
+                masks[layer.name] = masks[next(n for n in layer.inputs if n in masks)]
+        makes_mask = bool(getattr(layer.spec, "mask_zero", False))
+        if makes_mask:
+            masks[layer.name] = layer.name
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
         if padding is not None and not _same_scope(model, padding.layer, layer):
             padding = None  # a block instance's boundary: each side stays whole
@@ -228,14 +264,14 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             attributes[module.suffix] = identifier(
                 layer.name, taken, ATTRIBUTE_RESERVED, module.suffix
             )
-        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes)
+        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes, False, mask, makes_mask)
         plans.append(by_name[layer.name])
         layouts[layer.name] = lowering.out_layout or want
         ranks[layer.name] = len(layer.output_shape)
     if problems:
         raise CodegenError(problems)
     tp = TorchPlan(model, class_name(model.name), plans)
-    if model.expansion is not None and model.expansion.calls:
+    if model.expansion is not None and model.expansion.calls and not masks:
         from .blocks import build
 
         tp.hierarchy = build(tp, _helpers(tp))
@@ -312,6 +348,7 @@ def _forward(
     sequential = model.is_sequential
     local_taken: set[str] = set()
     var: dict[str, str] = {}
+    mask_var: dict[str, str] = {}  # Embedding (mask_zero) -> the variable holding its mask
     for tensor in model.inputs:
         var[tensor.name] = "x" if sequential else identifier(tensor.name, local_taken)
     params = [var[t.name] for t in model.inputs]
@@ -351,11 +388,17 @@ def _forward(
                 taps.append(Tap(layer.name, in_vars[0], layout[in_vars[0]], len(body)))
             continue
         out = "x" if sequential else identifier(layer.name, local_taken)
+        if lp.makes_mask:  # Keras's mask_zero: a step is real where its id is not 0
+            mask_var[layer.name] = identifier(f"{layer.name}_mask", local_taken)
+            body.append(f"{_I2}{mask_var[layer.name]} = {in_vars[0]} != 0  # Keras's mask_zero")
         var[layer.name] = out
         modules = {suffix: f"self.{attr}" for suffix, attr in lp.attributes.items()}
         for index, step in enumerate(lp.lowering.steps):
             renderer = Renderer(in_vars if index == 0 else [out], modules)
-            body.extend(renderer.lines(step, _I2, f"{out} = "))
+            lines = renderer.lines(step, _I2, f"{out} = ")
+            if lp.mask is not None:
+                lines = [line.replace(MASK, mask_var[lp.mask]) for line in lines]
+            body.extend(lines)
         layout[out] = lp.lowering.out_layout or lp.layout
         if taps is not None:
             taps.append(Tap(layer.name, out, layout[out], len(body)))

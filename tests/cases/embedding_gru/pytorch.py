@@ -56,14 +56,28 @@ class KerasGRU(nn.Module):
         ones = torch.ones_like(like)
         return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def masked(mask, step: int, zero_output: bool, new: tuple, old: tuple) -> tuple:
+        """(state..., output) after a step. Under ``mask`` ((batch, steps), True at real
+        steps: Keras's mask_zero) a masked step keeps the old state and outputs the last
+        output again (0 with ``zero_output``, as Keras's Bidirectional has it)."""
+        if mask is None:
+            return (*new, new[0])
+        keep = mask[:, step, None]
+        state = tuple(torch.where(keep, n, o) for n, o in zip(new, old))
+        output = torch.where(keep, new[0], torch.zeros_like(new[0])) if zero_output else state[0]
+        return (*state, output)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, zero_output: bool = False
+    ) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+            mask = None if mask is None else torch.flip(mask, dims=[1])
         if self.training and self.recurrent_dropout > 0:
-            return self.forward_gate_masks(x)
+            return self.forward_gate_masks(x, mask, zero_output)
         if self.training and self.dropout > 0:
-            mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
-            x = x * mask.unsqueeze(1)
+            x = x * self.dropout_mask(x[:, :1], self.dropout)
         projected = x @ self.kernel
         input_bias = recurrent_bias = None
         if self.bias is not None:
@@ -74,7 +88,7 @@ class KerasGRU(nn.Module):
         u = self.units
         h = x.new_zeros(x.shape[0], u)
         outputs = []
-        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+        for step, x_step in enumerate(projected.unbind(1)):  # unbind: one gradient stack
             x_z, x_r, x_h = x_step.chunk(3, dim=1)
             if self.reset_after:
                 inner = h @ self.recurrent_kernel
@@ -88,11 +102,12 @@ class KerasGRU(nn.Module):
                 recurrent_h = r * inner[:, 2 * u :]
             else:
                 recurrent_h = (r * h) @ self.recurrent_kernel[:, 2 * u :]
-            h = z * h + (1 - z) * self.activation(x_h + recurrent_h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1) if self.return_sequences else h
+            h_new = z * h + (1 - z) * self.activation(x_h + recurrent_h)
+            h, output = self.masked(mask, step, zero_output, (h_new,), (h,))
+            outputs.append(output)
+        return torch.stack(outputs, dim=1) if self.return_sequences else outputs[-1]
 
-    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_gate_masks(self, x: torch.Tensor, mask, zero_output: bool) -> torch.Tensor:
         """Training with recurrent_dropout, as Keras's implementation 1: gates z, r, h each
         see the inputs and the previous state through their own masks."""
         u = self.units
@@ -123,9 +138,10 @@ class KerasGRU(nn.Module):
                 recurrent_h = r * inner_h
             else:
                 recurrent_h = (r * (h * h_masks[2])) @ recurrents[2]
-            h = z * h + (1 - z) * self.activation(x_h + recurrent_h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1) if self.return_sequences else h
+            h_new = z * h + (1 - z) * self.activation(x_h + recurrent_h)
+            h, output = self.masked(mask, step, zero_output, (h_new,), (h,))
+            outputs.append(output)
+        return torch.stack(outputs, dim=1) if self.return_sequences else outputs[-1]
 
 
 class EmbeddingGru(nn.Module):

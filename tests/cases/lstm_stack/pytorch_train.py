@@ -77,31 +77,46 @@ class KerasLSTM(nn.Module):
             units = bias.shape[0] // 4
             bias[units : 2 * units] = 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def masked(mask, step: int, zero_output: bool, new: tuple, old: tuple) -> tuple:
+        """(state..., output) after a step. Under ``mask`` ((batch, steps), True at real
+        steps: Keras's mask_zero) a masked step keeps the old state and outputs the last
+        output again (0 with ``zero_output``, as Keras's Bidirectional has it)."""
+        if mask is None:
+            return (*new, new[0])
+        keep = mask[:, step, None]
+        state = tuple(torch.where(keep, n, o) for n, o in zip(new, old))
+        output = torch.where(keep, new[0], torch.zeros_like(new[0])) if zero_output else state[0]
+        return (*state, output)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, zero_output: bool = False
+    ) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+            mask = None if mask is None else torch.flip(mask, dims=[1])
         if self.training and self.recurrent_dropout > 0:
-            return self.forward_gate_masks(x)
+            return self.forward_gate_masks(x, mask, zero_output)
         if self.training and self.dropout > 0:
-            mask = F.dropout(torch.ones_like(x[:, 0]), self.dropout, training=True)
-            x = x * mask.unsqueeze(1)
+            x = x * self.dropout_mask(x[:, :1], self.dropout)
         projected = x @ self.kernel
         h = x.new_zeros(x.shape[0], self.units)
         c = h
         outputs = []
-        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+        for step, x_step in enumerate(projected.unbind(1)):  # unbind: one gradient stack
             z = x_step + h @ self.recurrent_kernel
             if self.bias is not None:
                 z = z + self.bias
             i, f, g, o = z.chunk(4, dim=1)
             i = self.recurrent_activation(i)
             f = self.recurrent_activation(f)
-            c = f * c + i * self.activation(g)
-            h = self.recurrent_activation(o) * self.activation(c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1) if self.return_sequences else h
+            c_new = f * c + i * self.activation(g)
+            h_new = self.recurrent_activation(o) * self.activation(c_new)
+            h, c, output = self.masked(mask, step, zero_output, (h_new, c_new), (h, c))
+            outputs.append(output)
+        return torch.stack(outputs, dim=1) if self.return_sequences else outputs[-1]
 
-    def forward_gate_masks(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_gate_masks(self, x: torch.Tensor, mask, zero_output: bool) -> torch.Tensor:
         """Training with recurrent_dropout, as Keras's implementation 1: gates i, f, c, o
         each see the inputs and the previous state through their own masks."""
         u = self.units
@@ -120,10 +135,11 @@ class KerasLSTM(nn.Module):
             )
             i = self.recurrent_activation(i)
             f = self.recurrent_activation(f)
-            c = f * c + i * self.activation(g)
-            h = self.recurrent_activation(o) * self.activation(c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1) if self.return_sequences else h
+            c_new = f * c + i * self.activation(g)
+            h_new = self.recurrent_activation(o) * self.activation(c_new)
+            h, c, output = self.masked(mask, step, zero_output, (h_new, c_new), (h, c))
+            outputs.append(output)
+        return torch.stack(outputs, dim=1) if self.return_sequences else outputs[-1]
 
 
 class LstmStack(nn.Module):

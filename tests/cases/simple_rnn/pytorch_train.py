@@ -66,9 +66,24 @@ class KerasSimpleRNN(nn.Module):
         ones = torch.ones_like(like)
         return F.dropout(ones, rate, training=True) if rate > 0 else ones
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def masked(mask, step: int, zero_output: bool, new: tuple, old: tuple) -> tuple:
+        """(state..., output) after a step. Under ``mask`` ((batch, steps), True at real
+        steps: Keras's mask_zero) a masked step keeps the old state and outputs the last
+        output again (0 with ``zero_output``, as Keras's Bidirectional has it)."""
+        if mask is None:
+            return (*new, new[0])
+        keep = mask[:, step, None]
+        state = tuple(torch.where(keep, n, o) for n, o in zip(new, old))
+        output = torch.where(keep, new[0], torch.zeros_like(new[0])) if zero_output else state[0]
+        return (*state, output)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, zero_output: bool = False
+    ) -> torch.Tensor:
         if self.go_backwards:
             x = torch.flip(x, dims=[1])
+            mask = None if mask is None else torch.flip(mask, dims=[1])
         if self.training and self.dropout > 0:
             x = x * self.dropout_mask(x[:, :1], self.dropout)
         projected = x @ self.kernel
@@ -79,11 +94,12 @@ class KerasSimpleRNN(nn.Module):
         if self.training and self.recurrent_dropout > 0:
             h_mask = self.dropout_mask(h, self.recurrent_dropout)
         outputs = []
-        for x_step in projected.unbind(1):  # unbind: one gradient stack, not one per step
+        for step, x_step in enumerate(projected.unbind(1)):  # unbind: one gradient stack
             previous = h if h_mask is None else h * h_mask
-            h = self.activation(x_step + previous @ self.recurrent_kernel)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1) if self.return_sequences else h
+            h_new = self.activation(x_step + previous @ self.recurrent_kernel)
+            h, output = self.masked(mask, step, zero_output, (h_new,), (h,))
+            outputs.append(output)
+        return torch.stack(outputs, dim=1) if self.return_sequences else outputs[-1]
 
 
 class SimpleRnn(nn.Module):

@@ -1,0 +1,112 @@
+"""Keras masks (Embedding mask_zero) in the PyTorch target: each layer type's declared
+handling equals Keras's own ``supports_masking``; recurrent layers, Bidirectional and
+GlobalAveragePooling1D take the mask into account as Keras does (crosscheck), a layer that
+drops it in Keras drops it here, and one that would use it otherwise is refused at its line."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import pytest
+
+from specc import check_data
+from specc.codegen import CodegenError, generate
+from specc.layers import LAYER_TYPES
+from specc.pipeline import check_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spec(layers, steps=7, vocabulary=100):
+    return {
+        "version": 1,
+        "name": "m",
+        "inputs": [{"name": "ids", "shape": [steps], "dtype": "int32"}],
+        "layers": [
+            {"type": "Embedding", "name": "embed", "input_dim": vocabulary, "output_dim": 4,
+             "mask_zero": True},
+            *layers,
+        ],
+    }  # fmt: skip
+
+
+def test_layers_that_use_the_mask_get_it():
+    model = check_data(
+        _spec(
+            [
+                {"type": "GRU", "name": "gru", "units": 3, "return_sequences": True},
+                {"type": "Dense", "name": "dense", "units": 3},
+                {"type": "GlobalAveragePooling1D", "name": "pool"},
+            ]
+        )
+    ).model
+    code = generate(model, "pytorch")
+    assert "embed_mask = x != 0  # Keras's mask_zero" in code
+    assert "x = self.gru(x, embed_mask)" in code
+    assert "(x * embed_mask.unsqueeze(1).to(x.dtype)).sum(dim=2" in code
+
+
+def test_a_layer_that_would_use_the_mask_otherwise_is_refused_at_its_line():
+    model = check_data(
+        _spec([{"type": "MultiHeadAttention", "name": "attend", "inputs": ["embed", "embed"],
+                "num_heads": 2, "key_dim": 2}])
+    ).model  # fmt: skip
+    with pytest.raises(CodegenError) as err:
+        generate(model, "pytorch")
+    text = str(err.value)
+    assert "MultiHeadAttention receives the mask of Embedding 'embed'" in text
+    assert "set mask_zero: false" in text
+
+
+def test_a_mask_dropped_by_keras_is_dropped_here():
+    """Conv1D has supports_masking False: Keras drops the mask there (with a warning), so
+    the LSTM after it sees every step in Keras and in the PyTorch code."""
+    model = check_data(
+        _spec([{"type": "Conv1D", "name": "conv", "filters": 3, "kernel_size": 1},
+               {"type": "LSTM", "name": "lstm", "units": 2}])
+    ).model  # fmt: skip
+    code = generate(model, "pytorch")
+    assert "x = self.lstm(x)" in code
+
+
+@pytest.mark.slow
+def test_declared_masking_equals_keras_supports_masking():
+    """keras_masking 'drop' exactly where Keras's layer has supports_masking False, for every
+    layer type (an instance from the bundled specs and cases, else the type's defaults)."""
+    keras = pytest.importorskip("keras")
+    from specc.targets.keras.codegen import keras_layer
+
+    instances = {}
+    paths = glob.glob(str(ROOT / "specs" / "**" / "*.yaml"), recursive=True)
+    paths += glob.glob(str(ROOT / "tests" / "cases" / "*" / "spec.yaml"))
+    for path in sorted(paths):
+        result = check_file(path)
+        if result.ok:
+            for layer in result.model.layers:
+                instances.setdefault(layer.type, layer.spec)
+    wrong = []
+    for name, cls in sorted(LAYER_TYPES.items()):
+        if name == "Input":
+            continue
+        spec = instances.get(name) or cls.model_validate({"type": name})
+        supports = keras_layer(keras, spec).supports_masking
+        if supports != (cls.keras_masking != "drop"):
+            wrong.append(f"{name}: keras_masking {cls.keras_masking!r}, Keras {supports}")
+    assert not wrong, wrong
+
+
+@pytest.mark.slow
+def test_ignoring_the_mask_would_be_caught(monkeypatch):
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+    from specc.layers.pooling import GlobalAveragePooling1D
+
+    model = check_file(ROOT / "tests" / "cases" / "mask_zero" / "spec.yaml").model
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=8, train_step=False)
+    assert report.ok, report.format_text()
+    monkeypatch.setattr(GlobalAveragePooling1D, "keras_masking", "drop")
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=8, train_step=False)
+    assert not report.ok
+    assert report.divergences[0].layer == "pool", report.format_text()
