@@ -226,13 +226,6 @@ def test_keras_applications_import_exactly(keras, tmp_path, name, kwargs, total)
 # --------------------------------------------------------------------------- slow: ONNX
 
 
-#: bundled specs whose ONNX graphs use layers the ONNX importer has no pattern for yet
-#: (Rescaling/Normalization constants, broadcasting merges, recurrent and attention ops)
-NOT_YET_IMPORTABLE = {
-    "efficientnet_b0", "mnist_lstm", "text_bilstm", "text_transformer", "vit_tiny",
-}  # fmt: skip
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_bundled_specs_round_trip_through_onnx(spec, tmp_path):
@@ -247,20 +240,23 @@ def test_bundled_specs_round_trip_through_onnx(spec, tmp_path):
     weights = W.random_weights(model, 3)
     first = tmp_path / "first.onnx"
     first.write_bytes(targets.get("onnx").emit(model, weights=weights))
-    try:
-        result = import_model(first)
-    except ImportRefused as refused:  # a layer the importer has no pattern for yet: a clean,
-        # complete list (never a crash); the supported specs must round-trip below
-        assert spec.stem in NOT_YET_IMPORTABLE, refused.items
-        assert refused.items and all(isinstance(i, str) for i in refused.items)
-        return
+    result = import_model(first)  # every bundled spec's graph imports (ImportRefused fails)
     again = check_data(result.spec).model
     # the same names (an activation layer may fold into the layer before it), same outputs
     assert {layer.name for layer in again.layers} <= {layer.name for layer in model.layers}
     assert again.outputs == model.outputs
+    assert (again.total_params, again.trainable_params) == (
+        model.total_params,
+        model.trainable_params,
+    )
     second = targets.get("onnx").emit(again, weights=result.weights)
     rng = np.random.default_rng(0)
-    feed = {t.name: rng.normal(size=(3, *t.shape)).astype(np.float32) for t in model.inputs}
+    feed = {
+        t.name: rng.integers(0, 16, size=(3, *t.shape)).astype(t.dtype)  # token ids
+        if t.dtype.startswith("int")
+        else rng.normal(size=(3, *t.shape)).astype(np.float32)
+        for t in model.inputs
+    }
     a = ort.InferenceSession(str(first), providers=["CPUExecutionProvider"]).run(None, feed)
     b = ort.InferenceSession(second, providers=["CPUExecutionProvider"]).run(None, feed)
     for x, y in zip(a, b):

@@ -72,6 +72,9 @@ class _State:
     skip: set = field(default_factory=set)
     kept: set = field(default_factory=set)  # names taken over from the graph as they were
     reserved: set = field(default_factory=set)  # valid names the graph's values will claim
+    folded: dict = field(default_factory=dict)  # constant value -> the node computing it
+    opsets: list = field(default_factory=list)  # the model's opset imports (for folding)
+    notes: list = field(default_factory=list)
 
 
 def _load(path: Path):
@@ -146,7 +149,8 @@ def _add(state: _State, node, entry: dict, inputs: list[Value], out_layout: str,
     entry["inputs"] = [v.tensor for v in inputs]
     state.layers.append(entry)
     for param, array in weights:
-        state.weights[f"{name}/{param}"] = np.ascontiguousarray(array, np.float32)
+        # np.array keeps a 0-d weight (a count) 0-d; np.ascontiguousarray makes it 1-d
+        state.weights[f"{name}/{param}"] = np.array(array, np.float32, order="C")
     state.values[node.output[0]] = Value(name, out_layout, tuple(shape))
     return name
 
@@ -370,6 +374,10 @@ def _convert(state: _State, node) -> None:
         return
     a = _attrs(node)
     x = ins[0] if ins else None
+    from . import onnx_patterns
+
+    if onnx_patterns.convert(state, node, ins, a):
+        return
     if x is None:  # every input is a constant: nothing a layer reads
         if op in KNOWN_OPS:
             state.problems.append(f"node '{node.name}' ({op}): computes from constants only")
@@ -422,8 +430,13 @@ def _convert(state: _State, node) -> None:
             return
         entry = {"type": "BatchNormalization", "epsilon": _f32(a.get("epsilon", 1e-5)),
                  "momentum": _f32(a.get("momentum", 0.9))}  # fmt: skip
-        weights = [("gamma", scale), ("beta", bias), ("moving_mean", mean),
-                   ("moving_variance", var)]  # fmt: skip
+        weights = [("moving_mean", mean), ("moving_variance", var)]
+        fixed = _fixed_affine(state, node, scale, bias)
+        entry.update(fixed)
+        if "scale" not in fixed:
+            weights.insert(0, ("gamma", scale))
+        if "center" not in fixed:
+            weights.insert(1 if "scale" not in fixed else 0, ("beta", bias))
         _add(state, node, entry, [x], x.layout, x.shape, weights)
         return
     if op in ACTIVATIONS:
@@ -515,10 +528,14 @@ def _convert(state: _State, node) -> None:
         if op == "Mul" and _is_swish(state, node):
             return
         layouts = {v.layout for v in ins if len(v.shape) >= 2}
-        if len(layouts) > 1 or len({v.shape for v in ins}) > 1:
-            state.problems.append(f"node '{node.name}' ({op}): inputs of different shapes/layouts")
+        shape = _broadcast(ins)
+        if len(layouts) > 1 or shape is None:
+            state.problems.append(
+                f"node '{node.name}' ({op}): inputs of shapes/layouts "
+                f"{', '.join(f'{v.shape} {v.layout}' for v in ins)} do not broadcast as Keras's"
+            )
             return
-        _add(state, node, {"type": MERGES[op]}, ins, x.layout, x.shape)
+        _add(state, node, {"type": MERGES[op]}, ins, x.layout, shape)
         return
     if op == "Concat":
         rank = len(x.shape)  # sample rank
@@ -559,16 +576,49 @@ def _convert(state: _State, node) -> None:
                 "type": "LayerNormalization",
                 "epsilon": float(np.float32(a.get("epsilon", 1e-5))),
             }
-            weights = [("gamma", scale)]
+            entry.update(_fixed_affine(state, node, scale, bias))
+            weights = [] if "scale" in entry else [("gamma", scale)]
             if bias is None:
                 entry["center"] = False
-            else:
+            elif "center" not in entry:
                 weights.append(("beta", bias))
             _add(state, node, entry, [x], CL, x.shape, weights)
             return
         state.problems.append(f"node '{node.name}' (LayerNormalization): only the last axis")
         return
     state.problems.append(f"ONNX operator {op} (node '{node.name}') is not supported by specc")
+
+
+def _fixed_affine(state: _State, node, scale, bias) -> dict:
+    """``scale: false`` / ``center: false`` for a scale of exactly 1 / offset of exactly 0
+    (what specc writes for them, and Keras's InceptionV3 has): the same outputs, the
+    parameter counts of the layer that has none (noted, as a fresh layer looks the same)."""
+    fixed = {}
+    if np.all(scale == 1.0):
+        fixed["scale"] = False
+    if bias is not None and np.all(bias == 0.0):
+        fixed["center"] = False
+    if fixed:
+        state.notes.append(
+            f"node '{node.name}' ({node.op_type}): {' and '.join(f'{k}: false' for k in fixed)} "
+            "(its constants are exactly " + " and ".join(
+                {"scale": "1", "center": "0"}[k] for k in fixed) + ")"
+        )  # fmt: skip
+    return fixed
+
+
+def _broadcast(ins: list[Value]):
+    """The merged sample shape when the inputs broadcast as Keras's merges do over values of
+    one rank (ONNX aligns the batch axis too: different ranks would not mean the same)."""
+    from ..layers.base import ShapeError
+    from ..layers.merge import broadcast
+
+    if len({len(v.shape) for v in ins}) > 1:
+        return None
+    try:
+        return tuple(broadcast([v.shape for v in ins]))
+    except ShapeError:
+        return None
 
 
 def _f32(value) -> float:
@@ -788,9 +838,16 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
             entry["dtype"] = dtype.get(elem, "float32")
         inputs.append(entry)
         state.values[value.name] = Value(name, layout, spec_shape)
+    from .onnx_patterns import fold_constant, live_nodes
+
+    state.opsets = list(proto.opset_import)
+    live = live_nodes(graph)
+    for node in graph.node:  # values computed from constants only become constants
+        if id(node) in live and fold_constant(state, node):
+            state.skip.add(id(node))
     for node in graph.node:
-        if id(node) in state.skip:
-            continue
+        if id(node) in state.skip or id(node) not in live:
+            continue  # consumed by a pattern, or computes nothing the outputs read
         known = [i for i in node.input if i and i not in inits]
         if any(i not in state.values for i in known) and state.problems:
             # downstream of a refusal: still list operators specc does not know at all
@@ -832,7 +889,7 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
     spec["layers"] = layers
     if outputs != [last]:
         spec["outputs"] = outputs
-    notes = []
+    notes = list(state.notes)
     for name, layout in state.input_layouts.items():
         if layout == CF:
             notes.append(
