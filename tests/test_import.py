@@ -351,3 +351,226 @@ def test_writer_quotes_what_yaml_would_misread():
     text = spec_yaml(spec)
     assert yaml.safe_load(text) == spec
     assert (ROOT / "specs").is_dir()
+
+
+def _seq(layers: list, shape=(6, 4), dtype=None) -> dict:
+    inp = {"name": "x", "shape": list(shape)} | ({"dtype": dtype} if dtype else {})
+    return {"version": 1, "name": "m", "inputs": [inp], "layers": layers}
+
+
+def _two(layer: dict, shapes=((6, 4), (5, 4))) -> dict:
+    return {
+        "version": 1,
+        "name": "m",
+        "inputs": [{"name": f"in{k}", "shape": list(s)} for k, s in enumerate(shapes)],
+        "layers": [{**layer, "name": "att", "inputs": [f"in{k}" for k in range(len(shapes))]}],
+    }
+
+
+#: specs whose ONNX graphs use every variant of the multi-node patterns (fast: no framework)
+PATTERNS = {
+    "gru_sequences": _seq([{"type": "GRU", "name": "g", "units": 5, "return_sequences": True}]),
+    "gru_reset_before": _seq(
+        [{"type": "GRU", "name": "g", "units": 5, "reset_after": False, "activation": "relu"}]
+    ),  # fmt: skip
+    "rnn_backwards": _seq(
+        [{"type": "SimpleRNN", "name": "r", "units": 3, "go_backwards": True, "use_bias": False}]
+    ),  # fmt: skip
+    "lstm_backwards_sequences": _seq(
+        [
+            {
+                "type": "LSTM",
+                "name": "l",
+                "units": 3,
+                "go_backwards": True,
+                "return_sequences": True,
+                "recurrent_activation": "tanh",
+            }
+        ]
+    ),  # fmt: skip
+    "bidirectional_ave": _seq(
+        [
+            {
+                "type": "Bidirectional",
+                "name": "b",
+                "merge_mode": "ave",
+                "layer": {"type": "GRU", "units": 3, "return_sequences": True},
+            }
+        ]
+    ),  # fmt: skip
+    "bidirectional_sum": _seq(
+        [
+            {
+                "type": "Bidirectional",
+                "name": "b",
+                "merge_mode": "sum",
+                "layer": {"type": "SimpleRNN", "units": 3},
+            }
+        ]
+    ),  # fmt: skip
+    "bidirectional_mul": _seq(
+        [
+            {
+                "type": "Bidirectional",
+                "name": "b",
+                "merge_mode": "mul",
+                "layer": {"type": "LSTM", "units": 3},
+            }
+        ]
+    ),  # fmt: skip
+    "mha_causal_cross": {
+        "version": 1,
+        "name": "m",
+        "inputs": [
+            {"name": "q", "shape": [6, 4]},
+            {"name": "v", "shape": [5, 3]},
+            {"name": "k", "shape": [5, 2]},
+        ],
+        "layers": [
+            {
+                "type": "MultiHeadAttention",
+                "name": "mha",
+                "inputs": ["q", "v", "k"],
+                "num_heads": 3,
+                "key_dim": 2,
+                "value_dim": 5,
+                "output_shape": 7,
+                "use_bias": False,
+            }
+        ],
+    },  # fmt: skip
+    "mha_causal": _seq(
+        [
+            {
+                "type": "MultiHeadAttention",
+                "name": "mha",
+                "inputs": ["x", "x"],
+                "num_heads": 2,
+                "key_dim": 3,
+                "use_causal_mask": True,
+            }
+        ]
+    ),  # fmt: skip
+    "attention_dot": _two(
+        {"type": "Attention", "use_scale": True, "use_causal_mask": True}, ((6, 4), (6, 4))
+    ),  # fmt: skip
+    "attention_concat": _two(
+        {"type": "Attention", "score_mode": "concat", "use_scale": True}, ((6, 4), (5, 4), (5, 4))
+    ),  # fmt: skip
+    "additive_attention": _two({"type": "AdditiveAttention"}),
+    "additive_attention_unscaled": _two({"type": "AdditiveAttention", "use_scale": False}),
+    "normalization_fields": _seq(
+        [
+            {
+                "type": "Normalization",
+                "name": "n",
+                "mean": [0.5, 1, 2, 3],
+                "variance": [4.0, 1, 0.25, 2],
+            }
+        ]
+    ),  # fmt: skip
+    "normalization_axes": _seq([{"type": "Normalization", "name": "n", "axis": [1, 2]}]),
+    "normalization_scalar_inverted": _seq(
+        [
+            {
+                "type": "Normalization",
+                "name": "n",
+                "axis": None,
+                "mean": 3.0,
+                "variance": 2.0,
+                "invert": True,
+            }
+        ]
+    ),  # fmt: skip
+    "rescaling_offset": _seq([{"type": "Rescaling", "name": "r", "scale": 0.5, "offset": -1.0}]),
+    "embedding_float_ids": _seq(
+        [{"type": "Embedding", "name": "e", "input_dim": 9, "output_dim": 3}], (5,)
+    ),
+    "squeeze_excite": {
+        "version": 1,
+        "name": "m",
+        "inputs": [{"name": "x", "shape": [6, 6, 4]}],
+        "layers": [
+            {"type": "Conv2D", "name": "c", "filters": 4, "kernel_size": 3},
+            {"type": "GlobalAveragePooling2D", "name": "p", "keepdims": True},
+            {"type": "Multiply", "name": "m", "inputs": ["c", "p"]},
+        ],
+    },  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_onnx_patterns_round_trip(name, tmp_path):
+    """spec -> ONNX -> spec -> ONNX: the same layer types, fields, counts and outputs."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from specc import targets
+    from specc import weights as W
+
+    model = check_data(PATTERNS[name]).model
+    weights = W.random_weights(model, 1)
+    first = tmp_path / "first.onnx"
+    first.write_bytes(targets.get("onnx").emit(model, weights=weights))
+    result = import_model(first)
+    again = check_data(result.spec).model
+    assert [(layer.name, layer.type) for layer in again.layers] == [
+        (layer.name, layer.type) for layer in model.layers
+    ]
+    for before, after in zip(model.layers, again.layers):  # every field the spec gave
+        assert before.spec.model_dump() == after.spec.model_dump(), before.name
+    assert again.total_params == model.total_params
+    for key, array in weights.items():
+        if not key.endswith("/count"):  # Normalization's count is not in the graph
+            np.testing.assert_array_equal(result.weights[key], array.astype(np.float32), key)
+    second = targets.get("onnx").emit(again, weights=result.weights)
+    rng = np.random.default_rng(0)
+    feed = {t.name: rng.normal(size=(2, *t.shape)).astype(np.float32) * 3 for t in model.inputs}
+    a = ort.InferenceSession(str(first), providers=["CPUExecutionProvider"]).run(None, feed)
+    b = ort.InferenceSession(second, providers=["CPUExecutionProvider"]).run(None, feed)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=1e-5)
+
+
+def test_onnx_patterns_that_do_not_match_are_refused(tmp_path):
+    """A subgraph that is almost one of specc's: refused by node name, never mis-imported."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    from specc import targets
+    from specc import weights as W
+
+    def graph_of(name):
+        model = check_data(PATTERNS[name]).model
+        return onnx.load_from_string(
+            targets.get("onnx").emit(model, weights=W.random_weights(model, 1))
+        )
+
+    proto = graph_of("mha_causal")  # the query scaled by 0.5, not 1/sqrt(key_dim 3)
+    for k, tensor in enumerate(proto.graph.initializer):
+        if tensor.name == "mha.scale":
+            proto.graph.initializer[k].CopyFrom(
+                numpy_helper.from_array(np.float32(0.5), "mha.scale")
+            )
+    onnx.save(proto, tmp_path / "scaled.onnx")
+    with pytest.raises(ImportRefused) as caught:
+        import_model(tmp_path / "scaled.onnx")
+    assert caught.value.items == [
+        "node 'mha/query_scaled' (Mul): scores scaled by 0.5, not 1/sqrt(key_dim 3)"
+    ]
+    proto = graph_of("gru_sequences")  # a clip Keras's GRU has no field for
+    proto.graph.node[1].attribute.append(helper.make_attribute("clip", 3.0))
+    onnx.save(proto, tmp_path / "clipped.onnx")
+    with pytest.raises(ImportRefused) as caught:
+        import_model(tmp_path / "clipped.onnx")
+    assert caught.value.items == ["node 'g/gru' (GRU): attribute clip cannot be expressed"]
+    proto = graph_of("mha_causal")  # an equation written otherwise: not specc's, refused
+    for node in proto.graph.node:
+        if node.name == "mha/output":
+            node.attribute[0].CopyFrom(helper.make_attribute("equation", "wxyz,yzv->wxv"))
+    onnx.save(proto, tmp_path / "other.onnx")
+    with pytest.raises(ImportRefused) as caught:
+        import_model(tmp_path / "other.onnx")
+    assert caught.value.items == [
+        "ONNX operator Einsum is not supported by specc: 3 nodes ('mha/query', 'mha/key', "
+        "'mha/value')"
+    ]

@@ -39,6 +39,9 @@ KNOWN_OPS = {
     "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "LeakyRelu",
     "Elu", "Clip", "Softmax", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Pad",
     "LayerNormalization", "Expand", "Div", "Erf",
+    # read by the multi-node patterns (onnx_patterns)
+    "Gather", "Cast", "Squeeze", "Slice", "Einsum", "IsNaN", "Where", "RNN", "LSTM", "GRU",
+    "Unsqueeze", "ReduceSum", "MatMul",
 }  # fmt: skip
 #: layers with an ``activation`` field, into which a following activation layer folds
 FUSABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
@@ -75,6 +78,12 @@ class _State:
     folded: dict = field(default_factory=dict)  # constant value -> the node computing it
     opsets: list = field(default_factory=list)  # the model's opset imports (for folding)
     notes: list = field(default_factory=list)
+
+
+def nid(node) -> tuple:
+    """A node's identity (its outputs and name): protobuf hands out a new Python object for
+    the same node on each access, so ``id()`` is not one."""
+    return (*node.output, node.name)
 
 
 def _load(path: Path):
@@ -123,6 +132,16 @@ def _name(state: _State, *candidates: str) -> str:
             state.names.add(raw)
             state.kept.add(raw)
             return raw
+    first = candidates[0] or ""
+    if first.endswith("/cf"):  # specc's '<layer>/cf' transposed to the output '<layer>'
+        layer = first[: -len("/cf")]
+        back = state.producers.get(layer)
+        if back is not None and back.op_type == "Transpose" and list(back.input) == [first]:
+            if _NAME.match(layer) and layer not in state.names:
+                state.reserved.discard(layer)
+                state.names.add(layer)
+                state.kept.add(layer)
+                return layer
     raw = next((c for c in candidates[1:] if c), "") or next((c for c in candidates if c), "")
     if "/" in candidates[0] and not candidates[0].startswith("/"):
         raw = candidates[0]  # specc's own '<layer>/<what>' values
@@ -278,7 +297,7 @@ def _separable(state: _State, node, x: Value) -> bool:
     ] + ([("bias", bias)] if bias is not None else [])
     out = declared[0].output_shape([x.shape])
     _add(state, follow[0], entry, [x], CF, out, weights)
-    state.skip.add(id(follow[0]))
+    state.skip.add(nid(follow[0]))
     return True
 
 
@@ -417,7 +436,7 @@ def _convert(state: _State, node) -> None:
         kind += f"{len(x.shape) - 1}D"
         flatten = _chain(state, node, ["Flatten"])
         if flatten is not None and _attrs(flatten[0]).get("axis", 1) == 1:
-            state.skip.add(id(flatten[0]))  # pooled then flattened: keepdims false
+            state.skip.add(nid(flatten[0]))  # pooled then flattened: keepdims false
             _add(state, flatten[0], {"type": kind}, [x], CL, (x.shape[-1],))
             return
         _add(state, node, {"type": kind, "keepdims": True}, [x], x.layout,
@@ -521,7 +540,7 @@ def _convert(state: _State, node) -> None:
             if other and other[0] in state.inits and state.inits[other[0]].ndim == 1:
                 bias = state.inits[other[0]]
                 node = follower  # the layer ends at the Add
-                state.skip.add(id(follower))
+                state.skip.add(nid(follower))
         _dense(state, node, x, w, bias, False)
         return
     if op in MERGES and len(ins) >= 2 and len(ins) == len([i for i in node.input if i]):
@@ -701,7 +720,7 @@ def _upsampling(state: _State, node, x: Value) -> bool:
         entry.pop("size")
     h, w, c = x.shape
     _add(state, chain[1], entry, [x], x.layout, (h * sh, w * sw, c))
-    state.skip.update(id(n) for n in chain)
+    state.skip.update(nid(n) for n in chain)
     return True
 
 
@@ -714,7 +733,7 @@ def _gelu(state: _State, node, x: Value) -> bool:
     if node.input[0] not in chain[2].input:
         return False
     _add(state, chain[3], {"type": "Activation", "activation": "gelu"}, [x], x.layout, x.shape)
-    state.skip.update(id(n) for n in chain)
+    state.skip.update(nid(n) for n in chain)
     return True
 
 
@@ -843,10 +862,10 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
     state.opsets = list(proto.opset_import)
     live = live_nodes(graph)
     for node in graph.node:  # values computed from constants only become constants
-        if id(node) in live and fold_constant(state, node):
-            state.skip.add(id(node))
+        if nid(node) in live and fold_constant(state, node):
+            state.skip.add(nid(node))
     for node in graph.node:
-        if id(node) in state.skip or id(node) not in live:
+        if nid(node) in state.skip or nid(node) not in live:
             continue  # consumed by a pattern, or computes nothing the outputs read
         known = [i for i in node.input if i and i not in inits]
         if any(i not in state.values for i in known) and state.problems:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .onnx import CF, CL, Value, _add, _attrs, _declared, _from_onnx, _State
+from .onnx import CF, CL, Value, _add, _attrs, _declared, _from_onnx, _State, nid
 
 #: operators folded when every input is a constant
 FOLDABLE = {
@@ -62,9 +62,9 @@ def live_nodes(graph) -> set[int]:
             continue
         seen.add(value)
         node = producer.get(value)
-        if node is None or id(node) in live:
+        if node is None or nid(node) in live:
             continue
-        live.add(id(node))
+        live.add(nid(node))
         todo.extend(i for i in node.input if i)
     return live
 
@@ -191,7 +191,7 @@ def _rescaling(state: _State, node, x: Value) -> bool:
         if offset is not None and offset.size == 1 and offset.ndim <= len(x.shape) + 1:
             entry["offset"] = _float(offset.reshape(-1)[0])
             last = follow
-            state.skip.add(id(follow))
+            state.skip.add(nid(follow))
     _add(state, last, entry, [x], x.layout, x.shape)
     return True
 
@@ -287,7 +287,7 @@ def _normalization_layer(state, first, last, x: Value, mean_ref, std_ref, invert
         else:
             entry["mean"], entry["variance"] = fields
     for n in (first, last):
-        state.skip.add(id(n))
+        state.skip.add(nid(n))
     _add(state, last, entry, [x], x.layout, x.shape, weights)
     return True
 
@@ -356,7 +356,7 @@ def _position_embedding(state: _State, node, ins: list[Value], a: dict) -> bool:
         if starts == [0] and ends == [x.shape[0]] and axes == [0] and full.ndim == 2:
             table = full  # the whole table (sequence_length rows), as the layer holds it
     entry = {"type": "PositionEmbedding", "sequence_length": int(table.shape[0])}
-    state.skip.update({id(isnan), id(where)})
+    state.skip.update({nid(isnan), nid(where)})
     _add(state, where, entry, [x], CL, x.shape, [("embeddings", table)])
     return True
 
@@ -421,7 +421,7 @@ def _recurrent(state: _State, node, x: Value) -> bool:
         problems.append(f"{where}: activations {names[:per]} cannot be expressed")
     if problems:
         state.problems.extend(problems)
-        state.skip.update(id(n) for n in (*chain, rnn))
+        state.skip.update(nid(n) for n in (*chain, rnn))
         return True
     units = int(a.get("hidden_size", r.shape[-1]))
     cell: dict = {"type": RECURRENT_LAYERS[op], "units": units}
@@ -496,7 +496,7 @@ def _recurrent(state: _State, node, x: Value) -> bool:
                 return _refuse(state, rnn, "a recurrent bias of the GRU's candidate gate that "
                                "Keras's GRU with reset_after false has no place for")  # fmt: skip
             weights.append((prefix + "bias", _from_onnx(declared, prefix + "bias", b)))
-    state.skip.update(id(n) for n in (*chain[1:], rnn, *tail))
+    state.skip.update(nid(n) for n in (*chain[1:], rnn, *tail))
     out_shape = layer.output_shape([x.shape])
     _add(state, tail[-1], entry, [x], CL, out_shape, weights)
     return True
@@ -657,18 +657,24 @@ def _multi_head_attention(state: _State, node) -> bool:
             last, out_bias = follow, state.inits[consts[0]]
     if out_kernel is None or out_kernel.ndim != 3:
         return False
+    nodes = [scale_node, scores, softmax, attend, out, last, mask_node]
+    for proj in (query, key, value):
+        nodes += [proj[0], proj[1]]
+
+    def refuse(node, why: str) -> bool:  # the whole pattern is accounted for: one reason
+        state.skip.update(nid(n) for n in nodes if n is not None)
+        return _refuse(state, node, why)
+
     biases = [query[3], key[3], value[3], out_bias]
     if any(b is None for b in biases) and not all(b is None for b in biases):
-        return _refuse(state, out, "attention with bias on some projections only")
+        return refuse(out, "attention with bias on some projections only")
     (xq, xk, xv) = (p[0].input[0] for p in (query, key, value))
     q_kernel, k_kernel, v_kernel = query[2], key[2], value[2]
     heads, key_dim = int(q_kernel.shape[1]), int(q_kernel.shape[2])
     value_dim = int(v_kernel.shape[2])
     scale = float(state.inits[scale_refs[0]].reshape(-1)[0])
     if abs(scale * key_dim**0.5 - 1) > 1e-6:
-        return _refuse(
-            state, scale_node, f"scores scaled by {scale}, not 1/sqrt(key_dim {key_dim})"
-        )
+        return refuse(scale_node, f"scores scaled by {scale}, not 1/sqrt(key_dim {key_dim})")
     tq, tk = state.values[xq].shape[0], state.values[xk].shape[0]
     causal = False
     if mask_node is not None:
@@ -679,7 +685,7 @@ def _multi_head_attention(state: _State, node) -> bool:
             or mask.shape[-2:] != want.shape
             or not np.array_equal(mask.reshape(want.shape), want)
         ):
-            return _refuse(state, mask_node, "an attention mask that is not Keras's causal mask")
+            return refuse(mask_node, "an attention mask that is not Keras's causal mask")
         causal = True
     entry: dict = {"type": "MultiHeadAttention", "num_heads": heads, "key_dim": key_dim}
     if value_dim != key_dim:
@@ -700,10 +706,7 @@ def _multi_head_attention(state: _State, node) -> bool:
         weights.append((f"{part}_kernel", _from_onnx(declared, f"{part}_kernel", kernel)))
         if bias is not None:
             weights.append((f"{part}_bias", _from_onnx(declared, f"{part}_bias", bias)))
-    nodes = [scale_node, scores, softmax, attend, out, last, mask_node]
-    for proj in (query, key, value):
-        nodes += [proj[0], proj[1]]
-    state.skip.update(id(n) for n in nodes if n is not None)
+    state.skip.update(nid(n) for n in nodes if n is not None)
     out_shape = declared[0].output_shape([v.shape for v in inputs])
     _add(state, last, entry, inputs, CL, out_shape, weights)
     return True
@@ -749,7 +752,7 @@ def _additive_attention(state: _State, node) -> bool:
     axes = [_ints(const(state, u, 1)) for u in unsq]
     if axes != [[2], [1]] or any(u.input[0] not in state.values for u in unsq):
         return False
-    if id(unsq[1]) != id(node) and id(unsq[0]) != id(node):
+    if nid(unsq[1]) != nid(node) and nid(unsq[0]) != nid(node):
         return False
     query, key = state.values[unsq[0].input[0]], state.values[unsq[1].input[0]]
     if (
@@ -826,7 +829,7 @@ def _attention_end(state, current, entry, weights, nodes, query: Value, key: Val
     if value.layout != CL or len(value.shape) != 2:
         return False
     inputs = [query, value] + ([key] if key.tensor != value.tensor else [])
-    state.skip.update(id(n) for n in (*nodes, matmul))
+    state.skip.update(nid(n) for n in (*nodes, matmul))
     declared = _declared(entry, [v.shape for v in inputs])
     out = declared[0].output_shape([v.shape for v in inputs])
     _add(state, matmul, entry, inputs, CL, out, weights)
