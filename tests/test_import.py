@@ -223,6 +223,82 @@ def test_keras_applications_import_exactly(keras, tmp_path, name, kwargs, total)
         _assert_check_passes(path, tolerance=1e-5)
 
 
+def _counts(keras_model) -> tuple[int, int]:
+    """Keras's (total, non-trainable) counts with every layer trainable (a frozen nested
+    model is a training setting, noted and not kept: its BN statistics stay non-trainable)."""
+    frozen = [layer for layer in keras_model.layers if not layer.trainable]
+    for layer in frozen:
+        layer.trainable = True
+    counts = (
+        keras_model.count_params(),
+        sum(int(np.prod(w.shape)) for w in keras_model.non_trainable_weights),
+    )
+    for layer in frozen:
+        layer.trainable = False
+    return counts
+
+
+@pytest.mark.slow
+def test_nested_models_are_inlined(keras, tmp_path):
+    """A Functional backbone and a Sequential head inside a Functional model: their layers
+    inlined, names kept where unique (the backbone's 'conv' meets the outer 'conv')."""
+    L = keras.layers
+    inner_in = keras.Input((8, 8, 3), name="inner_in")
+    y = L.Conv2D(4, 3, padding="same", name="conv")(inner_in)
+    y = L.BatchNormalization(name="bn")(y)
+    backbone = keras.Model(inner_in, L.ReLU(name="relu")(y), name="backbone")
+    backbone.trainable = False
+    head = keras.Sequential([L.GlobalAveragePooling2D(name="pool"), L.Dense(5, name="dense")],
+                            name="head")  # fmt: skip
+    inp = keras.Input((8, 8, 3), name="img")
+    features = backbone(inp)
+    x = L.Conv2D(4, 1, name="conv")(features)
+    x = L.Add(name="add")([x, features])
+    model = keras.Model(inp, head(x), name="outer")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") * 0.3 for w in model.weights])
+    bn = backbone.get_layer("bn")
+    bn.moving_variance.assign(np.abs(bn.moving_variance.numpy()) + 0.5)
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    result = import_model(path)
+    assert [(e["type"], e["name"]) for e in result.spec["layers"]] == [
+        ("Conv2D", "backbone_conv"), ("BatchNormalization", "bn"), ("ReLU", "relu"),
+        ("Conv2D", "conv"), ("Add", "add"), ("GlobalAveragePooling2D", "pool"),
+        ("Dense", "dense"),
+    ]  # fmt: skip
+    assert "inputs" not in result.spec["layers"][3]  # reads the backbone's output, the previous
+    assert result.spec["layers"][4]["inputs"] == ["conv", "relu"]
+    assert "nested model 'backbone': trainable=false not kept" in result.notes[0]
+    imported = check_data(result.spec).model
+    assert (imported.total_params, imported.non_trainable_params) == _counts(model)
+    np.testing.assert_array_equal(
+        result.weights["backbone_conv/kernel"], backbone.get_layer("conv").kernel.numpy()
+    )
+    _assert_check_passes(path)
+
+
+@pytest.mark.slow
+def test_application_inside_a_sequential_model(keras, tmp_path):
+    """keras.Sequential([MobileNetV2 backbone, pooling, classifier]): the transfer-learning
+    model of Keras's guides, its backbone frozen."""
+    base = keras.applications.MobileNetV2(
+        weights=None, include_top=False, input_shape=(64, 64, 3), alpha=0.35
+    )
+    base.trainable = False
+    model = keras.Sequential(
+        [keras.Input((64, 64, 3), name="image"), base, keras.layers.GlobalAveragePooling2D(),
+         keras.layers.Dense(10, activation="softmax", name="classes")], name="transfer",
+    )  # fmt: skip
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    result = import_model(path)
+    imported = check_data(result.spec).model
+    assert (imported.total_params, imported.non_trainable_params) == _counts(model)
+    assert imported.layers[0].name == "Conv1" and imported.outputs == ["classes"]
+    _assert_check_passes(path)
+
+
 # --------------------------------------------------------------------------- slow: ONNX
 
 
