@@ -103,6 +103,41 @@ def test_keras2_sequential_config():
     assert "outputs" not in spec
 
 
+def test_nested_model_configs_are_inlined():
+    backbone = _layer("Functional", "backbone", ["img"], trainable=False,
+                      layers=[_layer("InputLayer", "inner_in", batch_shape=[None, 8, 8, 3]),
+                              _layer("Conv2D", "conv", ["inner_in"], filters=4, kernel_size=3,
+                                     trainable=False)],
+                      input_layers=[["inner_in", 0, 0]], output_layers=[["conv", 0, 0]])  # fmt: skip
+    head = _layer("Sequential", "head", ["add"], layers=[
+        _layer("GlobalAveragePooling2D", "pool"),
+        _layer("Dense", "dense", units=3, kernel_initializer={
+            "class_name": "VarianceScaling",
+            "config": {"scale": 2.0, "mode": "fan_out", "distribution": "uniform", "seed": None,
+                       "input_axes": None}}),
+    ])  # fmt: skip
+    config = {"class_name": "Functional", "config": {"name": "outer", "layers": [
+        _layer("InputLayer", "img", batch_shape=[None, 8, 8, 3]), backbone,
+        _layer("Conv2D", "conv", ["backbone"], filters=4, kernel_size=1),
+        _layer("Add", "add", ["conv", "backbone"]), head,
+    ], "input_layers": [["img", 0, 0]], "output_layers": [["head", 0, 0]]}}  # fmt: skip
+    paths: dict = {}
+    spec, notes = config_to_spec(config, paths)
+    assert [(e["name"], e.get("inputs")) for e in spec["layers"]] == [
+        ("backbone_conv", None), ("conv", None), ("add", ["conv", "backbone_conv"]),
+        ("pool", None), ("dense", None),
+    ]  # fmt: skip
+    assert paths["backbone_conv"] == ["backbone", "conv"] and paths["dense"] == ["head", "dense"]
+    assert spec["layers"][-1]["kernel_initializer"] == {
+        "type": "VarianceScaling", "scale": 2.0, "mode": "fan_out", "distribution": "uniform"
+    }  # fmt: skip
+    assert notes == [
+        "nested model 'backbone': trainable=false not kept (training only: specc trains every "
+        "layer)"
+    ]
+    assert check_data(spec).model.total_params == (27 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3)
+
+
 def test_everything_refused_is_listed_at_once():
     config = json.loads(json.dumps(FUNCTIONAL))
     layers = config["config"]["layers"]
@@ -201,6 +236,18 @@ APPLICATIONS = [
         7_037_504,
     ),
     ("Xception", {"input_shape": (71, 71, 3), "include_top": False, "pooling": "max"}, 20_861_480),
+    # Rescaling, Normalization, squeeze-and-excite (broadcasting Multiply), swish
+    (
+        "EfficientNetB0",
+        {"input_shape": (64, 64, 3), "include_top": False, "pooling": "avg"},
+        4_049_571,
+    ),
+    # BatchNormalization without scale
+    (
+        "InceptionV3",
+        {"input_shape": (75, 75, 3), "include_top": False, "pooling": "avg"},
+        21_802_784,
+    ),
 ]
 
 

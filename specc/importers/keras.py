@@ -160,7 +160,37 @@ def _initializer(value):
         config = value.get("config") or {}
         if name and not any(v is not None for k, v in config.items() if k == "seed"):
             return name
+        return _initializer_config(value.get("class_name"), config)
     return None
+
+
+def _initializer_config(class_name, config: dict):
+    """A parameterized initializer (VarianceScaling, TruncatedNormal, ...) as specc's
+    mapping, with the options that differ from the defaults; None when specc has none."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..layers.base import InitializerConfig
+
+    config = {k: v for k, v in config.items() if v is not None}  # None: Keras's default
+    try:
+        parsed = TypeAdapter(InitializerConfig).validate_python({"type": class_name, **config})
+    except ValidationError:
+        return None
+    defaults = type(parsed).model_fields
+    return {"type": class_name} | {
+        k: v for k, v in parsed.model_dump().items() if k != "type" and v != defaults[k].default
+    }
+
+
+def _accepts(field, value) -> bool:
+    """Whether a layer's field takes ``value`` (some take initializer names only)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(field.annotation).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _describe(value) -> str:
@@ -218,7 +248,9 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
         if key in fields:
             if key.endswith("_initializer"):
                 converted = _initializer(value)
-                if converted is None:
+                if converted == {"type": "RandomUniform"} and fields[key].default == "uniform":
+                    converted = "uniform"  # Keras's RandomUniform(-0.05, 0.05)
+                if converted is None or not _accepts(fields[key], converted):
                     notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
                     continue
                 value = converted
