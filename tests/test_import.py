@@ -445,6 +445,55 @@ def test_pytorch_mlp_imports(torch, tmp_path):
     _assert_check_passes(tmp_path / "mlp.onnx")
 
 
+@pytest.mark.slow
+def test_pytorch_recurrent_modules_import(torch, tmp_path):
+    """nn.LSTM / nn.GRU as torch.onnx exports them: zero initial states built from the
+    input's shape, both biases, the last output y[:, -1] or the last state h[-1]."""
+    nn = torch.nn
+
+    class Last(nn.Module):
+        def __init__(self, rnn, pick):
+            super().__init__()
+            self.rnn, self.pick, self.head = rnn, pick, nn.Linear(5, 3)
+
+        def forward(self, x):
+            y, state = self.rnn(x)
+            h = state[0] if isinstance(state, tuple) else state
+            return self.head(y[:, -1] if self.pick == "y" else h[-1])
+
+    for kind, pick in (("LSTM", "y"), ("GRU", "h")):
+        net = Last(getattr(nn, kind)(4, 5, batch_first=True), pick)
+        with torch.no_grad():  # biases as trained ones are: not zero
+            for p in net.parameters():
+                p.uniform_(-0.5, 0.5)
+        path = tmp_path / f"{kind}.onnx"
+        _export(torch, net, (6, 4), path)
+        result = import_model(path)
+        assert [(e["type"], e["name"]) for e in result.spec["layers"]] == [
+            (kind, "rnn"), ("Dense", "y")
+        ]  # fmt: skip
+        assert check_data(result.spec).model.total_params == (
+            sum(p.numel() for p in net.parameters()) - {"LSTM": 4, "GRU": 0}[kind] * 5
+        )  # Keras's LSTM holds one bias (PyTorch's two are added); the GRU both (reset_after)
+        _assert_check_passes(path)
+    bi = nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+
+    class Both(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = bi
+
+        def forward(self, x):
+            return self.rnn(x)[1][0].transpose(0, 1).reshape(x.shape[0], -1)
+
+    _export(torch, Both(), (6, 4), tmp_path / "bi.onnx")
+    with pytest.raises(ImportRefused) as caught:
+        import_model(tmp_path / "bi.onnx")
+    assert caught.value.items[0].startswith(
+        "node '/rnn/LSTM' (LSTM): its outputs are not read as a Keras layer returns them"
+    )
+
+
 def test_unsupported_onnx_operators_are_listed(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper

@@ -73,6 +73,7 @@ class _State:
     input_layouts: dict[str, str] = field(default_factory=dict)
     output_layouts: dict[str, str] = field(default_factory=dict)
     skip: set = field(default_factory=set)
+    shape_only: set = field(default_factory=set)  # values computed from input shapes only
     kept: set = field(default_factory=set)  # names taken over from the graph as they were
     reserved: set = field(default_factory=set)  # valid names the graph's values will claim
     folded: dict = field(default_factory=dict)  # constant value -> the node computing it
@@ -161,9 +162,13 @@ def _name(state: _State, *candidates: str) -> str:
     return name
 
 
-def _add(state: _State, node, entry: dict, inputs: list[Value], out_layout: str, shape, weights=()):
-    """Append a layer; its output value is the node's first output."""
-    name = _name(state, node.output[0], node.name)
+def _add(
+    state: _State, node, entry: dict, inputs: list[Value], out_layout: str, shape, weights=(),
+    named_by=None,
+):  # fmt: skip
+    """Append a layer; its output value is the node's first output (its name, else the name
+    of ``named_by`` or of the node)."""
+    name = _name(state, node.output[0], (named_by or node).name)
     entry = {"type": entry.pop("type"), "name": name, **entry}
     entry["inputs"] = [v.tensor for v in inputs]
     state.layers.append(entry)
@@ -857,13 +862,17 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
             entry["dtype"] = dtype.get(elem, "float32")
         inputs.append(entry)
         state.values[value.name] = Value(name, layout, spec_shape)
-    from .onnx_patterns import fold_constant, live_nodes
+    from .onnx_patterns import fold_constant, live_nodes, shape_only
 
     state.opsets = list(proto.opset_import)
     live = live_nodes(graph)
     for node in graph.node:  # values computed from constants only become constants
         if nid(node) in live and fold_constant(state, node):
             state.skip.add(nid(node))
+    for node in graph.node:  # and from shapes only (what exporters build zero states from)
+        if shape_only(state, node):
+            state.skip.add(nid(node))
+            state.shape_only.update(o for o in node.output if o)
     for node in graph.node:
         if nid(node) in state.skip or nid(node) not in live:
             continue  # consumed by a pattern, or computes nothing the outputs read

@@ -96,6 +96,43 @@ def fold_constant(state: _State, node) -> bool:
     return True
 
 
+#: operators of the shape arithmetic exporters write (a batch-sized zero state from Shape(x))
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Div", "Mul",
+             "Add", "Sub", "Reshape", "ConstantOfShape"}  # fmt: skip
+
+
+def shape_only(state: _State, node) -> bool:
+    """A node computing from a tensor's shape and constants only (its results are skipped: a
+    layer reading one is refused as reading a value specc lost track of, unless a pattern
+    takes it, as the recurrent one takes a zero initial state)."""
+    if node.op_type not in SHAPE_OPS:
+        return False
+    if node.op_type == "Shape":
+        return True
+    inputs = [i for i in node.input if i]
+    return (
+        bool(inputs)
+        and all(i in state.inits or i in state.shape_only for i in inputs)
+        and (any(i in state.shape_only for i in inputs))
+    )
+
+
+def _zero_state(state: _State, value: str) -> bool:
+    """An initial state of zeros: ConstantOfShape (value 0) of a shape-only value, or a
+    constant of zeros."""
+    if value in state.inits:
+        return not np.any(state.inits[value])
+    node = state.producers.get(value)
+    if node is None or node.op_type != "ConstantOfShape" or value not in state.shape_only:
+        return False
+    fill = _attrs(node).get("value")
+    if fill is None:
+        return True
+    from onnx import numpy_helper
+
+    return not np.any(numpy_helper.to_array(fill))
+
+
 def consumers(state: _State, value: str) -> list:
     return [n for n in state.graph.node if value and value in n.input]
 
@@ -400,6 +437,8 @@ def _recurrent(state: _State, node, x: Value) -> bool:
     problems = []
     for k, what in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c"), (7, "peepholes P")):
         if len(rnn.input) > k and rnn.input[k]:
+            if k in (5, 6) and _zero_state(state, rnn.input[k]):
+                continue  # zeros: Keras's initial state
             problems.append(f"{where}: input {what} cannot be expressed")
     for attr in ("clip", "activation_alpha", "activation_beta"):
         if attr in a:
@@ -438,7 +477,7 @@ def _recurrent(state: _State, node, x: Value) -> bool:
     used_y = bool(y) and bool(consumers(state, y))
     used_h = bool(y_h) and bool(consumers(state, y_h))
     if used_y == used_h:
-        return False
+        return _unread(state, chain, rnn)
     sequences = used_y
     outs = y if sequences else y_h
     if sequences:
@@ -446,40 +485,54 @@ def _recurrent(state: _State, node, x: Value) -> bool:
     tail = []  # the nodes after the recurrent one, last one producing the layer's output
     if dirs == 1:
         if direction == "reverse":
-            if sequences or go_backwards:
-                return False  # outputs in input order: no Keras layer returns that
+            if sequences or go_backwards:  # outputs in input order: no Keras layer does that
+                return _unread(state, chain, rnn)
             go_backwards = True
-        squeeze = only_reader(state, outs, "Squeeze")
-        if squeeze is None or _ints(const(state, squeeze, 1) if len(squeeze.input) > 1
-                                    else _attrs(squeeze).get("axes")) != [1 if sequences else 0]:  # fmt: skip
-            return False
+        squeeze = only_reader(state, outs, ("Squeeze", "Gather"))
+        if squeeze is None:
+            return _unread(state, chain, rnn)
+        if squeeze.op_type == "Gather":  # Y_h[-1] / Y_h[0] (PyTorch's h[-1]): the one state
+            index = _ints(const(state, squeeze, 1))
+            if sequences or _attrs(squeeze).get("axis", 0) != 0 or index not in ([0], [-1]):
+                return _unread(state, chain, rnn)
+            if np.asarray(const(state, squeeze, 1)).ndim != 0:
+                return _unread(state, chain, rnn)
+        else:
+            axes = (_ints(const(state, squeeze, 1)) if len(squeeze.input) > 1
+                    else _attrs(squeeze).get("axes"))  # fmt: skip
+            if axes != [1 if sequences else 0]:
+                return _unread(state, chain, rnn)
         tail.append(squeeze)
         if sequences:
             back = only_reader(state, squeeze.output[0], "Transpose")
             if back is None or list(_attrs(back).get("perm", [])) != [1, 0, 2]:
-                return False
+                return _unread(state, chain, rnn)
             tail.append(back)
+            last = _last_step(state, back, x.shape[0])
+            if last is not None and not go_backwards and direction == "forward":
+                tail.append(last)  # y[:, -1] of the sequence: the final output
+                sequences = False
+                del cell["return_sequences"]
         if go_backwards:
             cell["go_backwards"] = True
         entry = cell
     else:
         if go_backwards:
-            return False
+            return _unread(state, chain, rnn)
         merged = _bidirectional_merge(state, outs, 1 if sequences else 0)
         if merged is None:
-            return False
+            return _unread(state, chain, rnn)
         mode, merge_nodes = merged
         tail.extend(merge_nodes)
         if sequences:
             back = only_reader(state, tail[-1].output[0], "Transpose")
             if back is None or list(_attrs(back).get("perm", [])) != [1, 0, 2]:
-                return False
+                return _unread(state, chain, rnn)
             tail.append(back)
         entry = {"type": "Bidirectional", "layer": cell}
         if mode != "concat":
             entry["merge_mode"] = mode
     declared = _declared(entry, [x.shape])
-    layer, _ = declared
     weights = []
     for d in range(dirs):
         prefix = "" if dirs == 1 else ("forward_", "backward_")[d]
@@ -497,9 +550,31 @@ def _recurrent(state: _State, node, x: Value) -> bool:
                                "Keras's GRU with reset_after false has no place for")  # fmt: skip
             weights.append((prefix + "bias", _from_onnx(declared, prefix + "bias", b)))
     state.skip.update(nid(n) for n in (*chain[1:], rnn, *tail))
-    out_shape = layer.output_shape([x.shape])
-    _add(state, tail[-1], entry, [x], CL, out_shape, weights)
+    declared = _declared(entry, [x.shape])  # return_sequences may have changed
+    out_shape = declared[0].output_shape([x.shape])
+    _add(state, tail[-1], entry, [x], CL, out_shape, weights, named_by=rnn)
     return True
+
+
+def _unread(state: _State, chain: list, rnn) -> bool:
+    """A recurrent node whose outputs are not read as one of Keras's layers returns them."""
+    state.skip.update(nid(n) for n in (*chain, rnn))
+    return _refuse(
+        state, rnn, "its outputs are not read as a Keras layer returns them (the last state, "
+        "or the sequence back in batch-major order; both directions merged)"
+    )  # fmt: skip
+
+
+def _last_step(state: _State, node, steps: int):
+    """The Gather of the last step (axis 1, index -1 or steps - 1) reading ``node``, if that
+    is its only reader."""
+    gather = only_reader(state, node.output[0], "Gather")
+    if gather is None or _attrs(gather).get("axis", 0) != 1:
+        return None
+    index = const(state, gather, 1)
+    if index is None or np.asarray(index).ndim != 0 or int(index) not in (-1, steps - 1):
+        return None
+    return gather
 
 
 def _single_bias(op: str, cell: dict, bias: np.ndarray, units: int):
