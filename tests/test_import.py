@@ -268,6 +268,17 @@ def test_keras_applications_import_exactly(keras, tmp_path, name, kwargs, total)
     )
     if name != "ResNet50":  # the full 224x224 ResNet50 is checked for counts only (time)
         _assert_check_passes(path, tolerance=1e-5)
+    if name in FOLDED:  # --blocks: the MBConv / residual blocks become block definitions
+        from specc.importers.fold_blocks import fold_blocks
+
+        folded, notes = fold_blocks(result.spec)  # kept only when it expands to the same
+        assert notes == [FOLDED[name]] and check_data(folded).model.total_params == total
+
+
+FOLDED = {
+    "EfficientNetB0": "--blocks: 217 of 237 layers folded into 3 blocks (15 instances)",
+    "ResNet50": "--blocks: 156 of 176 layers folded into 2 blocks (15 instances)",
+}
 
 
 def _counts(keras_model) -> tuple[int, int]:
@@ -746,3 +757,73 @@ def test_onnx_patterns_that_do_not_match_are_refused(tmp_path):
         "ONNX operator Einsum is not supported by specc: 3 nodes ('mha/query', 'mha/key', "
         "'mha/value')"
     ]
+
+
+def _unit(prefix: str, filters: int, pad: int) -> list[dict]:
+    return [
+        {"type": "ZeroPadding2D", "name": f"{prefix}_pad", "padding": [[pad, pad], [0, pad]]},
+        {"type": "Conv2D", "name": f"{prefix}_conv", "filters": filters, "kernel_size": 3},
+        {"type": "BatchNormalization", "name": f"{prefix}_bn", "epsilon": 0.001},
+        {"type": "ReLU", "name": f"{prefix}_relu"},
+    ]
+
+
+def test_blocks_fold_repeated_structures(tmp_path):
+    from specc.importers.fold_blocks import fold_blocks
+
+    flat = {
+        "version": 1, "name": "units", "inputs": [{"name": "img", "shape": [16, 16, 3]}],
+        "layers": [*_unit("stage1", 8, 2), *_unit("stage2", 16, 1), *_unit("stage3", 16, 1),
+                   {"type": "GlobalAveragePooling2D", "name": "pool"}],
+    }  # fmt: skip
+    folded, notes = fold_blocks(flat)
+    assert notes == ["--blocks: 12 of 13 layers folded into 1 blocks (3 instances)"]
+    assert folded["blocks"]["stage"]["params"] == {"padding": "int", "filters": "int"}
+    assert folded["blocks"]["stage"]["layers"][0]["padding"] == [
+        ["$padding", "$padding"], [0, "$padding"]
+    ]  # fmt: skip
+    assert folded["layers"] == [
+        {"type": "stage", "name": "stage1", "padding": 2, "filters": 8},
+        {"type": "stage", "name": "stage2", "padding": 1, "filters": 16},
+        {"type": "stage", "name": "stage3", "padding": 1, "filters": 16},
+        {"type": "GlobalAveragePooling2D", "name": "pool"},
+    ]
+    a, b = check_data(flat).model, check_data(yaml.safe_load(spec_yaml(folded))).model
+    assert [(x.name, x.inputs, x.output_shape) for x in a.layers] == [
+        (x.name, x.inputs, x.output_shape) for x in b.layers
+    ]
+    # a run read from outside by a layer that is not its last is no instance
+    flat["layers"][-1]["inputs"] = ["stage2_bn"]
+    folded, notes = fold_blocks(flat)
+    assert notes == ["--blocks: 8 of 13 layers folded into 1 blocks (2 instances)"]
+    assert [e["name"] for e in folded["layers"]][:6] == [
+        "stage1", "stage2_pad", "stage2_conv", "stage2_bn", "stage2_relu", "stage3"
+    ]  # fmt: skip
+    flat["layers"] = flat["layers"][:4] + flat["layers"][-1:]
+    flat["layers"][-1]["inputs"] = ["stage1_relu"]
+    assert fold_blocks(flat)[1] == ["--blocks: no repeated structure to fold"]
+
+
+def test_cli_import_blocks(tmp_path):
+    layers = [_layer("InputLayer", "img", batch_shape=[None, 8, 8, 3])]
+    previous = "img"
+    for k, filters in enumerate((4, 8, 8), start=1):
+        layers += [
+            _layer("Conv2D", f"b{k}_conv", [previous], filters=filters, kernel_size=[3, 3],
+                   padding="same"),
+            _layer("ReLU", f"b{k}_relu", [f"b{k}_conv"]),
+        ]  # fmt: skip
+        previous = f"b{k}_relu"
+    config = {"class_name": "Functional", "config": {"name": "m", "layers": layers,
+              "input_layers": [["img", 0, 0]], "output_layers": [[previous, 0, 0]]}}  # fmt: skip
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, ["import", str(tmp_path / "m.json"), "--blocks"])
+    assert result.exit_code == 0, result.output
+    assert "6 of 6 layers folded into 1 blocks (3 instances)" in result.stderr
+    spec = yaml.safe_load(result.stdout)
+    assert list(spec["blocks"]) == ["b"] and [e["name"] for e in spec["layers"]] == [
+        "b1",
+        "b2",
+        "b3",
+    ]
+    assert check_data(spec).model.total_params == (27 * 4 + 4) + (36 * 8 + 8) + (72 * 8 + 8)
