@@ -475,6 +475,27 @@ def test_pytorch_mlp_imports(torch, tmp_path):
 
 
 @pytest.mark.slow
+def test_pytorch_view_flatten_imports(torch, tmp_path):
+    """x.view(x.size(0), -1): the Reshape's target computed from the input's shape (batch
+    first, then constants) is a Flatten."""
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return self.fc(y.view(y.size(0), -1))
+
+    _export(torch, Net(), (3, 8, 8), tmp_path / "view.onnx")
+    result = import_model(tmp_path / "view.onnx")
+    assert [e["type"] for e in result.spec["layers"]] == ["Conv2D", "Flatten", "Dense"]
+    _assert_check_passes(tmp_path / "view.onnx")
+
+
+@pytest.mark.slow
 def test_pytorch_recurrent_modules_import(torch, tmp_path):
     """nn.LSTM / nn.GRU as torch.onnx exports them: zero initial states built from the
     input's shape, both biases, the last output y[:, -1] or the last state h[-1]."""

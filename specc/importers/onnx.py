@@ -394,6 +394,13 @@ def _convert(state: _State, node) -> None:
     op = node.op_type
     ins = [state.values.get(i) for i in node.input if i and i not in state.inits]
     if any(v is None for v in ins):
+        shaped = [i for i in node.input if i in state.shape_only]
+        if shaped:
+            state.problems.append(
+                f"node '{node.name}' ({op}): reads '{shaped[0]}', computed from a tensor's "
+                "shape and different for each batch size"
+            )
+            return
         state.problems.append(f"node '{node.name}' ({op}): reads a value specc lost track of")
         return
     a = _attrs(node)
@@ -862,17 +869,14 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
             entry["dtype"] = dtype.get(elem, "float32")
         inputs.append(entry)
         state.values[value.name] = Value(name, layout, spec_shape)
-    from .onnx_patterns import fold_constant, live_nodes, shape_only
+    from .onnx_patterns import fold_constant, fold_shapes, live_nodes
 
     state.opsets = list(proto.opset_import)
     live = live_nodes(graph)
     for node in graph.node:  # values computed from constants only become constants
         if nid(node) in live and fold_constant(state, node):
             state.skip.add(nid(node))
-    for node in graph.node:  # and from shapes only (what exporters build zero states from)
-        if shape_only(state, node):
-            state.skip.add(nid(node))
-            state.shape_only.update(o for o in node.output if o)
+    fold_shapes(state, live)  # and from tensor shapes (x.view(x.size(0), -1), zero states)
     for node in graph.node:
         if nid(node) in state.skip or nid(node) not in live:
             continue  # consumed by a pattern, or computes nothing the outputs read

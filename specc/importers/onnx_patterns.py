@@ -49,11 +49,11 @@ GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 # --------------------------------------------------------------------------- graph helpers
 
 
-def live_nodes(graph) -> set[int]:
-    """ids of the nodes whose results reach a graph output (the others compute nothing the
+def live_nodes(graph) -> set[tuple]:
+    """The nodes (:func:`nid`) whose results reach a graph output (the others compute nothing the
     model returns: specc's float cast of integer ids another layer reads as they are)."""
     producer = {out: node for node in graph.node for out in node.output if out}
-    live: set[int] = set()
+    live: set[tuple] = set()
     todo = [o.name for o in graph.output]
     seen: set[str] = set()
     while todo:
@@ -69,51 +69,106 @@ def live_nodes(graph) -> set[int]:
     return live
 
 
-def fold_constant(state: _State, node) -> bool:
-    """Evaluate a node whose inputs are all constants; its outputs become constants."""
-    if node.op_type not in FOLDABLE or not all(i == "" or i in state.inits for i in node.input):
-        return False
+def _evaluate(state: _State, node, feeds: dict[str, np.ndarray]):
+    """The node's outputs on these inputs (onnx's reference evaluator), or None."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
-    inputs = [i for i in node.input if i]
     infos = [
         helper.make_tensor_value_info(
-            i, helper.np_dtype_to_tensor_dtype(state.inits[i].dtype), state.inits[i].shape
+            name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape
         )
-        for i in dict.fromkeys(inputs)
+        for name, array in feeds.items()
     ]
     outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
     graph = helper.make_graph([node], "fold", infos, outputs)
     try:
         model = helper.make_model(graph, opset_imports=state.opsets)
-        results = ReferenceEvaluator(model).run(None, {i: state.inits[i] for i in inputs})
-    except Exception:  # noqa: BLE001 - not foldable: the conversion reports the node
+        return [np.asarray(v) for v in ReferenceEvaluator(model).run(None, feeds)]
+    except Exception:  # noqa: BLE001 - not evaluable: the conversion reports the node
+        return None
+
+
+def fold_constant(state: _State, node) -> bool:
+    """Evaluate a node whose inputs are all constants; its outputs become constants."""
+    if node.op_type not in FOLDABLE or not all(i == "" or i in state.inits for i in node.input):
+        return False
+    results = _evaluate(state, node, {i: state.inits[i] for i in node.input if i})
+    if results is None:
         return False
     for name, value in zip([o for o in node.output if o], results):
-        state.inits[name] = np.asarray(value)
+        state.inits[name] = value
         state.folded[name] = node
     return True
 
 
-#: operators of the shape arithmetic exporters write (a batch-sized zero state from Shape(x))
+#: operators of the shape arithmetic exporters write (``x.view(x.size(0), -1)``, a
+#: batch-sized zero state from ``Shape(x)``)
 SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Div", "Mul",
-             "Add", "Sub", "Reshape", "ConstantOfShape"}  # fmt: skip
+             "Add", "Sub", "Reshape", "ConstantOfShape", "Floor", "Ceil"}  # fmt: skip
+#: the batch sizes shape arithmetic is evaluated at
+BATCHES = (2, 3)
 
 
-def shape_only(state: _State, node) -> bool:
-    """A node computing from a tensor's shape and constants only (its results are skipped: a
-    layer reading one is refused as reading a value specc lost track of, unless a pattern
+def fold_shapes(state: _State, live: set) -> None:
+    """Shape arithmetic, evaluated at two batch sizes: a result that does not depend on the
+    batch becomes a constant; a Reshape target that is the batch followed by constants
+    becomes that target with 0 (ONNX: copy the batch) in front; what else depends on the
+    batch is marked ``shape_only`` (a layer reading it is refused as such, unless a pattern
     takes it, as the recurrent one takes a zero initial state)."""
-    if node.op_type not in SHAPE_OPS:
+    from .onnx import _dims
+
+    graph = state.graph
+    dims = {vi.name: _dims(vi) for vi in [*graph.input, *graph.value_info, *graph.output]}
+    at: dict[str, tuple] = {}  # value -> its values at BATCHES
+    for node in graph.node:
+        if nid(node) not in live or node.op_type not in SHAPE_OPS:
+            continue
+        if node.op_type == "Shape":
+            d = dims.get(node.input[0])
+            if not d or any(x is None for x in d[1:]):
+                continue
+            runs = [
+                _evaluate(state, node, {node.input[0]: np.zeros((d[0] or b, *d[1:]), np.float32)})
+                for b in BATCHES
+            ]
+        else:
+            inputs = [i for i in node.input if i]
+            known = all(i in at or i in state.inits for i in inputs)
+            if not known or not any(i in at for i in inputs):
+                continue
+            runs = [
+                _evaluate(state, node, {i: at[i][k] if i in at else state.inits[i] for i in inputs})
+                for k in range(len(BATCHES))
+            ]
+        if any(r is None for r in runs):
+            continue
+        state.skip.add(nid(node))
+        for k, out in enumerate(o for o in node.output if o):
+            values = tuple(r[k] for r in runs)
+            at[out] = values
+            if all(np.array_equal(values[0], v) for v in values[1:]):
+                state.inits[out] = values[0]
+                state.folded[out] = node
+            elif _batch_target(state, out, values):
+                state.inits[out] = np.concatenate([[0], values[0][1:]]).astype(values[0].dtype)
+                state.folded[out] = node
+            else:
+                state.shape_only.add(out)
+
+
+def _batch_target(state: _State, value: str, values: tuple) -> bool:
+    """A 1-D integer value that is (batch, constants...), read only as Reshape targets."""
+    first = values[0]
+    if first.ndim != 1 or first.dtype.kind not in "iu" or len(first) < 1:
         return False
-    if node.op_type == "Shape":
-        return True
-    inputs = [i for i in node.input if i]
-    return (
-        bool(inputs)
-        and all(i in state.inits or i in state.shape_only for i in inputs)
-        and (any(i in state.shape_only for i in inputs))
+    if [int(v[0]) for v in values] != list(BATCHES):
+        return False
+    if not all(np.array_equal(first[1:], v[1:]) for v in values[1:]):
+        return False
+    readers = consumers(state, value)
+    return bool(readers) and all(
+        r.op_type == "Reshape" and list(r.input[1:2]) == [value] for r in readers
     )
 
 
@@ -911,4 +966,4 @@ def _attention_end(state, current, entry, weights, nodes, query: Value, key: Val
     return True
 
 
-__all__ = ["FOLDABLE", "consumers", "convert", "fold_constant", "live_nodes"]
+__all__ = ["FOLDABLE", "consumers", "convert", "fold_constant", "fold_shapes", "live_nodes"]
