@@ -866,3 +866,23 @@ def test_cli_import_blocks(tmp_path):
         "b3",
     ]
     assert check_data(spec).model.total_params == (27 * 4 + 4) + (36 * 8 + 8) + (72 * 8 + 8)
+
+
+def test_a_transposition_is_refused_not_misread(tmp_path):
+    """Permute writes a Transpose that looks like a layout change: the Dense after it (a
+    MatMul over the permuted last axis) is refused, never imported over the wrong axis."""
+    pytest.importorskip("onnx")
+    from specc import targets
+    from specc import weights as W
+
+    spec = _seq([{"type": "Permute", "name": "p", "dims": [2, 1]},
+                 {"type": "Dense", "name": "d", "units": 4}], (5, 3))  # fmt: skip
+    model = check_data(spec).model
+    path = tmp_path / "permute.onnx"
+    path.write_bytes(targets.get("onnx").emit(model, weights=W.random_weights(model, 1)))
+    with pytest.raises(ImportRefused) as caught:
+        import_model(path)
+    assert caught.value.items == [
+        "node 'd/matmul' (MatMul): multiplies a channels-first tensor along its last axis (a "
+        "transposition of its axes, which specc does not import)"
+    ]

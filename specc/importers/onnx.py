@@ -432,6 +432,20 @@ def _convert(state: _State, node) -> None:
         else:
             state.problems.append(f"node '{node.name}' (Transpose {perm}): not a layout change")
         return
+    channels_first = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                      "GlobalMaxPool", "BatchNormalization")  # fmt: skip
+    if op in channels_first and len(x.shape) >= 2 and x.layout != CF:
+        state.problems.append(
+            f"node '{node.name}' ({op}): reads a channels-last tensor as channels-first (a "
+            "transposition of its axes, which specc does not import)"
+        )
+        return
+    if op in ("MatMul", "Gemm") and len(x.shape) >= 2 and x.layout != CL:
+        state.problems.append(
+            f"node '{node.name}' ({op}): multiplies a channels-first tensor along its last "
+            "axis (a transposition of its axes, which specc does not import)"
+        )
+        return
     if op == "Conv" and _separable(state, node, x):
         return
     if op == "Conv":

@@ -403,6 +403,9 @@ def _normalization_fields(mean: np.ndarray, var: np.ndarray):
 
 def _is_embedding(state: _State, node) -> bool:
     table = const(state, node, 0)
+    ids = state.values.get(node.input[1]) if len(node.input) > 1 else None
+    if ids is not None and len(ids.shape) >= 2 and ids.layout != CL:
+        return False  # ids transposed: the output's axes would be too
     return (
         node.op_type == "Gather"
         and table is not None
@@ -717,6 +720,8 @@ def _projection(state: _State, value: str):
     kernel = const(state, node, 1)
     if kernel is None or kernel.ndim != 3 or node.input[0] not in state.values:
         return None
+    if state.values[node.input[0]].layout != CL:
+        return None  # the projection is over the last axis: the features
     if bias is not None and tuple(bias.shape) != tuple(kernel.shape[1:]):
         return None
     for n in (node, bias_node):
