@@ -708,6 +708,26 @@ PATTERNS = {
     "embedding_float_ids": _seq(
         [{"type": "Embedding", "name": "e", "input_dim": 9, "output_dim": 3}], (5,)
     ),
+    "cropping_1d": _seq([{"type": "Cropping1D", "name": "c", "cropping": [1, 2]}], (8, 3)),
+    "cropping_2d": {
+        "version": 1,
+        "name": "m",
+        "inputs": [{"name": "x", "shape": [7, 6, 2]}],
+        "layers": [
+            {"type": "Conv2D", "name": "c", "filters": 3, "kernel_size": 1},
+            {"type": "Cropping2D", "name": "crop", "cropping": [[1, 0], [2, 1]]},
+            {"type": "Flatten", "name": "f"},
+        ],
+    },  # fmt: skip
+    "zero_padding_1d": _seq([{"type": "ZeroPadding1D", "name": "z", "padding": [2, 1]}]),
+    "softmax_axis": _seq([{"type": "Softmax", "name": "s", "axis": 1}]),
+    "activations_from_the_table": _seq(
+        [
+            {"type": "Activation", "name": "a", "activation": "softsign"},
+            {"type": "Activation", "name": "b", "activation": "exponential"},
+            {"type": "Activation", "name": "c", "activation": "log_softmax"},
+        ]
+    ),  # fmt: skip
     "squeeze_excite": {
         "version": 1,
         "name": "m",

@@ -30,6 +30,22 @@ ACTIVATIONS = {
     "Softplus": ("Activation", {"activation": "softplus"}),
     "Selu": ("Activation", {"activation": "selu"}),
 }
+
+
+def _table_activations() -> dict:
+    """The single-operator activations of specc's one activation table (Softsign, Exp, ...)
+    that have no layer of their own here."""
+    from ..layers.lowering import ACTIVATIONS as TABLE
+
+    out = {}
+    for name, act in TABLE.items():
+        op = act.onnx_doc.strip("`")
+        if op.isalpha() and op not in out and name != "linear":
+            out[op] = ("Activation", {"activation": name})
+    return out
+
+
+ACTIVATIONS = {**_table_activations(), **ACTIVATIONS}
 MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum", "Min": "Minimum",
           "Mean": "Average", "Sum": "Add"}  # fmt: skip
 SILENT = ("Identity", "Dropout")
@@ -41,7 +57,7 @@ KNOWN_OPS = {
     "LayerNormalization", "Expand", "Div", "Erf",
     # read by the multi-node patterns (onnx_patterns)
     "Gather", "Cast", "Squeeze", "Slice", "Einsum", "IsNaN", "Where", "RNN", "LSTM", "GRU",
-    "Unsqueeze", "ReduceSum",
+    "Unsqueeze", "ReduceSum", "LogSoftmax",
 }  # fmt: skip
 #: layers with an ``activation`` field, into which a following activation layer folds
 FUSABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
@@ -506,17 +522,20 @@ def _convert(state: _State, node) -> None:
             return
         state.problems.append(f"node '{node.name}' (Clip {low}, {high}): only Clip(0, max) (ReLU)")
         return
-    if op == "Softmax":
+    if op in ("Softmax", "LogSoftmax"):
         rank = len(x.shape)
         axis = a.get("axis", -1)
-        axis = axis + rank + 1 if axis < 0 else axis
-        channel = 1 if x.layout == CF and rank >= 2 else rank
-        if axis == channel:
-            _add(state, node, {"type": "Softmax"}, [x], x.layout, x.shape)
+        axis = axis + rank + 1 if axis < 0 else axis  # ONNX's, batch 0
+        if x.layout == CF and rank >= 2:  # the spec's axis (Keras's, batch 0)
+            axis = rank if axis == 1 else axis - 1
+        if op == "Softmax":
+            entry = {"type": "Softmax"} | ({} if axis == rank else {"axis": axis})
+            _add(state, node, entry, [x], x.layout, x.shape)
+        elif axis == rank:
+            entry = {"type": "Activation", "activation": "log_softmax"}
+            _add(state, node, entry, [x], x.layout, x.shape)
         else:
-            state.problems.append(
-                f"node '{node.name}' (Softmax axis {a.get('axis')}): not the channels"
-            )
+            state.problems.append(f"node '{node.name}' (LogSoftmax): not on the channels")
         return
     if op == "Flatten" or (op == "Reshape" and _is_flatten(state, node)):
         if op == "Flatten" and a.get("axis", 1) != 1:
@@ -596,6 +615,20 @@ def _convert(state: _State, node) -> None:
         entry = {"type": "Concatenate"} | ({} if spec_axis == -1 else {"axis": spec_axis})
         _add(state, node, entry, ins, x.layout, tuple(shape))
         return
+    if op == "Slice" and _cropping(state, node, x):
+        return
+    if op == "Pad" and len(x.shape) == 2 and x.layout == CL:
+        pads, value = _const(state, node, 1), _const(state, node, 2)
+        mode = a.get("mode", b"constant")
+        p = [int(v) for v in pads] if pads is not None else None
+        if (p is not None and len(p) == 6 and p[0] == p[2] == p[3] == p[5] == 0
+                and mode in (b"constant", "constant") and (value is None or float(value) == 0)):  # fmt: skip
+            h, c = x.shape
+            _add(state, node, {"type": "ZeroPadding1D", "padding": [p[1], p[4]]}, [x], CL,
+                 (h + p[1] + p[4], c))  # fmt: skip
+            return
+        state.problems.append(f"node '{node.name}' (Pad): only zero padding of the steps")
+        return
     if op == "Pad" and len(x.shape) == 3:
         pads = _const(state, node, 1)
         mode = a.get("mode", b"constant")
@@ -664,6 +697,41 @@ def _broadcast(ins: list[Value]):
         return tuple(broadcast([v.shape for v in ins]))
     except ShapeError:
         return None
+
+
+def _cropping(state: _State, node, x: Value) -> bool:
+    """Slice of the steps (Cropping1D) or of the height and width (Cropping2D), constant
+    starts and ends, step 1."""
+    starts, ends = _const(state, node, 1), _const(state, node, 2)
+    axes, steps = _const(state, node, 3), _const(state, node, 4)
+    if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
+        return False
+    if steps is not None and any(int(v) != 1 for v in steps):
+        return False
+    rank = len(x.shape) + 1
+    axes = [int(v) % rank for v in (axes if axes is not None else range(len(starts)))]
+    spatial = list(range(1, rank - 1)) if x.layout == CL else list(range(2, rank))
+    if x.layout == CF and len(x.shape) < 2 or not set(axes) <= set(spatial):
+        return False
+    sizes = x.shape[:-1]  # the spec's spatial sizes, in order
+    crop = [[0, 0] for _ in sizes]
+    for axis, start, end in zip(axes, starts, ends):
+        k = spatial.index(axis)
+        n = sizes[k]
+        begin = min(max(int(start) + n if int(start) < 0 else int(start), 0), n)
+        stop = min(max(int(end) + n if int(end) < 0 else int(end), 0), n)
+        if stop <= begin:
+            return False
+        crop[k] = [begin, n - stop]
+    if len(sizes) == 1:
+        entry = {"type": "Cropping1D", "cropping": crop[0]}
+    elif len(sizes) == 2:
+        entry = {"type": "Cropping2D", "cropping": crop}
+    else:
+        return False
+    shape = (*[n - b - e for n, (b, e) in zip(sizes, crop)], x.shape[-1])
+    _add(state, node, entry, [x], x.layout, shape)
+    return True
 
 
 def _f32(value) -> float:
