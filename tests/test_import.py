@@ -536,6 +536,21 @@ def test_pytorch_recurrent_modules_import(torch, tmp_path):
         def forward(self, x):
             return self.rnn(x)[1][0].transpose(0, 1).reshape(x.shape[0], -1)
 
+    class Cat(nn.Module):  # the usual bidirectional classifier: both last states
+        def __init__(self):
+            super().__init__()
+            self.rnn = bi
+
+        def forward(self, x):
+            h = self.rnn(x)[1][0]
+            return torch.cat((h[-2], h[-1]), dim=1)
+
+    _export(torch, Cat(), (6, 4), tmp_path / "cat.onnx")
+    result = import_model(tmp_path / "cat.onnx")
+    assert result.spec["layers"] == [
+        {"type": "Bidirectional", "name": "y", "layer": {"type": "LSTM", "units": 5}}
+    ]
+    _assert_check_passes(tmp_path / "cat.onnx")
     _export(torch, Both(), (6, 4), tmp_path / "bi.onnx")
     with pytest.raises(ImportRefused) as caught:
         import_model(tmp_path / "bi.onnx")

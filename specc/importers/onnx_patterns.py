@@ -662,7 +662,9 @@ def _bidirectional_merge(state: _State, outs: str, axis: int):
             return None
         if np.asarray(const(state, g, 1)).ndim != 0:
             return None  # a kept axis of 1: not the halves specc takes
-        index[k[0]] = g
+        if not -2 <= k[0] < 2:
+            return None
+        index[k[0] % 2] = g  # PyTorch's h[-2], h[-1]: forward, backward
     if set(index) != {0, 1}:
         return None
     fwd, bwd = index[0], index[1]
