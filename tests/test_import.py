@@ -475,6 +475,20 @@ def test_pytorch_mlp_imports(torch, tmp_path):
 
 
 @pytest.mark.slow
+def test_pytorch_hard_activations_import(torch, tmp_path):
+    """HardSwish, HardSigmoid (alpha 1/6: Keras's) and mish (Softplus, Tanh, Mul)."""
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(4, 6), nn.Hardswish(), nn.Linear(6, 6), nn.Hardsigmoid(),
+                        nn.Linear(6, 3), nn.Mish())  # fmt: skip
+    _export(torch, net, (4,), tmp_path / "hard.onnx")
+    result = import_model(tmp_path / "hard.onnx")
+    assert [layer.get("activation") for layer in result.spec["layers"]] == [
+        "hard_silu", "hard_sigmoid", "mish"
+    ]  # fmt: skip
+    _assert_check_passes(tmp_path / "hard.onnx")
+
+
+@pytest.mark.slow
 def test_pytorch_view_flatten_imports(torch, tmp_path):
     """x.view(x.size(0), -1): the Reshape's target computed from the input's shape (batch
     first, then constants) is a Flatten."""
@@ -742,6 +756,14 @@ PATTERNS = {
             {"type": "Activation", "name": "b", "activation": "exponential"},
             {"type": "Activation", "name": "c", "activation": "log_softmax"},
         ]
+    ),  # fmt: skip
+    "activations_in_several_nodes": _seq(
+        [
+            {"type": "Dense", "name": "a", "units": 4, "activation": "hard_sigmoid"},
+            {"type": "Dense", "name": "b", "units": 4, "activation": "hard_silu"},
+            {"type": "Dense", "name": "c", "units": 4, "activation": "mish"},
+        ],
+        (4,),
     ),  # fmt: skip
     "squeeze_excite": {
         "version": 1,

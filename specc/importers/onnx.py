@@ -57,7 +57,7 @@ KNOWN_OPS = {
     "LayerNormalization", "Expand", "Div", "Erf",
     # read by the multi-node patterns (onnx_patterns)
     "Gather", "Cast", "Squeeze", "Slice", "Einsum", "IsNaN", "Where", "RNN", "LSTM", "GRU",
-    "Unsqueeze", "ReduceSum", "LogSoftmax",
+    "Unsqueeze", "ReduceSum", "LogSoftmax", "HardSigmoid", "HardSwish",
 }  # fmt: skip
 #: layers with an ``activation`` field, into which a following activation layer folds
 FUSABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")

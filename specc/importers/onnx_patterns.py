@@ -258,11 +258,82 @@ def convert(state: _State, node, ins: list[Value], a: dict) -> bool:
         return _normalization_inverted(state, node, ins[0]) or _rescaling(state, node, ins[0])
     if op == "Sub" and len(ins) == 1 and node.input[0] in state.values:
         return _normalization(state, node, ins[0])
+    if op == "Add" and len(ins) == 1:
+        return _hard_sigmoid(state, node, ins[0])
+    if op == "Softplus" and ins:
+        return _mish(state, node, ins[0])
+    if op in ("HardSigmoid", "HardSwish") and ins:
+        return _hard_ops(state, node, ins[0], a)
     if op == "MatMul" and len(ins) == 2:
         return _dot_attention(state, node, ins)
     if op == "Unsqueeze" and ins:
         return _additive_attention(state, node)
     return False
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def _scalar(state: _State, node, value: float) -> bool:
+    """Whether one input of ``node`` is a scalar constant equal to ``value``."""
+    return any(
+        i in state.inits
+        and state.inits[i].size == 1
+        and float(state.inits[i].reshape(-1)[0]) == value
+        for i in node.input
+    )
+
+
+def _times(state: _State, node, x_ref: str, other: str):
+    """A Mul(x, other) reading ``other`` (its only reader) and ``x_ref``, or None."""
+    mul = only_reader(state, other, "Mul")
+    if mul is None or sorted(mul.input) != sorted([x_ref, other]):
+        return None
+    return mul
+
+
+def _activation(state: _State, last, x: Value, name: str, nodes: list) -> bool:
+    state.skip.update(nid(n) for n in nodes)
+    _add(state, last, {"type": "Activation", "activation": name}, [x], x.layout, x.shape)
+    return True
+
+
+def _hard_sigmoid(state: _State, node, x: Value) -> bool:
+    """Add(x, 3) -> Clip(0, 6) -> Div(6): hard_sigmoid (as Keras's TensorFlow backend
+    computes it, and specc writes it); Mul(x, that): hard_silu."""
+    if not _scalar(state, node, 3.0):
+        return False
+    clip = only_reader(state, node.output[0], "Clip")
+    bounds = [const(state, clip, k) for k in (1, 2)] if clip is not None else [None]
+    if any(b is None or b.size != 1 for b in bounds) or [float(b) for b in bounds] != [0, 6]:
+        return False
+    div = only_reader(state, clip.output[0], "Div")
+    if div is None or div.input[0] != clip.output[0] or not _scalar(state, div, 6.0):
+        return False
+    mul = _times(state, node, node.input[0] if node.input[0] in state.values else node.input[1],
+                 div.output[0])  # fmt: skip
+    if mul is not None:
+        return _activation(state, mul, x, "hard_silu", [clip, div, mul])
+    return _activation(state, div, x, "hard_sigmoid", [clip, div])
+
+
+def _mish(state: _State, node, x: Value) -> bool:
+    """Mul(x, Tanh(Softplus(x))): mish."""
+    tanh = only_reader(state, node.output[0], "Tanh")
+    mul = _times(state, node, node.input[0], tanh.output[0]) if tanh is not None else None
+    if mul is None:
+        return False
+    return _activation(state, mul, x, "mish", [tanh, mul])
+
+
+def _hard_ops(state: _State, node, x: Value, a: dict) -> bool:
+    """ONNX's HardSigmoid (alpha 1/6, beta 0.5: Keras's hard_sigmoid) and HardSwish."""
+    if node.op_type == "HardSwish":
+        return _activation(state, node, x, "hard_silu", [])
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-7 or beta != 0.5:
+        return _refuse(state, node, f"alpha {alpha}, beta {beta}: not Keras's hard_sigmoid")
+    return _activation(state, node, x, "hard_sigmoid", [])
 
 
 # --------------------------------------------------------------------------- preprocessing
