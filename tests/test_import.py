@@ -138,6 +138,35 @@ def test_nested_model_configs_are_inlined():
     assert check_data(spec).model.total_params == (27 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3)
 
 
+def _op(cls: str, name: str, *args) -> dict:
+    """A Keras operation as Keras 3 saves ``x + 3.0`` written in model code."""
+    args = [_tensor(a) if isinstance(a, str) else a for a in args]
+    return {"module": "keras.src.ops.numpy", "class_name": cls, "config": {"name": name},
+            "inbound_nodes": [{"args": args, "kwargs": {}}]}  # fmt: skip
+
+
+def test_keras_operations_become_layers():
+    config = {"class_name": "Functional", "config": {"name": "ops", "layers": [
+        _layer("InputLayer", "x", batch_shape=[None, 4]),
+        _op("Add", "add", "x", 3.0), _op("Subtract", "sub", 3.0, "add"),
+        _op("Multiply", "mul", "sub", "x"), _op("Multiply", "sixth", "mul", 1 / 6),
+    ], "input_layers": [["x", 0, 0]], "output_layers": [["sixth", 0, 0]]}}  # fmt: skip
+    spec, _ = config_to_spec(config)
+    assert spec["layers"] == [
+        {"type": "Rescaling", "name": "add", "scale": 1.0, "offset": 3.0},
+        {"type": "Rescaling", "name": "sub", "scale": -1.0, "offset": 3.0},
+        {"type": "Multiply", "name": "mul", "inputs": ["sub", "x"]},
+        {"type": "Rescaling", "name": "sixth", "scale": 1 / 6},
+    ]
+    config["config"]["layers"].append(_op("Sin", "sin", "sixth"))
+    config["config"]["output_layers"] = [["sin", 0, 0]]
+    with pytest.raises(ImportRefused) as caught:
+        config_to_spec(config)
+    assert caught.value.items == [
+        "Keras layer operation Sin is not supported by specc: 1 layer ('sin')"
+    ]
+
+
 def test_everything_refused_is_listed_at_once():
     config = json.loads(json.dumps(FUNCTIONAL))
     layers = config["config"]["layers"]
@@ -241,6 +270,12 @@ APPLICATIONS = [
         "EfficientNetB0",
         {"input_shape": (64, 64, 3), "include_top": False, "pooling": "avg"},
         4_049_571,
+    ),
+    # hard_swish written as Keras operations (x + 3.0, x * (1 / 6)): Rescaling layers
+    (
+        "MobileNetV3Small",
+        {"input_shape": (64, 64, 3), "include_top": False, "pooling": "avg"},
+        939_120,
     ),
     # BatchNormalization without scale
     (

@@ -369,6 +369,13 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
         if class_name == "Lambda":
             ctx.unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
             continue
+        operation = str(item.get("module", "")).startswith("keras.src.ops")
+        if operation:  # `x + 3.0` in a functional model's code: an operation, not a layer
+            converted = _operation(class_name, item, name)
+            if converted is None:
+                ctx.unsupported.setdefault(f"operation {class_name}", []).append(name)
+                continue
+            class_name, lconf = converted
         if class_name not in MODELS and (class_name not in LAYER_TYPES or class_name == "Input"):
             ctx.unsupported.setdefault(str(class_name), []).append(name)
             continue
@@ -406,6 +413,8 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
             continue
         if frozen:  # said once for the whole nested model
             lconf = {k: v for k, v in lconf.items() if k != "trainable"}
+        if operation and kind == "Sequential":
+            ctx.problems.append(f"operation '{name}' ({class_name}) in a Sequential model")
         entry = convert_layer(class_name, lconf, ctx.problems, ctx.notes)
         spec_name = _spec_name(ctx, name, path)
         entry["name"] = spec_name
@@ -417,6 +426,38 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
     if kind == "Sequential":
         return [previous] if previous else []
     return [_output_of(alias, r) for r in _refs(body.get("output_layers"))]
+
+
+#: Keras operations (keras.ops, written as ``x + y`` in model code) -> the merge layer
+OPERATION_MERGES = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply",
+                    "Maximum": "Maximum", "Minimum": "Minimum"}  # fmt: skip
+
+
+def _operation(class_name: str, item: dict, name: str):
+    """(layer class, config) for a Keras operation between tensors (a merge) or of a tensor
+    and a number (``x + 3.0``, ``x * 0.5``, ``3.0 - x``: Rescaling), or None."""
+    if class_name not in OPERATION_MERGES:
+        return None
+    nodes = item.get("inbound_nodes") or []
+    if len(nodes) != 1 or not isinstance(nodes[0], dict) or nodes[0].get("kwargs"):
+        return None
+    args = nodes[0].get("args") or []
+    tensors = [a for a in args if isinstance(a, dict) and a.get("class_name") == "__keras_tensor__"]
+    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if len(tensors) + len(numbers) != len(args) or not tensors:
+        return None
+    if not numbers:
+        return OPERATION_MERGES[class_name], {"name": name}
+    if len(args) != 2 or class_name not in ("Add", "Subtract", "Multiply"):
+        return None
+    c = float(numbers[0])
+    tensor_first = args[0] is tensors[0]
+    scale, offset = {
+        "Add": (1.0, c),
+        "Multiply": (c, 0.0),
+        "Subtract": (1.0, -c) if tensor_first else (-1.0, c),
+    }[class_name]
+    return "Rescaling", {"name": name, "scale": scale, "offset": offset}
 
 
 def _output_of(alias: dict, ref: tuple) -> str:
