@@ -828,6 +828,11 @@ def import_(
         help="Run the imported spec in every installed target with the imported weights and "
         "compare with the original model's outputs.",
     ),
+    blocks: bool = typer.Option(
+        False,
+        "--blocks",
+        help="Fold repeated structures (runs of layers named <prefix>_...) into blocks.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not say what was written."),
 ) -> None:
     """Turn an existing Keras model or ONNX graph into a spec (and its canonical weights).
@@ -845,6 +850,11 @@ def import_(
         for item in exc.items:
             typer.echo(f"  - {item}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    if blocks:
+        from .importers.fold_blocks import fold_blocks
+
+        result.spec, folded = fold_blocks(result.spec)
+        result.notes.extend(folded)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     text = result.yaml()

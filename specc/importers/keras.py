@@ -160,6 +160,7 @@ def _initializer(value):
         config = value.get("config") or {}
         if name and not any(v is not None for k, v in config.items() if k == "seed"):
             return name
+        return _initializer_config(value.get("class_name"), config)
     return None
 
 
@@ -175,6 +176,35 @@ def _regularizer(value):
     if keys is None or set(config) - set(keys):
         return None
     return {"type": kind, **{k: float(config[k]) for k in keys if k in config}}
+
+
+def _initializer_config(class_name, config: dict):
+    """A parameterized initializer (VarianceScaling, TruncatedNormal, ...) as specc's
+    mapping, with the options that differ from the defaults; None when specc has none."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..layers.base import InitializerConfig
+
+    config = {k: v for k, v in config.items() if v is not None}  # None: Keras's default
+    try:
+        parsed = TypeAdapter(InitializerConfig).validate_python({"type": class_name, **config})
+    except ValidationError:
+        return None
+    defaults = type(parsed).model_fields
+    return {"type": class_name} | {
+        k: v for k, v in parsed.model_dump().items() if k != "type" and v != defaults[k].default
+    }
+
+
+def _accepts(field, value) -> bool:
+    """Whether a layer's field takes ``value`` (some take initializer names only)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(field.annotation).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _describe(value) -> str:
@@ -232,7 +262,9 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
         if key in fields:
             if key.endswith("_initializer"):
                 converted = _initializer(value)
-                if converted is None:
+                if converted == {"type": "RandomUniform"} and fields[key].default == "uniform":
+                    converted = "uniform"  # Keras's RandomUniform(-0.05, 0.05)
+                if converted is None or not _accepts(fields[key], converted):
                     notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
                     continue
                 value = converted
@@ -266,6 +298,11 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
             continue  # the first layer of a Keras 2 Sequential: the model's input
         if key in NEUTRAL and any(_same(value, v) for v in NEUTRAL[key]):
             continue
+        if key == "trainable" and value is False:
+            notes.append(
+                f"{where}: trainable=false not kept (training only: specc trains every layer)"
+            )
+            continue
         problems.append(f"{where}: option {key}={json.dumps(value)} cannot be expressed")
     return entry
 
@@ -273,64 +310,201 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
 # --------------------------------------------------------------------------- the spec
 
 
-def config_to_spec(config: dict) -> tuple[dict, list[str]]:
-    """(spec, notes) from a Keras model config; ImportRefused lists everything refused."""
+MODELS = ("Sequential", "Functional", "Model")
+
+
+class _Context:
+    """What the walk over a model (and the models nested in it) collects."""
+
+    def __init__(self, names: dict[str, int]):
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.unsupported: dict[str, list[str]] = {}
+        self.inputs: list[dict] = []
+        self.entries: list[dict] = []
+        self.sources: dict[str, list[str]] = {}
+        self.counts = names  # how often each layer name occurs in the whole tree
+        self.taken: set[str] = set()
+        #: spec layer name -> the Keras layer names leading to it (outer model first)
+        self.paths: dict[str, list[str]] = {}
+
+
+def _layer_names(body: dict, counts: dict[str, int]) -> dict[str, int]:
+    for item in body.get("layers") or []:
+        name = (item.get("config") or {}).get("name")
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+        if item.get("class_name") in MODELS:
+            _layer_names(item.get("config") or {}, counts)
+    return counts
+
+
+def _spec_name(ctx: _Context, name: str, path: list[str]) -> str:
+    """A nested layer keeps its name where it is unique in the whole model, else gets its
+    model's name in front (``mobilenetv2_conv1``)."""
+    import re
+
+    base = name
+    if path and (ctx.counts.get(name, 0) > 1 or name in ctx.taken):
+        base = re.sub(r"[^A-Za-z0-9_]", "_", "_".join([*path, name]))
+    candidate, k = base, 1
+    while candidate in ctx.taken:
+        k += 1
+        candidate = f"{base}_{k}"
+    ctx.taken.add(candidate)
+    return candidate
+
+
+def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> list[str]:
+    """Convert one model's layers into ``ctx``; nested models are inlined (their inputs read
+    ``feeds``, the spec tensors the outer model called them on). Returns the spec names of
+    the model's outputs."""
     from ..layers import LAYER_TYPES
 
-    kind = config.get("class_name")
-    body = config.get("config") or {}
-    if kind not in ("Sequential", "Functional", "Model"):
-        raise ImportRefused([f"the file holds a {kind}, not a Sequential or Functional model"])
-    layers = body.get("layers") or []
-    problems: list[str] = []
-    notes: list[str] = []
-    unsupported: dict[str, list[str]] = {}
-    inputs: list[dict] = []
-    entries: list[dict] = []
-    sources: dict[str, list[str]] = {}
+    alias: dict[str, str] = {}  # Keras layer name in this model -> spec tensor
+    declared_inputs = [r[0] for r in _refs(body.get("input_layers"))]
+    frozen = body.get("trainable") is False and bool(path)
+    if frozen:
+        ctx.notes.append(
+            f"nested model '{path[-1]}': trainable=false not kept (training only: specc trains "
+            "every layer)"
+        )
     previous = None
-    for index, item in enumerate(layers):
+    for index, item in enumerate(body.get("layers") or []):
         class_name = item.get("class_name")
         lconf = item.get("config") or {}
         name = lconf.get("name") or f"layer_{index}"
         if class_name == "InputLayer":
-            shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
-            inputs.append(_input(name, shape, lconf.get("dtype"), problems))
-            previous = name
+            if feeds is None:
+                shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
+                ctx.inputs.append(_input(name, shape, lconf.get("dtype"), ctx.problems))
+                ctx.taken.add(name)
+                alias[name] = name
+            else:  # a nested model's input: the tensor the outer model passed
+                k = declared_inputs.index(name) if name in declared_inputs else 0
+                if k >= len(feeds):
+                    ctx.problems.append(f"nested model '{path[-1]}': input '{name}' is not fed")
+                    continue
+                alias[name] = feeds[k]
+            previous = alias[name]
             continue
         if class_name == "Lambda":
-            unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
+            ctx.unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
             continue
-        if class_name in ("Sequential", "Functional", "Model"):
-            unsupported.setdefault(f"nested model ({class_name})", []).append(name)
-            continue
-        if class_name not in LAYER_TYPES or class_name == "Input":
-            unsupported.setdefault(str(class_name), []).append(name)
+        operation = str(item.get("module", "")).startswith("keras.src.ops")
+        if operation:  # `x + 3.0` in a functional model's code: an operation, not a layer
+            converted = _operation(class_name, item, name)
+            if converted is None:
+                ctx.unsupported.setdefault(f"operation {class_name}", []).append(name)
+                continue
+            class_name, lconf = converted
+        if class_name not in MODELS and (class_name not in LAYER_TYPES or class_name == "Input"):
+            ctx.unsupported.setdefault(str(class_name), []).append(name)
             continue
         if kind == "Sequential" and previous is None:
-            shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
-            if shape is None:
-                problems.append(f"layer '{name}': the Sequential model has no input shape")
+            if feeds is not None:
+                previous = feeds[0] if feeds else None
             else:
-                inputs.append(_input("input", shape, lconf.get("dtype"), problems))
-                previous = "input"
-        entry = convert_layer(class_name, lconf, problems, notes)
+                shape = lconf.get("batch_shape") or lconf.get("batch_input_shape")
+                if shape is None and class_name in MODELS:  # its own input layer says
+                    inner = (lconf.get("layers") or [{}])[0]
+                    shape = (inner.get("config") or {}).get("batch_shape")
+                if shape is None:
+                    ctx.problems.append(f"layer '{name}': the Sequential model has no input shape")
+                else:
+                    ctx.inputs.append(_input("input", shape, lconf.get("dtype"), ctx.problems))
+                    ctx.taken.add("input")
+                    previous = "input"
         if kind == "Sequential":
-            sources[name] = [previous] if previous else []
+            refs = [previous] if previous else []
         else:
             calls = _inbound(item)
             if len(calls) > 1:
-                problems.append(
+                ctx.problems.append(
                     f"layer '{name}' ({class_name}) is called {len(calls)} times; a specc "
                     "layer is applied once (write one layer per call)"
                 )
-            refs = calls[0] if calls else []
-            if any(len(r) > 2 and r[2] != 0 for r in refs):
-                problems.append(f"layer '{name}' reads a second output of a layer")
-            sources[name] = [r[0] for r in refs]
-        entries.append(entry)
-        previous = name
-    for class_name, names in sorted(unsupported.items(), reverse=True):
+            found = calls[0] if calls else []
+            if any(len(r) > 2 and r[2] != 0 and r[0] not in alias for r in found):
+                ctx.problems.append(f"layer '{name}' reads a second output of a layer")
+            refs = [_output_of(alias, r) for r in found]
+        if class_name in MODELS:
+            outs = _walk(class_name, lconf, ctx, [*path, name], refs)
+            alias[name] = outs  # type: ignore[assignment]  # a nested model: its outputs
+            previous = outs[0] if len(outs) == 1 else None
+            continue
+        if frozen:  # said once for the whole nested model
+            lconf = {k: v for k, v in lconf.items() if k != "trainable"}
+        if operation and kind == "Sequential":
+            ctx.problems.append(f"operation '{name}' ({class_name}) in a Sequential model")
+        entry = convert_layer(class_name, lconf, ctx.problems, ctx.notes)
+        spec_name = _spec_name(ctx, name, path)
+        entry["name"] = spec_name
+        ctx.paths[spec_name] = [*path, name]
+        ctx.sources[spec_name] = refs
+        ctx.entries.append(entry)
+        alias[name] = spec_name
+        previous = spec_name
+    if kind == "Sequential":
+        return [previous] if previous else []
+    return [_output_of(alias, r) for r in _refs(body.get("output_layers"))]
+
+
+#: Keras operations (keras.ops, written as ``x + y`` in model code) -> the merge layer
+OPERATION_MERGES = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply",
+                    "Maximum": "Maximum", "Minimum": "Minimum"}  # fmt: skip
+
+
+def _operation(class_name: str, item: dict, name: str):
+    """(layer class, config) for a Keras operation between tensors (a merge) or of a tensor
+    and a number (``x + 3.0``, ``x * 0.5``, ``3.0 - x``: Rescaling), or None."""
+    if class_name not in OPERATION_MERGES:
+        return None
+    nodes = item.get("inbound_nodes") or []
+    if len(nodes) != 1 or not isinstance(nodes[0], dict) or nodes[0].get("kwargs"):
+        return None
+    args = nodes[0].get("args") or []
+    tensors = [a for a in args if isinstance(a, dict) and a.get("class_name") == "__keras_tensor__"]
+    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if len(tensors) + len(numbers) != len(args) or not tensors:
+        return None
+    if not numbers:
+        return OPERATION_MERGES[class_name], {"name": name}
+    if len(args) != 2 or class_name not in ("Add", "Subtract", "Multiply"):
+        return None
+    c = float(numbers[0])
+    tensor_first = args[0] is tensors[0]
+    scale, offset = {
+        "Add": (1.0, c),
+        "Multiply": (c, 0.0),
+        "Subtract": (1.0, -c) if tensor_first else (-1.0, c),
+    }[class_name]
+    return "Rescaling", {"name": name, "scale": scale, "offset": offset}
+
+
+def _output_of(alias: dict, ref: tuple) -> str:
+    """The spec tensor a (layer, node, tensor) reference means (a nested model's outputs
+    are a list)."""
+    target = alias.get(ref[0], ref[0])
+    if isinstance(target, list):
+        k = ref[2] if len(ref) > 2 else 0
+        return target[k] if k < len(target) else ref[0]
+    return target
+
+
+def config_to_spec(config: dict, paths: dict | None = None) -> tuple[dict, list[str]]:
+    """(spec, notes) from a Keras model config; ImportRefused lists everything refused.
+    Nested models are inlined: their layers keep their names where unique in the whole
+    model (else the nested model's name goes in front); ``paths`` (when given) receives the
+    Keras layer names leading to each spec layer, for the weights."""
+    kind = config.get("class_name")
+    body = config.get("config") or {}
+    if kind not in MODELS:
+        raise ImportRefused([f"the file holds a {kind}, not a Sequential or Functional model"])
+    ctx = _Context(_layer_names(body, {}))
+    outputs = _walk(kind, body, ctx, [])
+    problems = ctx.problems
+    for class_name, names in sorted(ctx.unsupported.items(), reverse=True):
         listed = ", ".join(f"'{n}'" for n in names[:5]) + (" ..." if len(names) > 5 else "")
         problems.insert(
             0,
@@ -339,25 +513,25 @@ def config_to_spec(config: dict) -> tuple[dict, list[str]]:
         )
     if problems:
         raise ImportRefused(problems)
-    if kind == "Sequential":
-        outputs = [previous] if previous else []
-    else:
-        outputs = [r[0] for r in _refs(body.get("output_layers"))]
+    inputs = ctx.inputs
+    if kind != "Sequential":
         declared = [r[0] for r in _refs(body.get("input_layers"))]
         order = {name: i for i, name in enumerate(declared)}
         inputs.sort(key=lambda t: order.get(t["name"], len(order)))
     spec = {"version": 1, "name": _model_name(body.get("name") or "imported")}
     spec["inputs"] = inputs
     last = inputs[-1]["name"] if len(inputs) == 1 else None
-    for entry in entries:
-        refs = sources.get(entry["name"], [])
+    for entry in ctx.entries:
+        refs = ctx.sources.get(entry["name"], [])
         if refs != ([last] if last else []):
             entry["inputs"] = refs
         last = entry["name"]
-    spec["layers"] = entries
+    spec["layers"] = ctx.entries
     if outputs != [last]:
         spec["outputs"] = outputs
-    return spec, notes
+    if paths is not None:
+        paths.update(ctx.paths)
+    return spec, ctx.notes
 
 
 def _model_name(name: str) -> str:
@@ -386,7 +560,8 @@ def _input(name: str, shape, dtype, problems: list) -> dict:
 
 def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
     config = read_config(path)
-    spec, notes = config_to_spec(config)
+    paths: dict[str, list[str]] = {}
+    spec, notes = config_to_spec(config, paths)
     from ..pipeline import check_data
 
     checked = check_data(spec, file=str(path))
@@ -394,7 +569,7 @@ def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
         raise ImportRefused([f"the imported spec is invalid: {d.format()}" for d in checked.errors])
     weights = None
     if with_weights and path.suffix.lower() != ".json":
-        weights = load_weights(path, checked.model)
+        weights = load_weights(path, checked.model, paths)
     return ImportResult(spec, weights, notes, "keras")
 
 
@@ -417,7 +592,21 @@ def load_keras_model(path: Path):
         raise ImportRefused([f"{path}: Keras cannot load the model: {exc}"], 2) from None
 
 
-def load_weights(path: Path, model) -> dict:
+class _Nested:
+    """A Keras model whose ``get_layer`` also finds the layers of the models nested in it,
+    by the spec names the import gave them."""
+
+    def __init__(self, model, paths: dict[str, list[str]]):
+        self.model, self.paths = model, paths
+
+    def get_layer(self, name: str):
+        layer = self.model
+        for part in self.paths.get(name, [name]):
+            layer = layer.get_layer(part)
+        return layer
+
+
+def load_weights(path: Path, model, paths: dict | None = None) -> dict:
     from .. import weights as W
 
-    return W.from_keras(load_keras_model(path), model)
+    return W.from_keras(_Nested(load_keras_model(path), paths or {}), model)

@@ -30,6 +30,22 @@ ACTIVATIONS = {
     "Softplus": ("Activation", {"activation": "softplus"}),
     "Selu": ("Activation", {"activation": "selu"}),
 }
+
+
+def _table_activations() -> dict:
+    """The single-operator activations of specc's one activation table (Softsign, Exp, ...)
+    that have no layer of their own here."""
+    from ..layers.lowering import ACTIVATIONS as TABLE
+
+    out = {}
+    for name, act in TABLE.items():
+        op = act.onnx_doc.strip("`")
+        if op.isalpha() and op not in out and name != "linear":
+            out[op] = ("Activation", {"activation": name})
+    return out
+
+
+ACTIVATIONS = {**_table_activations(), **ACTIVATIONS}
 MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum", "Min": "Minimum",
           "Mean": "Average", "Sum": "Add"}  # fmt: skip
 SILENT = ("Identity", "Dropout")
@@ -39,6 +55,9 @@ KNOWN_OPS = {
     "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "LeakyRelu",
     "Elu", "Clip", "Softmax", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Pad",
     "LayerNormalization", "Expand", "Div", "Erf",
+    # read by the multi-node patterns (onnx_patterns)
+    "Gather", "Cast", "Squeeze", "Slice", "Einsum", "IsNaN", "Where", "RNN", "LSTM", "GRU",
+    "Unsqueeze", "ReduceSum", "LogSoftmax", "HardSigmoid", "HardSwish",
 }  # fmt: skip
 #: layers with an ``activation`` field, into which a following activation layer folds
 FUSABLE = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
@@ -70,8 +89,18 @@ class _State:
     input_layouts: dict[str, str] = field(default_factory=dict)
     output_layouts: dict[str, str] = field(default_factory=dict)
     skip: set = field(default_factory=set)
+    shape_only: set = field(default_factory=set)  # values computed from input shapes only
     kept: set = field(default_factory=set)  # names taken over from the graph as they were
     reserved: set = field(default_factory=set)  # valid names the graph's values will claim
+    folded: dict = field(default_factory=dict)  # constant value -> the node computing it
+    opsets: list = field(default_factory=list)  # the model's opset imports (for folding)
+    notes: list = field(default_factory=list)
+
+
+def nid(node) -> tuple:
+    """A node's identity (its outputs and name): protobuf hands out a new Python object for
+    the same node on each access, so ``id()`` is not one."""
+    return (*node.output, node.name)
 
 
 def _load(path: Path):
@@ -120,6 +149,16 @@ def _name(state: _State, *candidates: str) -> str:
             state.names.add(raw)
             state.kept.add(raw)
             return raw
+    first = candidates[0] or ""
+    if first.endswith("/cf"):  # specc's '<layer>/cf' transposed to the output '<layer>'
+        layer = first[: -len("/cf")]
+        back = state.producers.get(layer)
+        if back is not None and back.op_type == "Transpose" and list(back.input) == [first]:
+            if _NAME.match(layer) and layer not in state.names:
+                state.reserved.discard(layer)
+                state.names.add(layer)
+                state.kept.add(layer)
+                return layer
     raw = next((c for c in candidates[1:] if c), "") or next((c for c in candidates if c), "")
     if "/" in candidates[0] and not candidates[0].startswith("/"):
         raw = candidates[0]  # specc's own '<layer>/<what>' values
@@ -139,14 +178,19 @@ def _name(state: _State, *candidates: str) -> str:
     return name
 
 
-def _add(state: _State, node, entry: dict, inputs: list[Value], out_layout: str, shape, weights=()):
-    """Append a layer; its output value is the node's first output."""
-    name = _name(state, node.output[0], node.name)
+def _add(
+    state: _State, node, entry: dict, inputs: list[Value], out_layout: str, shape, weights=(),
+    named_by=None,
+):  # fmt: skip
+    """Append a layer; its output value is the node's first output (its name, else the name
+    of ``named_by`` or of the node)."""
+    name = _name(state, node.output[0], (named_by or node).name)
     entry = {"type": entry.pop("type"), "name": name, **entry}
     entry["inputs"] = [v.tensor for v in inputs]
     state.layers.append(entry)
     for param, array in weights:
-        state.weights[f"{name}/{param}"] = np.ascontiguousarray(array, np.float32)
+        # np.array keeps a 0-d weight (a count) 0-d; np.ascontiguousarray makes it 1-d
+        state.weights[f"{name}/{param}"] = np.array(array, np.float32, order="C")
     state.values[node.output[0]] = Value(name, out_layout, tuple(shape))
     return name
 
@@ -274,7 +318,7 @@ def _separable(state: _State, node, x: Value) -> bool:
     ] + ([("bias", bias)] if bias is not None else [])
     out = declared[0].output_shape([x.shape])
     _add(state, follow[0], entry, [x], CF, out, weights)
-    state.skip.add(id(follow[0]))
+    state.skip.add(nid(follow[0]))
     return True
 
 
@@ -366,10 +410,21 @@ def _convert(state: _State, node) -> None:
     op = node.op_type
     ins = [state.values.get(i) for i in node.input if i and i not in state.inits]
     if any(v is None for v in ins):
+        shaped = [i for i in node.input if i in state.shape_only]
+        if shaped:
+            state.problems.append(
+                f"node '{node.name}' ({op}): reads '{shaped[0]}', computed from a tensor's "
+                "shape and different for each batch size"
+            )
+            return
         state.problems.append(f"node '{node.name}' ({op}): reads a value specc lost track of")
         return
     a = _attrs(node)
     x = ins[0] if ins else None
+    from . import onnx_patterns
+
+    if onnx_patterns.convert(state, node, ins, a):
+        return
     if x is None:  # every input is a constant: nothing a layer reads
         if op in KNOWN_OPS:
             state.problems.append(f"node '{node.name}' ({op}): computes from constants only")
@@ -393,6 +448,20 @@ def _convert(state: _State, node) -> None:
         else:
             state.problems.append(f"node '{node.name}' (Transpose {perm}): not a layout change")
         return
+    channels_first = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                      "GlobalMaxPool", "BatchNormalization")  # fmt: skip
+    if op in channels_first and len(x.shape) >= 2 and x.layout != CF:
+        state.problems.append(
+            f"node '{node.name}' ({op}): reads a channels-last tensor as channels-first (a "
+            "transposition of its axes, which specc does not import)"
+        )
+        return
+    if op in ("MatMul", "Gemm") and len(x.shape) >= 2 and x.layout != CL:
+        state.problems.append(
+            f"node '{node.name}' ({op}): multiplies a channels-first tensor along its last "
+            "axis (a transposition of its axes, which specc does not import)"
+        )
+        return
     if op == "Conv" and _separable(state, node, x):
         return
     if op == "Conv":
@@ -409,7 +478,7 @@ def _convert(state: _State, node) -> None:
         kind += f"{len(x.shape) - 1}D"
         flatten = _chain(state, node, ["Flatten"])
         if flatten is not None and _attrs(flatten[0]).get("axis", 1) == 1:
-            state.skip.add(id(flatten[0]))  # pooled then flattened: keepdims false
+            state.skip.add(nid(flatten[0]))  # pooled then flattened: keepdims false
             _add(state, flatten[0], {"type": kind}, [x], CL, (x.shape[-1],))
             return
         _add(state, node, {"type": kind, "keepdims": True}, [x], x.layout,
@@ -422,8 +491,13 @@ def _convert(state: _State, node) -> None:
             return
         entry = {"type": "BatchNormalization", "epsilon": _f32(a.get("epsilon", 1e-5)),
                  "momentum": _f32(a.get("momentum", 0.9))}  # fmt: skip
-        weights = [("gamma", scale), ("beta", bias), ("moving_mean", mean),
-                   ("moving_variance", var)]  # fmt: skip
+        weights = [("moving_mean", mean), ("moving_variance", var)]
+        fixed = _fixed_affine(state, node, scale, bias)
+        entry.update(fixed)
+        if "scale" not in fixed:
+            weights.insert(0, ("gamma", scale))
+        if "center" not in fixed:
+            weights.insert(1 if "scale" not in fixed else 0, ("beta", bias))
         _add(state, node, entry, [x], x.layout, x.shape, weights)
         return
     if op in ACTIVATIONS:
@@ -448,17 +522,20 @@ def _convert(state: _State, node) -> None:
             return
         state.problems.append(f"node '{node.name}' (Clip {low}, {high}): only Clip(0, max) (ReLU)")
         return
-    if op == "Softmax":
+    if op in ("Softmax", "LogSoftmax"):
         rank = len(x.shape)
         axis = a.get("axis", -1)
-        axis = axis + rank + 1 if axis < 0 else axis
-        channel = 1 if x.layout == CF and rank >= 2 else rank
-        if axis == channel:
-            _add(state, node, {"type": "Softmax"}, [x], x.layout, x.shape)
+        axis = axis + rank + 1 if axis < 0 else axis  # ONNX's, batch 0
+        if x.layout == CF and rank >= 2:  # the spec's axis (Keras's, batch 0)
+            axis = rank if axis == 1 else axis - 1
+        if op == "Softmax":
+            entry = {"type": "Softmax"} | ({} if axis == rank else {"axis": axis})
+            _add(state, node, entry, [x], x.layout, x.shape)
+        elif axis == rank:
+            entry = {"type": "Activation", "activation": "log_softmax"}
+            _add(state, node, entry, [x], x.layout, x.shape)
         else:
-            state.problems.append(
-                f"node '{node.name}' (Softmax axis {a.get('axis')}): not the channels"
-            )
+            state.problems.append(f"node '{node.name}' (LogSoftmax): not on the channels")
         return
     if op == "Flatten" or (op == "Reshape" and _is_flatten(state, node)):
         if op == "Flatten" and a.get("axis", 1) != 1:
@@ -508,17 +585,21 @@ def _convert(state: _State, node) -> None:
             if other and other[0] in state.inits and state.inits[other[0]].ndim == 1:
                 bias = state.inits[other[0]]
                 node = follower  # the layer ends at the Add
-                state.skip.add(id(follower))
+                state.skip.add(nid(follower))
         _dense(state, node, x, w, bias, False)
         return
     if op in MERGES and len(ins) >= 2 and len(ins) == len([i for i in node.input if i]):
         if op == "Mul" and _is_swish(state, node):
             return
         layouts = {v.layout for v in ins if len(v.shape) >= 2}
-        if len(layouts) > 1 or len({v.shape for v in ins}) > 1:
-            state.problems.append(f"node '{node.name}' ({op}): inputs of different shapes/layouts")
+        shape = _broadcast(ins)
+        if len(layouts) > 1 or shape is None:
+            state.problems.append(
+                f"node '{node.name}' ({op}): inputs of shapes/layouts "
+                f"{', '.join(f'{v.shape} {v.layout}' for v in ins)} do not broadcast as Keras's"
+            )
             return
-        _add(state, node, {"type": MERGES[op]}, ins, x.layout, x.shape)
+        _add(state, node, {"type": MERGES[op]}, ins, x.layout, shape)
         return
     if op == "Concat":
         rank = len(x.shape)  # sample rank
@@ -533,6 +614,20 @@ def _convert(state: _State, node) -> None:
         shape[index] = sum(v.shape[index] for v in ins)
         entry = {"type": "Concatenate"} | ({} if spec_axis == -1 else {"axis": spec_axis})
         _add(state, node, entry, ins, x.layout, tuple(shape))
+        return
+    if op == "Slice" and _cropping(state, node, x):
+        return
+    if op == "Pad" and len(x.shape) == 2 and x.layout == CL:
+        pads, value = _const(state, node, 1), _const(state, node, 2)
+        mode = a.get("mode", b"constant")
+        p = [int(v) for v in pads] if pads is not None else None
+        if (p is not None and len(p) == 6 and p[0] == p[2] == p[3] == p[5] == 0
+                and mode in (b"constant", "constant") and (value is None or float(value) == 0)):  # fmt: skip
+            h, c = x.shape
+            _add(state, node, {"type": "ZeroPadding1D", "padding": [p[1], p[4]]}, [x], CL,
+                 (h + p[1] + p[4], c))  # fmt: skip
+            return
+        state.problems.append(f"node '{node.name}' (Pad): only zero padding of the steps")
         return
     if op == "Pad" and len(x.shape) == 3:
         pads = _const(state, node, 1)
@@ -559,16 +654,84 @@ def _convert(state: _State, node) -> None:
                 "type": "LayerNormalization",
                 "epsilon": float(np.float32(a.get("epsilon", 1e-5))),
             }
-            weights = [("gamma", scale)]
+            entry.update(_fixed_affine(state, node, scale, bias))
+            weights = [] if "scale" in entry else [("gamma", scale)]
             if bias is None:
                 entry["center"] = False
-            else:
+            elif "center" not in entry:
                 weights.append(("beta", bias))
             _add(state, node, entry, [x], CL, x.shape, weights)
             return
         state.problems.append(f"node '{node.name}' (LayerNormalization): only the last axis")
         return
     state.problems.append(f"ONNX operator {op} (node '{node.name}') is not supported by specc")
+
+
+def _fixed_affine(state: _State, node, scale, bias) -> dict:
+    """``scale: false`` / ``center: false`` for a scale of exactly 1 / offset of exactly 0
+    (what specc writes for them, and Keras's InceptionV3 has): the same outputs, the
+    parameter counts of the layer that has none (noted, as a fresh layer looks the same)."""
+    fixed = {}
+    if np.all(scale == 1.0):
+        fixed["scale"] = False
+    if bias is not None and np.all(bias == 0.0):
+        fixed["center"] = False
+    if fixed:
+        state.notes.append(
+            f"node '{node.name}' ({node.op_type}): {' and '.join(f'{k}: false' for k in fixed)} "
+            "(its constants are exactly " + " and ".join(
+                {"scale": "1", "center": "0"}[k] for k in fixed) + ")"
+        )  # fmt: skip
+    return fixed
+
+
+def _broadcast(ins: list[Value]):
+    """The merged sample shape when the inputs broadcast as Keras's merges do over values of
+    one rank (ONNX aligns the batch axis too: different ranks would not mean the same)."""
+    from ..layers.base import ShapeError
+    from ..layers.merge import broadcast
+
+    if len({len(v.shape) for v in ins}) > 1:
+        return None
+    try:
+        return tuple(broadcast([v.shape for v in ins]))
+    except ShapeError:
+        return None
+
+
+def _cropping(state: _State, node, x: Value) -> bool:
+    """Slice of the steps (Cropping1D) or of the height and width (Cropping2D), constant
+    starts and ends, step 1."""
+    starts, ends = _const(state, node, 1), _const(state, node, 2)
+    axes, steps = _const(state, node, 3), _const(state, node, 4)
+    if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
+        return False
+    if steps is not None and any(int(v) != 1 for v in steps):
+        return False
+    rank = len(x.shape) + 1
+    axes = [int(v) % rank for v in (axes if axes is not None else range(len(starts)))]
+    spatial = list(range(1, rank - 1)) if x.layout == CL else list(range(2, rank))
+    if x.layout == CF and len(x.shape) < 2 or not set(axes) <= set(spatial):
+        return False
+    sizes = x.shape[:-1]  # the spec's spatial sizes, in order
+    crop = [[0, 0] for _ in sizes]
+    for axis, start, end in zip(axes, starts, ends):
+        k = spatial.index(axis)
+        n = sizes[k]
+        begin = min(max(int(start) + n if int(start) < 0 else int(start), 0), n)
+        stop = min(max(int(end) + n if int(end) < 0 else int(end), 0), n)
+        if stop <= begin:
+            return False
+        crop[k] = [begin, n - stop]
+    if len(sizes) == 1:
+        entry = {"type": "Cropping1D", "cropping": crop[0]}
+    elif len(sizes) == 2:
+        entry = {"type": "Cropping2D", "cropping": crop}
+    else:
+        return False
+    shape = (*[n - b - e for n, (b, e) in zip(sizes, crop)], x.shape[-1])
+    _add(state, node, entry, [x], x.layout, shape)
+    return True
 
 
 def _f32(value) -> float:
@@ -651,7 +814,7 @@ def _upsampling(state: _State, node, x: Value) -> bool:
         entry.pop("size")
     h, w, c = x.shape
     _add(state, chain[1], entry, [x], x.layout, (h * sh, w * sw, c))
-    state.skip.update(id(n) for n in chain)
+    state.skip.update(nid(n) for n in chain)
     return True
 
 
@@ -664,7 +827,7 @@ def _gelu(state: _State, node, x: Value) -> bool:
     if node.input[0] not in chain[2].input:
         return False
     _add(state, chain[3], {"type": "Activation", "activation": "gelu"}, [x], x.layout, x.shape)
-    state.skip.update(id(n) for n in chain)
+    state.skip.update(nid(n) for n in chain)
     return True
 
 
@@ -788,9 +951,17 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
             entry["dtype"] = dtype.get(elem, "float32")
         inputs.append(entry)
         state.values[value.name] = Value(name, layout, spec_shape)
+    from .onnx_patterns import fold_constant, fold_shapes, live_nodes
+
+    state.opsets = list(proto.opset_import)
+    live = live_nodes(graph)
+    for node in graph.node:  # values computed from constants only become constants
+        if nid(node) in live and fold_constant(state, node):
+            state.skip.add(nid(node))
+    fold_shapes(state, live)  # and from tensor shapes (x.view(x.size(0), -1), zero states)
     for node in graph.node:
-        if id(node) in state.skip:
-            continue
+        if nid(node) in state.skip or nid(node) not in live:
+            continue  # consumed by a pattern, or computes nothing the outputs read
         known = [i for i in node.input if i and i not in inits]
         if any(i not in state.values for i in known) and state.problems:
             # downstream of a refusal: still list operators specc does not know at all
@@ -832,7 +1003,7 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
     spec["layers"] = layers
     if outputs != [last]:
         spec["outputs"] = outputs
-    notes = []
+    notes = list(state.notes)
     for name, layout in state.input_layouts.items():
         if layout == CF:
             notes.append(

@@ -9,7 +9,7 @@ import re
 LINE = 100
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
-ORDER = ("version", "name", "description", "inputs", "layers", "outputs", "training")
+ORDER = ("version", "name", "description", "inputs", "blocks", "layers", "outputs", "training")
 
 
 def scalar(value) -> str:
