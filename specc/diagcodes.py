@@ -151,6 +151,14 @@ SHAPE = _code(
     "shape", ERROR, "shapes", "A layer cannot accept its input shape (rank, size, kernel)."
 )
 
+MASK_DROPPED = _code(
+    "mask-dropped",
+    WARNING,
+    "shapes",
+    "A layer Keras does not mask receives an Embedding's mask_zero mask and drops it (as Keras "
+    "warns): the layers after it see the padding steps.",
+)
+
 # --------------------------------------------------------------------------- training
 TRAINING = _code("training", ERROR, "training", "The training section does not fit the model.")
 LOSS_OUTPUT = _code(

@@ -94,9 +94,10 @@ def _check_source(source: Source) -> Result:
         return Result(None, located(diagnostics + more), source)
     model, more = infer(spec, graph, source)
     if model is not None and not has_errors(more):
+        from .infer import mask_warnings
         from .training_check import check_training
 
-        more = more + check_training(spec, model, source)
+        more = more + mask_warnings(model, source) + check_training(spec, model, source)
     if has_errors(more):  # an unused-layer warning is noise beside the real problem
         diagnostics = [d for d in diagnostics if d.code != codes.UNUSED]
         return Result(None, located(diagnostics + more), source)

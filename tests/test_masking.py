@@ -68,6 +68,11 @@ def test_a_mask_dropped_by_keras_is_dropped_here():
     ).model  # fmt: skip
     code = generate(model, "pytorch")
     assert "x = self.lstm(x)" in code
+    # ... and validation says so, as Keras warns
+    warning = check_data(_spec([{"type": "Conv1D", "name": "conv", "filters": 3,
+                                 "kernel_size": 1}])).warnings  # fmt: skip
+    assert [d.code for d in warning] == ["mask-dropped"]
+    assert "Conv1D 'conv': drops the mask of Embedding 'embed'" in warning[0].format()
 
 
 @pytest.mark.slow
