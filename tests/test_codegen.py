@@ -17,7 +17,7 @@ from specc.codegen import CodegenError, generate
 from specc.codegen.pyformat import NN_MODULE_ATTRIBUTES, RESERVED, docstring
 from specc.pipeline import check_data, check_file, check_text
 
-from .conftest import TORCH_REFUSED
+from .conftest import CASE_SPECS, TORCH_REFUSED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +114,9 @@ def _zoo_long_names():
 
 
 def test_generated_code_passes_ruff(tmp_path):
-    models = [_load(spec) for spec in SPECS] + [_zoo_long_names()]
+    """Every bundled spec, every layer case and the zoo (long names) compile to code that
+    ruff check and ruff format --check leave alone (the generator formats as ruff does)."""
+    models = [_load(spec) for spec in (*SPECS, *CASE_SPECS)] + [_zoo_long_names()]
     models.append(_spec([{"type": "Dense", "units": 2}], description=HOSTILE, name="hostile"))
     files = []
     for k, model in enumerate(models):

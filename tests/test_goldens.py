@@ -130,3 +130,17 @@ def test_every_bundled_spec_has_a_golden_summary():
         if p.suffix in (".yaml", ".json")
     }
     assert specs <= refs, f"add golden cases for: {sorted(specs - refs)}"
+
+
+def test_golden_code_is_formatted_and_lint_clean():
+    """The generator formats as ruff does: every golden Keras/PyTorch file (models and
+    training scripts) passes ruff check and ruff format --check unchanged."""
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).parent / "ruff"
+    files = sorted(str(p) for p in CASES.glob("*/*.py"))
+    config = ["--config", str(CASES.parent.parent / "pyproject.toml"), "--no-cache"]
+    for args in (["check", *config], ["format", "--check", "--diff", *config]):
+        result = subprocess.run([ruff, *args, *files], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -194,6 +194,19 @@ def _number(value: float) -> str:
 # --------------------------------------------------------------------------- shared parts
 
 
+def _parser_lines(description: str) -> list[str]:
+    """``parser = argparse.ArgumentParser(description=...)``, wrapped as ruff format would
+    when a long model name makes it longer than a line."""
+    line = f"{INDENT}parser = argparse.ArgumentParser(description={description})"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [
+        f"{INDENT}parser = argparse.ArgumentParser(",
+        f"{INDENT * 2}description={description}",
+        f"{INDENT})",
+    ]
+
+
 def _common(model: ModelIR, training: dict, target: str, context: dict, extension: str):
     data = {k: _json_literal(training[k]) for k in DATA_KEYS}
     shape = tuple(model.inputs[0].shape)
@@ -261,7 +274,7 @@ def _common(model: ModelIR, training: dict, target: str, context: dict, extensio
             *_dict_lines(data, "", "DATA = "),
         ],
         "prepare_lines": _lines(prepare, INDENT, "return "),
-        "parser_description": py_str(f"Train {model.name} ({framework}) on its dataset."),
+        "parser_lines": _parser_lines(py_str(f"Train {model.name} ({framework}) on its dataset.")),
         "argument_lines": argument_lines,
         "seed": training["seed"],
         "batch_size": training["batch_size"],

@@ -239,14 +239,16 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
     def torch_mask_steps(self, lowering, mask):
         # Keras: sum(x * mask) / sum(mask) over the steps (channels-first here: axis 2)
-        weights = lw.call(
-            lw.Attr(lw.call(lw.Attr(mask, "unsqueeze"), 1), "to"), lw.Attr(lw.X, "dtype")
+        dtype = lw.Attr(lw.X, "dtype")
+        weights = lw.call(lw.Attr(lw.call(lw.Attr(mask, "unsqueeze"), 1), "to"), dtype)
+        count = lw.call(lw.Attr(mask, "sum"), dim=1, keepdim=True)
+        if self.keepdims:
+            count = lw.call(lw.Attr(count, "unsqueeze"), 1)
+        total = lw.call(lw.Attr(lw.X, "sum"), dim=2, keepdim=self.keepdims)
+        return (
+            lw.BinOp("*", (lw.X, weights)),
+            lw.BinOp("/", (total, lw.call(lw.Attr(count, "to"), dtype))),
         )
-        total = lw.call(
-            lw.Attr(lw.BinOp("*", (lw.X, weights)), "sum"), dim=2, keepdim=self.keepdims
-        )
-        count = lw.call(lw.Attr(weights, "sum"), dim=2, keepdim=self.keepdims)
-        return (lw.BinOp("/", (total, count)),)
 
 
 class GlobalMaxPooling1D(_GlobalPooling):

@@ -40,6 +40,12 @@ def _keras_value(value):
     if isinstance(value, dict) and set(value) - {"module"} == {"class_name", "config"}:
         module = value.get("module", "keras.initializers")
         return lw.call(f"{module}.{value['class_name']}", **value["config"])
+    if isinstance(value, lw.Lit) and isinstance(value.value, dict):
+        converted = _keras_value(value.value)
+        return converted if isinstance(converted, lw.Call) else value
+    if isinstance(value, lw.Call):  # a wrapped layer (Bidirectional's): its arguments too
+        kwargs = tuple((k, _keras_value(v)) for k, v in value.kwargs)
+        return lw.Call(value.func, value.args, kwargs)
     return value
 
 

@@ -366,9 +366,8 @@ class MaskZero(nn.Module):
         x = torch.tanh(x)
         # NLC -> NCL
         x = x.permute(0, 2, 1)
-        x = (x * embed_mask.unsqueeze(1).to(x.dtype)).sum(
-            dim=2, keepdim=False
-        ) / embed_mask.unsqueeze(1).to(x.dtype).sum(dim=2, keepdim=False)
+        x = x * embed_mask.unsqueeze(1).to(x.dtype)
+        x = x.sum(dim=2, keepdim=False) / embed_mask.sum(dim=1, keepdim=True).to(x.dtype)
         x = self.probs(x)
         x = F.softmax(x, dim=1)
         return x
