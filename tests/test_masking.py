@@ -44,7 +44,8 @@ def test_layers_that_use_the_mask_get_it():
     code = generate(model, "pytorch")
     assert "embed_mask = x != 0  # Keras's mask_zero" in code
     assert "x = self.gru(x, embed_mask)" in code
-    assert "(x * embed_mask.unsqueeze(1).to(x.dtype)).sum(dim=2" in code
+    assert "x = x * embed_mask.unsqueeze(1).to(x.dtype)" in code
+    assert "x.sum(dim=2, keepdim=False) / embed_mask.sum(dim=1, keepdim=True).to(x.dtype)" in code
 
 
 def test_a_layer_that_would_use_the_mask_otherwise_is_refused_at_its_line():
