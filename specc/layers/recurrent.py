@@ -439,19 +439,21 @@ class Bidirectional(Layer):
         features = shapes[0][-1]
         forward = self.layer.torch_module(features, False, "forward")
         backward = self.layer.torch_module(features, True, "backward")
-        y = lw.call(lw.Module("forward"), lw.X)
-        y_rev = lw.call(lw.Module("backward"), lw.X)
+        return lw.TorchLowering(modules=(forward, backward), steps=(self._merged(),))
+
+    def _merged(self, *mask, **options):
+        """Both directions (called with ``mask``/``options`` when given), merged as Keras."""
+        y = lw.call(lw.Module("forward"), lw.X, *mask, **options)
+        y_rev = lw.call(lw.Module("backward"), lw.X, *mask, **options)
         if self.layer.return_sequences:  # back in input order, as Keras
             y_rev = lw.call("torch.flip", y_rev, dims=[1])
         if self.merge_mode == "concat":
-            step = lw.call("torch.cat", lw.ListOf((y, y_rev)), dim=-1)
-        elif self.merge_mode == "sum":
-            step = lw.BinOp("+", (y, y_rev))
-        elif self.merge_mode == "mul":
-            step = lw.BinOp("*", (y, y_rev))
-        else:
-            step = lw.BinOp("/", (lw.BinOp("+", (y, y_rev)), lw.Lit(2)))
-        return lw.TorchLowering(modules=(forward, backward), steps=(step,))
+            return lw.call("torch.cat", lw.ListOf((y, y_rev)), dim=-1)
+        if self.merge_mode == "sum":
+            return lw.BinOp("+", (y, y_rev))
+        if self.merge_mode == "mul":
+            return lw.BinOp("*", (y, y_rev))
+        return lw.BinOp("/", (lw.BinOp("+", (y, y_rev)), lw.Lit(2)))
 
     def passes_mask(self) -> bool:
         return self.layer.return_sequences
@@ -459,20 +461,7 @@ class Bidirectional(Layer):
     def torch_mask_steps(self, lowering, mask):
         # Keras's Bidirectional gives both directions zero_output_for_mask =
         # return_sequences: masked steps output 0 rather than repeating the last output
-        zero = self.layer.return_sequences
-        y = lw.call(lw.Module("forward"), lw.X, mask, zero_output=zero)
-        y_rev = lw.call(lw.Module("backward"), lw.X, mask, zero_output=zero)
-        if self.layer.return_sequences:
-            y_rev = lw.call("torch.flip", y_rev, dims=[1])
-        if self.merge_mode == "concat":
-            step = lw.call("torch.cat", lw.ListOf((y, y_rev)), dim=-1)
-        elif self.merge_mode == "sum":
-            step = lw.BinOp("+", (y, y_rev))
-        elif self.merge_mode == "mul":
-            step = lw.BinOp("*", (y, y_rev))
-        else:
-            step = lw.BinOp("/", (lw.BinOp("+", (y, y_rev)), lw.Lit(2)))
-        return (step,)
+        return (self._merged(mask, zero_output=self.layer.return_sequences),)
 
     onnx_layout: ClassVar[str] = lw.CL
 
