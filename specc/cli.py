@@ -257,6 +257,7 @@ def compile_(
         typer.echo(f"error: {message('onnx', 'the ONNX target')}", err=True)
         raise typer.Exit(EXIT_RUN)
     options: dict = {"with_training": with_training}
+    data = None  # ONNX external data written beside the model
     if name == "onnx":
         canonical = _load_weights(weights) if weights is not None else None
         options = {
@@ -266,14 +267,21 @@ def compile_(
             "format": "binary" if binary else "text",
         }
     try:
-        produced = plugin.emit(result.model, result.source, **options)
+        if binary:  # the target writes it: above 2 GB of weights, as model + external data
+            options.pop("format")
+            data = plugin.write(result.model, output, result.source, **options)
+            produced = None
+        else:
+            produced = plugin.emit(result.model, result.source, **options)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
     except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    if isinstance(produced, bytes):
+    if produced is None:
+        pass  # written above
+    elif isinstance(produced, bytes):
         _write(output, produced)
     elif output is None:
         typer.echo(produced, nl=False)
@@ -282,6 +290,8 @@ def compile_(
     if output is not None:
         if name == "onnx":
             what = f"ONNX {'model' if binary else 'text'}, opset {opset}"
+            if data is not None:  # the weights, beside the model
+                _wrote(data, "ONNX external data", quiet)
         else:
             what = f"{name} code" + (" with a training script" if with_training else "")
         _wrote(output, what, quiet)
