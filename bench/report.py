@@ -207,10 +207,28 @@ def headline(results: dict) -> list[str]:
                 f"{_vs(rows, 'specc PyTorch', 'hand-written PyTorch')} (1 thread: "
                 f"{_vs(rows, 'specc PyTorch, 1 thread', 'hand-written PyTorch, 1 thread')}), "
                 f"Keras {_vs(rows, 'specc Keras', 'hand-written Keras')}"
+                + (
+                    f" (best epochs: {ratio(rows['specc Keras']['max'], rows['hand-written Keras']['max'])})"
+                    if "specc Keras" in rows and "hand-written Keras" in rows
+                    else ""
+                )
             )
+        load = results.get("load", {}).get("training")
+        cpus = (results.get("machine") or {}).get("cpus") or 1
+        busy = load and max(load["before"][0], load["after"][0]) > 1.5 * cpus
         lines.append(
-            "- **Training throughput, specc-generated vs hand-written** (samples/s ratio, same "
-            "architecture, optimizer and batch size, default settings): " + "; ".join(parts) + "."
+            "- **Training throughput, specc-generated vs hand-written** (samples/s ratio of "
+            "medians, same architecture, optimizer and batch size, default settings): "
+            + "; ".join(parts)
+            + "."
+            + (
+                f" The machine's load average reached {max(load['before'][0], load['after'][0]):.1f} "
+                f"on {cpus} CPUs during this section: torch's 2-thread rows collapse whenever "
+                "other jobs take a core (see 'Threads' below; a single epoch's spread in (f) "
+                "shows it), so the 1-thread rows are the ones to compare."
+                if busy
+                else ""
+            )
         )
         keras_bf16 = [
             f"{model.replace('mnist_', '').upper()} "
@@ -286,6 +304,15 @@ def headline(results: dict) -> list[str]:
                 if bf16
                 else "."
             )
+        )
+    acc_load = results.get("load", {}).get("accuracy")
+    acc_cpus = (results.get("machine") or {}).get("cpus") or 1
+    if tuned and acc_load and max(acc_load["before"][0], acc_load["after"][0]) > 1.5 * acc_cpus:
+        lines[-1] += (
+            f" (Read with care: the load average was {acc_load['before'][0]:.1f} -> "
+            f"{acc_load['after'][0]:.1f} on {acc_cpus} CPUs during these runs, and the "
+            "PyTorch runs use 2 threads, which collapse when other jobs take a core: their "
+            "times here measure the machine's load more than the setting.)"
         )
     if accuracy:
         parts = []

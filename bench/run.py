@@ -656,6 +656,21 @@ def markdown(results: dict) -> str:
 PERF_START, PERF_END = "<!-- section p: start -->", "<!-- section p: end -->"
 
 
+def write_benchmarks_md(text: str) -> None:
+    """BENCHMARKS.md, keeping the blocks other benchmarks wrote into it: each
+    ``<!-- keep: NAME -->`` ... ``<!-- /keep: NAME -->`` block of the current file is
+    appended unchanged (the data-parallel section is kept by ``make bench`` itself)."""
+    import re
+
+    md = ROOT / "BENCHMARKS.md"
+    old = md.read_text() if md.exists() else ""
+    blocks = [
+        m.group(0)
+        for m in re.finditer(r"<!-- keep: ([\w-]+) -->.*?<!-- /keep: \1 -->", old, flags=re.S)
+    ]
+    md.write_text(text.rstrip("\n") + "".join(f"\n\n{b}" for b in blocks) + "\n")
+
+
 def only_perf(runs: int, big: bool) -> int:
     """Section (p) alone: bench/results/perf.json, and its part of BENCHMARKS.md replaced."""
     sys.path.insert(0, str(ROOT))
@@ -708,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         return only_perf(args.runs or 5, args.big)
     if args.markdown_from:
         results = json.loads(Path(args.markdown_from).read_text())
-        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        write_benchmarks_md(benchmarks_md(results, EXPLORATION))
         print("wrote BENCHMARKS.md")
         return 0
 
@@ -764,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
     if not quick and not args.no_markdown:
-        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        write_benchmarks_md(benchmarks_md(results, EXPLORATION))
         print("wrote BENCHMARKS.md")
     print(f"\nwrote {path.relative_to(ROOT)} in {results['elapsed_s']:.1f} s")
     return 0
