@@ -49,13 +49,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from perf import bench_perf, perf_section  # bench/perf.py
+from perf import SPECC, bench_perf, perf_section  # bench/perf.py
+from perf import _env as bytecode_env
 from report import EXPLORATION, benchmarks_md  # bench/report.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 PYTHON = Path(sys.executable)
-SPECC = PYTHON.parent / "specc"
 SPEC = "specs/mnist_cnn.yaml"
 PARAMS = 104_202  # what all three must find for specs/mnist_cnn.yaml
 
@@ -112,11 +112,10 @@ def spread(samples: list[float]) -> dict:
 
 
 def run_cold(cmd: list[str], must_contain: str, env: dict | None = None) -> float:
-    """Wall time of one fresh process; checks that it did the work."""
+    """Wall time of one fresh process (``env``: its whole environment, default ours);
+    checks that it did the work."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or must_contain not in proc.stdout:
         raise RuntimeError(
@@ -176,20 +175,24 @@ def machine() -> dict:
 
 
 def bench_cold(runs: int) -> dict:
+    # every contender with Python's bytecode cache on, as installed packages have it (this
+    # machine sets PYTHONDONTWRITEBYTECODE, which would make every run compile specc again)
+    cache = bytecode_env(tempfile.mkdtemp(prefix="specc-pycache-"))
     contenders = {
-        "specc summary": ([str(SPECC), "summary", SPEC], "104,202", None),
+        "specc summary": ([str(SPECC), "summary", SPEC], "104,202", cache),
+        "specc validate": ([str(SPECC), "validate", SPEC], ": ok (", cache),
     }
     if installed("keras"):
         contenders["keras model.summary()"] = (
             [str(PYTHON), "-c", KERAS_SCRIPT],
             f"PARAMS {PARAMS}",
-            {"TF_CPP_MIN_LOG_LEVEL": "3"},
+            cache,
         )
     if installed("torch"):
         contenders["torch parameter count"] = (
             [str(PYTHON), "-c", TORCH_SCRIPT],
             f"PARAMS {PARAMS}",
-            None,
+            cache,
         )
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for cmd, want, env in contenders.values():  # warm the OS file cache once
@@ -296,6 +299,7 @@ def bench_warm(sizes: list[int], repeats: int) -> dict:
 
 
 def bench_import(runs: int) -> dict:
+    cache = bytecode_env(tempfile.mkdtemp(prefix="specc-pycache-"))  # as in bench_cold
     out = {}
     for label, code in (
         ("import specc", "import specc"),
@@ -303,9 +307,10 @@ def bench_import(runs: int) -> dict:
         ("python -c pass (baseline)", "pass"),
     ):
         samples = []
+        subprocess.run([str(PYTHON), "-c", code], cwd=ROOT, check=True, env=cache)  # warm
         for _ in range(runs):
             start = time.perf_counter()
-            subprocess.run([str(PYTHON), "-c", code], cwd=ROOT, check=True)
+            subprocess.run([str(PYTHON), "-c", code], cwd=ROOT, check=True, env=cache)
             samples.append(time.perf_counter() - start)
         out[label] = spread(samples)
     out["importtime_top"] = importtime_top()
@@ -396,6 +401,7 @@ TARGETS = {"keras": "model_keras.py", "pytorch": "model_pytorch.py", "onnx": "mo
 def bench_compile(runs: int, out_dir: Path) -> dict:
     """Cold `specc compile` per target (round-robin) and the size of what it writes."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    cache = bytecode_env(tempfile.mkdtemp(prefix="specc-pycache-"))  # as in bench_cold
     out: dict = {}
     for spec in (SPEC, "specs/mnist_mlp.json"):
         stem = Path(spec).stem
@@ -413,10 +419,10 @@ def bench_compile(runs: int, out_dir: Path) -> dict:
         }
         samples: dict[str, list[float]] = {t: [] for t in cmds}
         for cmd in cmds.values():
-            run_cold(cmd, "")
+            run_cold(cmd, "", cache)
         for _ in range(runs):
             for target, cmd in cmds.items():
-                samples[target].append(run_cold(cmd, ""))
+                samples[target].append(run_cold(cmd, "", cache))
         rows = {}
         for target, cmd in cmds.items():
             path = Path(cmd[-1])
@@ -533,6 +539,7 @@ def bench_accuracy(data: str, out_dir: Path, smoke: list[str] = ()) -> dict:
     per-epoch test accuracy from history.json (validation_split: test)."""
     runs = [
         ("mnist_cnn", SPEC, "keras", []),
+        ("mnist_cnn", SPEC, "keras", ["--precision", "bf16"]),
         ("mnist_cnn", SPEC, "pytorch", []),
         ("mnist_cnn", SPEC, "pytorch", ["SPECC_MALLOC_TUNE=0"]),
         ("mnist_cnn", SPEC, "pytorch", ["--precision", "bf16"]),
@@ -600,6 +607,8 @@ def bench_accuracy(data: str, out_dir: Path, smoke: list[str] = ()) -> dict:
             "val_accuracy": [row.get("val_accuracy") for row in history],
             "epoch_seconds": [row["seconds"] for row in history],
             "final_test_accuracy": history[-1].get("val_accuracy"),
+            "train_loss": history[-1].get("loss"),
+            "test_loss": history[-1].get("val_loss"),
             "epochs_to_target": reached,
             "train_seconds_to_target": reached_seconds,
             "train_seconds": run["train_seconds"],
@@ -647,6 +656,21 @@ def markdown(results: dict) -> str:
 PERF_START, PERF_END = "<!-- section p: start -->", "<!-- section p: end -->"
 
 
+def write_benchmarks_md(text: str) -> None:
+    """BENCHMARKS.md, keeping the blocks other benchmarks wrote into it: each
+    ``<!-- keep: NAME -->`` ... ``<!-- /keep: NAME -->`` block of the current file is
+    appended unchanged (the data-parallel section is kept by ``make bench`` itself)."""
+    import re
+
+    md = ROOT / "BENCHMARKS.md"
+    old = md.read_text() if md.exists() else ""
+    blocks = [
+        m.group(0)
+        for m in re.finditer(r"<!-- keep: ([\w-]+) -->.*?<!-- /keep: \1 -->", old, flags=re.S)
+    ]
+    md.write_text(text.rstrip("\n") + "".join(f"\n\n{b}" for b in blocks) + "\n")
+
+
 def only_perf(runs: int, big: bool) -> int:
     """Section (p) alone: bench/results/perf.json, and its part of BENCHMARKS.md replaced."""
     sys.path.insert(0, str(ROOT))
@@ -688,13 +712,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only section (p): cold checks at zoo scale, ONNX export (bench/perf.py)",
     )
-    parser.add_argument("--big", action="store_true", help="(p): also the >2 GB ONNX export")
+    parser.add_argument(
+        "--big", action="store_true", help="--only-perf: also the >2 GB ONNX export"
+    )
+    parser.add_argument(
+        "--no-big", action="store_true", help="full run: skip the >2 GB ONNX export (2.4 GB)"
+    )
     args = parser.parse_args(argv)
     if args.only_perf:
         return only_perf(args.runs or 5, args.big)
     if args.markdown_from:
         results = json.loads(Path(args.markdown_from).read_text())
-        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        write_benchmarks_md(benchmarks_md(results, EXPLORATION))
         print("wrote BENCHMARKS.md")
         return 0
 
@@ -729,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
                 section(results, "training", bench_training, quick, data, peak)
             section(results, "inference", bench_inference, quick, work / "mnist_cnn_model.onnx")
         if not quick:
-            section(results, "perf", bench_perf, args.runs or 5, frameworks, args.big, data)
+            section(results, "perf", bench_perf, args.runs or 5, frameworks, not args.no_big, data)
         if frameworks and data and not quick:
             section(results, "explore", worker, "explore", "--data-dir", data)
             section(results, "accuracy", bench_accuracy, data, work / "runs")
@@ -750,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
     if not quick and not args.no_markdown:
-        (ROOT / "BENCHMARKS.md").write_text(benchmarks_md(results, EXPLORATION))
+        write_benchmarks_md(benchmarks_md(results, EXPLORATION))
         print("wrote BENCHMARKS.md")
     print(f"\nwrote {path.relative_to(ROOT)} in {results['elapsed_s']:.1f} s")
     return 0

@@ -200,10 +200,19 @@ def cmd_train(args) -> dict:
         import keras
         from baselines import keras_mnist
 
+        from specc.runner.keras_distribute import set_precision
+
         backend = build_backend(model, "keras", tmp / "model_keras.py", training)
         keras.utils.set_random_seed(training.seed)
         hand = keras_mnist.build(args.model)
         timer = keras_mnist.EpochTimer()
+        # `specc train --precision bf16`: Keras's mixed_bfloat16 policy, set before the model
+        # is built; float32 again for anything built afterwards
+        bf16 = build_backend(
+            model, "keras", tmp / "model_keras_bf16.py", training, precision="bf16"
+        )
+        set_precision("fp32")
+        specc_backends = {"specc Keras": backend, "specc Keras, bf16": bf16}
 
         def hand_block(block: int) -> None:
             # as a user trains: one fit() call for several epochs; per-epoch times from a
@@ -222,10 +231,11 @@ def cmd_train(args) -> dict:
                 record("hand-written Keras", elapsed, epoch_logs, epoch == 0)
 
         def specc_block(block: int) -> None:
-            for epoch in range(args.epochs + 1):
-                start = time.perf_counter()
-                epoch_logs = specc_epoch(backend, data, training, block * 100 + epoch)
-                record("specc Keras", time.perf_counter() - start, epoch_logs, epoch == 0)
+            for epoch in range(args.epochs + 1):  # fp32 and bf16 take turns, epoch by epoch
+                for name, b in specc_backends.items():
+                    start = time.perf_counter()
+                    epoch_logs = specc_epoch(b, data, training, block * 100 + epoch)
+                    record(name, time.perf_counter() - start, epoch_logs, epoch == 0)
 
         # blocks of (1 + epochs) epochs, in the order H S S H; the first epoch of each block
         # is not counted

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from . import __version__
+from . import __version__, checkcmd
 from . import diagcodes as codes
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -67,39 +67,24 @@ def _main(
 
 
 def _check(path: Path):
-    from .pipeline import check_file
-
-    return check_file(path)
+    return checkcmd.check(path)
 
 
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+SPEC_SUFFIXES = checkcmd.SPEC_SUFFIXES
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
     """Files as given; directories replaced by the spec files under them (recursively,
     *.yaml, *.yml, *.json, sorted). A directory without any is a usage error."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in SPEC_SUFFIXES and p.is_file()
-            )
-            if not found:
-                typer.echo(f"error: {path}: no *.yaml, *.yml or *.json spec files", err=True)
-                raise typer.Exit(EXIT_USAGE)
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
+    try:
+        return checkcmd.spec_files(paths, typer.echo)
+    except checkcmd.UsageExit as exc:
+        raise typer.Exit(exc.code) from None
 
 
 def _status(result, strict: bool = False) -> int:
     """The exit status for one checked spec."""
-    if _is_usage_problem(result):
-        return EXIT_USAGE
-    if not result.ok or (strict and result.warnings):
-        return EXIT_INVALID
-    return EXIT_OK
+    return checkcmd.status_of(result, strict)
 
 
 def _wrote(path: Path, what: str, quiet: bool = False) -> None:
@@ -114,12 +99,11 @@ def _wrote(path: Path, what: str, quiet: bool = False) -> None:
 
 
 def _print_diagnostics(diagnostics) -> None:
-    for diag in diagnostics:
-        typer.echo(diag.format(), err=True)
+    checkcmd.print_diagnostics(diagnostics, typer.echo)
 
 
 def _is_usage_problem(result) -> bool:
-    return any(d.code == codes.IO for d in result.diagnostics)
+    return checkcmd.is_usage_problem(result)
 
 
 @app.command(short_help="Check specs: syntax, fields, graph, shapes and training section.")
@@ -143,41 +127,10 @@ def validate(
 
     Exit 0 when every spec is valid, 1 when one has errors (or warnings with --strict),
     2 when a file cannot be read."""
-    reports = []
-    status = EXIT_OK
-    for path in _spec_files(specs):
-        result = _check(path)
-        status = max(status, _status(result, strict))
-        reports.append((path, result))
-        if format is DiagnosticFormat.text:
-            _print_diagnostics(result.diagnostics)
-            if result.ok and strict and result.warnings:
-                count = len(result.warnings)
-                typer.echo(f"{path}: failed: {count} warning{'s' * (count > 1)} with --strict")
-            elif result.ok and not quiet:
-                model = result.model
-                typer.echo(
-                    f"{path}: ok ({model.name}: {len(model.layers)} layers, "
-                    f"{model.total_params:,} params)"
-                )
-    if format is DiagnosticFormat.json:
-        payload = [
-            {
-                "file": str(path),
-                "ok": result.ok and not (strict and result.warnings),
-                "diagnostics": [d.to_dict() for d in result.diagnostics],
-            }
-            for path, result in reports
-        ]
-        typer.echo(json.dumps(payload, indent=2))
-    elif format in (DiagnosticFormat.sarif, DiagnosticFormat.github):
-        from .formats import github_annotations, sarif_log
-
-        every = [d for _, result in reports for d in result.diagnostics]
-        if format is DiagnosticFormat.sarif:
-            typer.echo(json.dumps(sarif_log(every), indent=2))
-        else:
-            typer.echo(github_annotations(every), nl=False)
+    try:
+        status = checkcmd.validate(specs, format.value, quiet, strict, typer.echo)
+    except checkcmd.UsageExit as exc:
+        raise typer.Exit(exc.code) from None
     raise typer.Exit(status)
 
 
@@ -202,28 +155,10 @@ def summary(
 ) -> None:
     """Print each layer's output shape, parameters and MACs, and the totals, as Keras counts
     them. With several specs, one summary after another (json: a list)."""
-    from .summary import format_markdown, format_text, summarize
-
-    files = _spec_files(specs)
-    status = EXIT_OK
-    summaries = []
-    for k, path in enumerate(files):
-        result = _check(path)
-        _print_diagnostics(result.diagnostics)
-        status = max(status, _status(result, strict))
-        if not result.ok:
-            continue
-        if format is SummaryFormat.json:
-            summaries.append(summarize(result.model))
-            continue
-        if k and len(files) > 1:
-            typer.echo("")
-        draw = format_markdown if format is SummaryFormat.markdown else format_text
-        text = draw(result.model, depth)
-        typer.echo(text, nl=False)
-    if format is SummaryFormat.json and summaries:
-        payload = summaries[0] if len(files) == 1 else summaries
-        typer.echo(json.dumps(payload, indent=2))
+    try:
+        status = checkcmd.summary(specs, format.value, strict, depth, typer.echo)
+    except checkcmd.UsageExit as exc:
+        raise typer.Exit(exc.code) from None
     raise typer.Exit(status)
 
 
@@ -322,6 +257,7 @@ def compile_(
         typer.echo(f"error: {message('onnx', 'the ONNX target')}", err=True)
         raise typer.Exit(EXIT_RUN)
     options: dict = {"with_training": with_training}
+    data = None  # ONNX external data written beside the model
     if name == "onnx":
         canonical = _load_weights(weights) if weights is not None else None
         options = {
@@ -331,14 +267,21 @@ def compile_(
             "format": "binary" if binary else "text",
         }
     try:
-        produced = plugin.emit(result.model, result.source, **options)
+        if binary:  # the target writes it: above 2 GB of weights, as model + external data
+            options.pop("format")
+            data = plugin.write(result.model, output, result.source, **options)
+            produced = None
+        else:
+            produced = plugin.emit(result.model, result.source, **options)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics)
         raise typer.Exit(EXIT_INVALID) from None
     except OSError as exc:  # fsutil.WriteError: "cannot write PATH: reason"
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    if isinstance(produced, bytes):
+    if produced is None:
+        pass  # written above
+    elif isinstance(produced, bytes):
         _write(output, produced)
     elif output is None:
         typer.echo(produced, nl=False)
@@ -347,6 +290,8 @@ def compile_(
     if output is not None:
         if name == "onnx":
             what = f"ONNX {'model' if binary else 'text'}, opset {opset}"
+            if data is not None:  # the weights, beside the model
+                _wrote(data, "ONNX external data", quiet)
         else:
             what = f"{name} code" + (" with a training script" if with_training else "")
         _wrote(output, what, quiet)
@@ -1109,18 +1054,9 @@ def main() -> None:
 
 def _stdout_failed(exc: OSError) -> None:
     """One line on stderr and exit 2, without Python's flush-at-exit traceback."""
-    import errno
-    import os
+    from .entry import stdout_failed
 
-    from .fsutil import reason_of
-
-    if exc.errno != errno.EPIPE:  # a reader that went away (| head) is not an error to report
-        try:
-            sys.stderr.write(f"error: cannot write stdout: {reason_of(exc)}\n")
-            sys.stderr.flush()
-        except OSError:
-            pass
-    os._exit(EXIT_USAGE if exc.errno != errno.EPIPE else EXIT_OK)
+    stdout_failed(exc)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,36 @@ def test_streamed_file_has_the_bytes_of_the_attached_model(spec, tmp_path):
     target = tmp_path / "m.onnx"
     O.write_onnx(model, target)
     assert target.read_bytes() == O.onnx_bytes(O.build_onnx(model))
+
+
+def test_cli_compile_writes_external_data_above_the_threshold(tmp_path, monkeypatch):
+    """`specc compile --target onnx` goes through the target's writer: below the threshold
+    the single file `emit` gives, byte for byte; above it (lowered here) the model plus
+    <file>.data, which the path-based checker accepts and the CLI reports."""
+    from typer.testing import CliRunner
+
+    from specc.cli import app
+
+    runner = CliRunner()
+    single = tmp_path / "single.onnx"
+    result = runner.invoke(
+        app, ["compile", "specs/mnist_mlp.json", "--target", "onnx", "-o", str(single)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert single.read_bytes() == O.onnx_bytes(O.build_onnx(_mlp()))
+    assert not (tmp_path / "single.onnx.data").exists()
+    monkeypatch.setattr(O, "EXTERNAL_DATA_THRESHOLD", 0)
+    target = tmp_path / "mlp.onnx"
+    result = runner.invoke(
+        app, ["compile", "specs/mnist_mlp.json", "--target", "onnx", "-o", str(target)]
+    )
+    assert result.exit_code == 0, result.stderr
+    data = tmp_path / "mlp.onnx.data"
+    assert data.stat().st_size >= 4 * 784 * 128
+    assert f"wrote {data} (ONNX external data, {data.stat().st_size:,} bytes)" in result.stderr
+    onnx.checker.check_model(str(target), full_check=True)
+    missing = tmp_path / "no" / "such" / "m.onnx"
+    result = runner.invoke(
+        app, ["compile", "specs/mnist_mlp.json", "--target", "onnx", "-o", str(missing)]
+    )
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: cannot write {missing}")

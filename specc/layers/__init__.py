@@ -5,7 +5,8 @@ weight declaration, MACs, and its lowering to every target; see base.py) and lis
 that module's ``LAYERS``: modules are discovered, nothing else needs registering.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import importlib
 import pkgutil

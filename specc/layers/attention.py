@@ -11,7 +11,8 @@ target defines it in the generated file; its output is the learned position vect
 input's shape, to be added to the input (``Add``).
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from typing import Annotated, ClassVar, Literal
 

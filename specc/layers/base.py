@@ -7,7 +7,8 @@ Parameter counts, the canonical weight layout, seeded initial values, ONNX initi
 the PyTorch state-dict conversion all derive from :meth:`Layer.weights`.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import math
 from dataclasses import dataclass

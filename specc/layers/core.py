@@ -1,6 +1,7 @@
 """Core layers: Input, Dense, Flatten, Reshape, Dropout."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from typing import Annotated, ClassVar, Literal
 

@@ -1,6 +1,7 @@
 """Token embeddings: Embedding (integer ids -> vectors)."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from typing import ClassVar, Literal
 

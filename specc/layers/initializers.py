@@ -5,7 +5,8 @@ Used by the canonical seeded initial values (specc.weights) and by the PyTorch t
 ``reset_parameters`` (layers.lowering.torch_init). No numpy here: the check path imports it.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import math
 

@@ -3,7 +3,8 @@ list, so that validation needs no TensorFlow. A layer type specc does not know b
 has is reported as unsupported (with the supported layers of its family), not as a typo.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 KERAS_LAYERS: dict[str, tuple[str, ...]] = {
     "activation": ("Activation", "ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax"),

@@ -11,7 +11,8 @@ Keras) where Dense, Flatten, Reshape and LayerNormalization need them. ``CF`` / 
 the two; tensors of rank <= 1 (batch excluded) are the same in both.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import math
 from dataclasses import dataclass, field

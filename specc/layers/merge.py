@@ -3,7 +3,8 @@
 The element-wise merges broadcast as Keras's do: numpy's rules over the per-sample axes
 (a (112, 112, 32) tensor times a (1, 1, 32) one, as in a squeeze-and-excite gate)."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from typing import ClassVar, Literal
 

@@ -6,7 +6,8 @@ Each names its ``noise_field``: crosscheck's training step compares the backends
 of the spec with that field 0, since the two frameworks draw different random numbers.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import math
 from typing import ClassVar, Literal

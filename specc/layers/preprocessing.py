@@ -1,6 +1,7 @@
 """In-model preprocessing: Rescaling, Normalization, Resizing, CenterCrop, Cropping2D."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 import math
 from typing import Annotated, ClassVar, Literal

@@ -10,7 +10,8 @@ each weight declaration (specc.weights.TRANSFORMS). Every one needs only the tar
 minimum opset (13).
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from typing import Annotated, ClassVar, Literal, Union, get_args
 

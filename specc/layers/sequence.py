@@ -3,7 +3,8 @@
 Every one works on the channels-last tensor (batch, steps, features) in all three targets.
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: pydantic would compile every annotation string
+# of every model class at import, a large share of a cold `specc validate`)
 
 from dataclasses import replace
 from typing import Annotated, ClassVar, Literal, Union

@@ -49,36 +49,34 @@ def keras_accuracy(training):
 def fit_batches(
     model: keras.Model, batches, on_batch=None, stop=None, start=None
 ) -> tuple[float, float, int, int] | None:
-    """One epoch of ``model.fit`` over exactly ``batches`` (an iterable of (x, y) arrays), in
-    their order: the compiled training loop instead of one ``train_on_batch`` call per batch
-    (whose per-call setup cost dominated small models). The batches are concatenated and
-    handed to fit with their own batch size and ``shuffle=False``, so fit steps through the
-    very same batches; every step is Keras's own train step, so dropout draws from the same
-    seed generator in the same order. ``on_batch(step, running_loss, running_accuracy,
-    samples_so_far)`` after each step; when ``stop()`` is true after a step, fit stops there
-    (Ctrl-C: the caller checkpoints mid-epoch).
+    """One epoch over exactly ``batches`` (an iterable of (x, y) arrays), in their order,
+    through Keras's own compiled training step, as ``model.fit`` runs it: the trackers of
+    the loss and the metrics are reset once, at the epoch's start, and then keep Keras's
+    running sums over the epoch. Each step is ``model.train_function`` (the function
+    ``fit`` and ``train_on_batch`` call), so dropout draws from the same seed generator in
+    the same order and the weights come out bit for bit as with one ``train_on_batch`` per
+    batch; what this drops is their per-call overhead: ``train_on_batch`` resets the
+    trackers and copies its logs to Python on every call, and ``fit`` builds a ``tf.data``
+    pipeline and its callbacks on every call (tens of milliseconds, and specc's loop calls
+    it once per epoch). The first step goes through ``train_on_batch`` (which builds what
+    is not built yet and resets the trackers).
 
-    The sums are Keras's own running ones (its loss and accuracy trackers' ``total`` and
-    ``count``), read after the last step: (loss total, accuracy total, samples, steps done).
-    ``start``, the sums returned by an epoch that stopped early, is added to the trackers
-    after the first step, so the rest of that epoch (``batches`` then holds the batches still to
-    do) continues exactly the same float32 sums as an uninterrupted epoch: the epoch's loss
-    and accuracy come out bit for bit. None (nothing trained) when the batches are not all
-    of one size but the last, which fit cannot replay.
+    ``on_batch(step, running_loss, running_accuracy, samples_so_far)`` after each step;
+    when ``stop()`` is true after a step, the epoch ends there (Ctrl-C: the caller
+    checkpoints mid-epoch). The sums are Keras's own running ones (its loss and accuracy
+    trackers' ``total`` and ``count``), read after the last step: (loss total, accuracy
+    total, samples, steps done). ``start``, the sums returned by an epoch that stopped
+    early, is added to the trackers after the first step, so the rest of that epoch
+    (``batches`` then holds the batches still to do) continues exactly the same float32
+    sums as an uninterrupted epoch: the epoch's loss and accuracy come out bit for bit.
+    None (nothing trained) when there are no batches.
     """
-    xs, ys = [], []
-    for xb, yb in batches:
-        xs.append(np.asarray(xb, dtype=np.float32))
-        ys.append(np.asarray(yb))
-    if not xs:
+    batches = iter(batches)
+    first_batch = next(batches, None)
+    if first_batch is None:
         return None
-    size = len(xs[0])
-    if any(len(x) != size for x in xs[:-1]) or len(xs[-1]) > size:
-        return None
-    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
-    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    done = {"step": 0}
     first = start[2] if start is not None else 0
+    seen = 0
 
     def trackers():
         return {v.path: v for v in model.metrics_variables}
@@ -93,39 +91,73 @@ def fit_batches(
 
     def add_start():
         """Add ``start`` to the trackers after the first step: the trackers were 0 before it
-        (fit resets them; Keras builds the accuracy tracker only in the first step), so
-        this gives the float32 sums an uninterrupted epoch has after the same step."""
-        loss, acc, seen = start
+        (reset at the epoch's start; Keras builds the accuracy tracker only in the first
+        step), so this gives the float32 sums an uninterrupted epoch has after the same
+        step."""
+        loss, acc, count = start
         found = trackers()
         for path, value in (
             ("loss/total", loss),
-            ("loss/count", seen),
+            ("loss/count", count),
             ("accuracy/total", acc),
-            ("accuracy/count", seen),
+            ("accuracy/count", count),
         ):
             if path in found:
                 var = found[path]
                 dtype = np.dtype(var.dtype)
                 var.assign(np.asarray(var, dtype) + np.asarray(value, dtype))
 
-    class _Steps(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            done["step"] = batch + 1
-            if start is not None and batch == 0:
-                add_start()
-                loss, acc, seen = sums()
-                running = (loss / seen, acc / seen)
-            else:  # Keras's running means of the epoch so far
-                logs = logs or {}
-                running = (float(logs.get("loss", 0.0)), float(logs.get("accuracy", 0.0)))
-            if on_batch is not None:
-                on_batch(batch + 1, *running, first + min((batch + 1) * size, len(x)))
+    xb, yb = first_batch
+    x, y = _model_input(xb), np.asarray(yb)
+    logs = model.train_on_batch(x, y, return_dict=True)  # builds; resets the trackers
+    seen += len(x)
+    step = 1
+    if start is not None:
+        add_start()
+        loss, acc, count = sums()
+        running = (loss / count, acc / count)
+    else:
+        running = (float(logs.get("loss", 0.0)), float(logs.get("accuracy", 0.0)))
+    if on_batch is not None:
+        on_batch(step, *running, first + seen)
+    if stop is None or not stop():
+        train = model.train_function  # the compiled step train_on_batch just used
+        for xb, yb in batches:
+            x, y = _model_input(xb), np.asarray(yb)
+            logs = train(iter(((x, y, None),)))  # train_on_batch's data structure: one trace
+            seen += len(x)
+            step += 1
+            if on_batch is not None:  # Keras's running means of the epoch so far
+                on_batch(
+                    step,
+                    float(logs["loss"]),
+                    float(logs["accuracy"]) if "accuracy" in logs else 0.0,
+                    first + seen,
+                )
             if stop is not None and stop():
-                self.model.stop_training = True  # Keras ends fit after this step
+                break
+    loss, acc, count = sums()
+    return loss, acc, count, step
 
-    model.fit(x, y, batch_size=size, epochs=1, shuffle=False, verbose=0, callbacks=[_Steps()])
-    loss, acc, seen = sums()
-    return loss, acc, seen, done["step"]
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` (Python's and NumPy's generators, Keras's global seed
+    and seed generator) without TensorFlow's global seed. Setting that clears TensorFlow's
+    kernel caches, so the next call of every compiled function is instantiated again: tens
+    of milliseconds per reseed (the loop reseeds every epoch), which on a small model was
+    half of an epoch's time. Keras's TensorFlow backend never draws from it (its random
+    ops are stateless, fed by Keras seed generators); the run seeds it once, in full,
+    before the model is built (specc.runner.run.build_backend)."""
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class KerasBackend:
@@ -147,7 +179,7 @@ class KerasBackend:
         )
 
     def seed(self, seed: int) -> None:
-        keras.utils.set_random_seed(seed)
+        set_random_seed(seed)
 
     def set_learning_rate(self, lr: float) -> None:
         self.model.optimizer.learning_rate = lr
@@ -157,8 +189,8 @@ class KerasBackend:
         return float(logs["loss"]), float(logs.get("accuracy", 0.0))
 
     def train_epoch(self, batches, on_batch=None, stop=None, start=None):
-        """An epoch (or its rest, from ``start``) through ``model.fit`` (see
-        :func:`fit_batches`); None: use train_step."""
+        """An epoch (or its rest, from ``start``) through Keras's compiled step without
+        the per-call overhead of ``train_on_batch`` or ``fit`` (see :func:`fit_batches`)."""
         return fit_batches(self.model, batches, on_batch, stop, start)
 
     def evaluate(self, x, y, batch_size: int):

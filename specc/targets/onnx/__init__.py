@@ -41,6 +41,38 @@ class OnnxTarget(Target):
         proto = build_onnx(model, weights, opset=opset or DEFAULT_OPSET, seed=seed, source=source)
         return onnx_text(proto) if format == "text" else onnx_bytes(proto)
 
+    def write(
+        self,
+        model: ModelIR,
+        path: Path,
+        source=None,
+        weights=None,
+        opset: int | None = None,
+        seed: int = 0,
+    ) -> Path | None:
+        """The binary model written to ``path`` (what ``emit`` returns, written atomically);
+        above ``graph.EXTERNAL_DATA_THRESHOLD`` bytes of weights (a protobuf message cannot
+        exceed 2 GiB) the model and ``<path>.data`` beside it, ONNX's external-data format:
+        then that file's path is returned. Raises SpecError (nothing written) or
+        fsutil.WriteError."""
+        from ...fsutil import WriteError, atomic_write_bytes, reason_of
+        from . import graph
+
+        proto, payload = graph._build(
+            model, weights, opset or graph.DEFAULT_OPSET, seed, source, True
+        )
+        if sum(a.nbytes for a in payload.values()) <= graph.EXTERNAL_DATA_THRESHOLD:
+            graph._attach(proto, payload)  # = build_onnx(...): the same bytes as emit
+            atomic_write_bytes(path, graph.onnx_bytes(proto))
+            return None
+        try:
+            graph._write_external(path, proto, payload)
+        except WriteError:
+            raise
+        except OSError as exc:
+            raise WriteError(path, reason_of(exc)) from None
+        return Path(path).with_name(Path(path).name + ".data")
+
     def runtime(self, model: ModelIR, folder: Path, tag: str = ""):
         from .runtime import OnnxRuntime
 
