@@ -12,33 +12,41 @@ from .source import Source
 from .spec import Spec
 
 
+def incoming_masks(model: ModelIR) -> dict[str, str]:
+    """Layer name -> the Embedding (mask_zero) whose Keras mask reaches its inputs, for every
+    layer a mask reaches: Embeddings start one, layers whose ``passes_mask()`` hand it on."""
+    carried: dict[str, str] = {}  # tensor -> the Embedding whose mask it carries
+    incoming: dict[str, str] = {}
+    for layer in model.layers:
+        mask = next((carried[n] for n in layer.inputs if n in carried), None)
+        if mask is not None:
+            incoming[layer.name] = mask
+            if layer.spec.passes_mask():
+                carried[layer.name] = mask
+        if getattr(layer.spec, "mask_zero", False):
+            carried[layer.name] = layer.name
+    return incoming
+
+
 def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:
     """Where an Embedding's mask_zero mask reaches a layer Keras does not mask (Keras's
     UserWarning "will therefore destroy the mask information"): the layers after it see the
     padding steps in every target."""
-    masks: dict[str, str] = {}
-    found = []
-    for layer in model.layers:
-        mask = next((masks[n] for n in layer.inputs if n in masks), None)
-        if mask is not None:
-            if layer.spec.keras_masking == "drop":
-                found.append(
-                    Diagnostic.at(
-                        source,
-                        ("layers", layer.index),
-                        codes.MASK_DROPPED,
-                        f"drops the mask of Embedding '{mask}' (mask_zero): Keras does not "
-                        f"mask {layer.type}, so the layers after it see the padding steps",
-                        layer=layer_label(source.data, layer.index, layer.name),
-                        hint="put the layers that should skip padding (recurrent layers, "
-                        "GlobalAveragePooling1D) before it, or set mask_zero: false",
-                    )
-                )
-            elif layer.spec.passes_mask():
-                masks[layer.name] = mask
-        if getattr(layer.spec, "mask_zero", False):
-            masks[layer.name] = layer.name
-    return found
+    masks = incoming_masks(model)
+    return [
+        Diagnostic.at(
+            source,
+            ("layers", layer.index),
+            codes.MASK_DROPPED,
+            f"drops the mask of Embedding '{masks[layer.name]}' (mask_zero): Keras does not "
+            f"mask {layer.type}, so the layers after it see the padding steps",
+            layer=layer_label(source.data, layer.index, layer.name),
+            hint="put the layers that should skip padding (recurrent layers, "
+            "GlobalAveragePooling1D) before it, or set mask_zero: false",
+        )
+        for layer in model.layers
+        if layer.name in masks and layer.spec.keras_masking == "drop"
+    ]
 
 
 def infer(spec: Spec, graph: Graph, source: Source) -> tuple[ModelIR | None, list[Diagnostic]]:

@@ -43,7 +43,6 @@ class LayerPlan:
     folded: bool = False  # a ZeroPadding2D done by the padding of the layer that follows
     #: the Embedding (mask_zero) whose Keras mask this layer takes into account ("use")
     mask: str | None = None
-    makes_mask: bool = False  # an Embedding with mask_zero: forward keeps `ids != 0`
 
 
 @dataclass
@@ -196,7 +195,9 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     consumers = _consumers(model)
     producers: dict[str, LayerIR] = {}
     by_name: dict[str, LayerPlan] = {}
-    masks: dict[str, str] = {}  # tensor -> the Embedding (mask_zero) whose mask it carries
+    from ...infer import incoming_masks
+
+    masks = incoming_masks(model)  # layer -> the Embedding (mask_zero) whose mask reaches it
     for layer in model.layers:
         producers[layer.name] = layer
         shapes = [model.shape_of(name) for name in layer.inputs]
@@ -221,7 +222,7 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             layouts[layer.name] = want
             ranks[layer.name] = len(layer.output_shape)
             continue
-        mask = next((masks[n] for n in layer.inputs if n in masks), None)
+        mask = masks.get(layer.name)
         if mask is not None:
             if layer.spec.keras_masking == "refuse":
                 problems.append(
@@ -243,11 +244,6 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
                 lowering = dataclasses.replace(lowering, steps=steps)
             else:
                 mask = None  # "pass" / "drop": computed as without it
-            if layer.spec.passes_mask():
-                masks[layer.name] = masks[next(n for n in layer.inputs if n in masks)]
-        makes_mask = bool(getattr(layer.spec, "mask_zero", False))
-        if makes_mask:
-            masks[layer.name] = layer.name
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
         if padding is not None and not _same_scope(model, padding.layer, layer):
             padding = None  # a block instance's boundary: each side stays whole
@@ -264,14 +260,14 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             attributes[module.suffix] = identifier(
                 layer.name, taken, ATTRIBUTE_RESERVED, module.suffix
             )
-        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes, False, mask, makes_mask)
+        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes, False, mask)
         plans.append(by_name[layer.name])
         layouts[layer.name] = lowering.out_layout or want
         ranks[layer.name] = len(layer.output_shape)
     if problems:
         raise CodegenError(problems)
     tp = TorchPlan(model, class_name(model.name), plans)
-    if model.expansion is not None and model.expansion.calls and not masks:
+    if model.expansion is not None and model.expansion.calls and not masks:  # flat with masks
         from .blocks import build
 
         tp.hierarchy = build(tp, _helpers(tp))
@@ -388,7 +384,7 @@ def _forward(
                 taps.append(Tap(layer.name, in_vars[0], layout[in_vars[0]], len(body)))
             continue
         out = "x" if sequential else identifier(layer.name, local_taken)
-        if lp.makes_mask:  # Keras's mask_zero: a step is real where its id is not 0
+        if getattr(layer.spec, "mask_zero", False):  # a step is real where its id is not 0
             mask_var[layer.name] = identifier(f"{layer.name}_mask", local_taken)
             body.append(f"{_I2}{mask_var[layer.name]} = {in_vars[0]} != 0  # Keras's mask_zero")
         var[layer.name] = out
