@@ -840,6 +840,9 @@ def _import_check(source: Path, result) -> None:
     typer.echo(f"check against the original ({result.source_format}), random inputs:")
     worst = 0.0
     for row in rows:
+        if row.refused:
+            typer.echo(f"  {row.target:8s} not compared: {row.refused}")
+            continue
         typer.echo(
             f"  {row.target:8s} {row.output}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}"
         )

@@ -355,6 +355,58 @@ def _counts(keras_model) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+def test_recurrent_wrapped_and_masked_keras_models_import(keras, tmp_path):
+    """keras.io's text models: recurrent layers, TimeDistributed, Bidirectional (its saved
+    backward layer the mirror of the forward one), regularizers, and an Embedding's
+    mask_zero mask (Keras saves it as a `not_equal` operation passed as `mask=`). Counts are
+    Keras's; PyTorch gives the original's outputs on padded inputs; ONNX, which refuses
+    mask_zero, says so instead of failing the check."""
+    layers = keras.layers
+    ids = keras.Input(shape=(12,), dtype="int32")
+    x = layers.Embedding(300, 8, mask_zero=True)(ids)
+    x = layers.Bidirectional(
+        layers.LSTM(6, return_sequences=True, kernel_regularizer=keras.regularizers.L2(1e-4))
+    )(x)
+    x = layers.TimeDistributed(layers.Dense(5))(x)
+    x = layers.Bidirectional(layers.GRU(4), merge_mode="sum")(x)
+    probs = layers.Dense(3, activation="softmax")(x)
+    original = keras.Model(ids, probs)
+    path = tmp_path / "text.keras"
+    original.save(path)
+    result = import_model(path)
+    kinds = [(e["type"], e.get("layer", {}).get("type")) for e in result.spec["layers"]]
+    assert kinds == [
+        ("Embedding", None),
+        ("Bidirectional", "LSTM"),
+        ("TimeDistributed", "Dense"),
+        ("Bidirectional", "GRU"),
+        ("Dense", None),
+    ]
+    assert result.spec["layers"][0]["mask_zero"] is True
+    assert result.spec["layers"][1]["layer"]["kernel_regularizer"] == {"type": "L2", "l2": 1e-4}
+    assert not result.notes, result.notes
+    model = check_data(result.spec).model
+    assert model.total_params == original.count_params()
+    check = CliRunner().invoke(app, ["import", str(path), "--check"])
+    assert check.exit_code == 0, check.output
+    assert "onnx     not compared: onnx target: mask_zero" in check.stdout
+    torch_row = next(line for line in check.stdout.splitlines() if "pytorch" in line)
+    assert float(torch_row.split("max abs ")[1].split(",")[0]) <= 1e-5, torch_row
+
+    # a Bidirectional whose backward layer is not the forward one mirrored is refused
+    other = keras.Model(
+        ids,
+        layers.Bidirectional(layers.GRU(4), backward_layer=layers.GRU(5, go_backwards=True))(
+            layers.Embedding(300, 8)(ids)
+        ),
+    )
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ImportRefused) as caught:
+        import_model(tmp_path / "other.keras")
+    assert "its backward layer differs from the forward one" in caught.value.items[0]
+
+
+@pytest.mark.slow
 def test_nested_models_are_inlined(keras, tmp_path):
     """A Functional backbone and a Sequential head inside a Functional model: their layers
     inlined, names kept where unique (the backbone's 'conv' meets the outer 'conv')."""

@@ -16,6 +16,7 @@ class CheckRow:
     output: str
     max_abs: float
     max_rel: float
+    refused: str = ""  # why the target cannot build the imported spec (then no numbers)
 
 
 def reference_outputs(source: Path, kind: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -34,9 +35,12 @@ def reference_outputs(source: Path, kind: str, inputs: list[np.ndarray]) -> list
 
 
 def check_import(source: Path, kind: str, model, weights: dict, batch: int = 4) -> list[CheckRow]:
-    """One row per (installed target, output): the difference from the original model."""
+    """One row per (installed target, output): the difference from the original model; one
+    row saying why for a target that refuses the spec."""
     from .. import targets
+    from ..codegen import CodegenError
     from ..crosscheck import random_inputs
+    from ..diagnostics import SpecError
 
     inputs = random_inputs(model, batch, seed=0, high=10)
     if kind == "onnx":  # the original graph may read and write channels-first tensors
@@ -54,8 +58,12 @@ def check_import(source: Path, kind: str, model, weights: dict, batch: int = 4) 
         for target in targets.all_targets():
             if target.missing_modules():
                 continue
-            runtime = target.runtime(model, Path(tmp))
-            runtime.load(weights)
+            try:
+                runtime = target.runtime(model, Path(tmp))
+                runtime.load(weights)
+            except (SpecError, CodegenError) as exc:  # the spec is fine; this target refuses it
+                rows.append(CheckRow(target.name, "", 0.0, 0.0, exc.diagnostics[0].message))
+                continue
             for name, want, got in zip(model.outputs, reference, runtime.forward(inputs)):
                 diff = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
                 scale = np.maximum(np.abs(np.asarray(want, np.float64)), 1e-6)

@@ -48,7 +48,14 @@ NEUTRAL = {
     "batch_input_shape": (),  # read as the model's input (Keras 2 Sequential)
     "batch_shape": (),
     "quantization_config": (None,),
+    # recurrent layers: what a plain call returns; masked steps repeat the last output
+    "return_state": (False,),
+    "stateful": (False,),
+    "unroll": (False,),
+    "zero_output_for_mask": (False,),
 }
+#: wrapper layers whose ``layer`` option is a Keras layer config of its own
+WRAPPERS = ("Bidirectional", "TimeDistributed")
 #: keys whose default initializer Keras writes out (gamma ones, beta zeros, ...)
 DEFAULT_INITIALIZERS = {
     "beta_initializer": "zeros",
@@ -125,14 +132,19 @@ def _tensor_sources(value, out: list) -> None:
             _tensor_sources(item, out)
 
 
-def _inbound(layer: dict) -> list[list[tuple]]:
-    """One list of (layer, node, tensor) per call of the layer (Keras 3 and Keras 2)."""
+def _inbound(layer: dict, masks: list | None = None) -> list[list[tuple]]:
+    """One list of (layer, node, tensor) per call of the layer (Keras 3 and Keras 2); the
+    tensors passed as ``mask=`` (Keras's functional API passes an Embedding's mask so) go
+    to ``masks`` instead."""
     calls = []
     for node in layer.get("inbound_nodes") or []:
         sources: list = []
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
             _tensor_sources(node.get("args", []), sources)
-            _tensor_sources(node.get("kwargs", {}), sources)
+            kwargs = dict(node.get("kwargs", {}))
+            if masks is not None and "mask" in kwargs:
+                _tensor_sources(kwargs.pop("mask"), masks)
+            _tensor_sources(kwargs, sources)
         else:  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
             sources = [tuple(entry[:3]) for entry in node]
         calls.append(sources)
@@ -255,6 +267,21 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
         key = ALIASES.get((class_name, key), key)
         if key in ("name", "type", "inputs"):
             continue
+        if class_name == "Bidirectional" and key == "backward_layer":
+            scratch: list[str] = []  # the forward layer's problems and notes are said once
+            if value is not None and _wrapped(value, scratch, scratch) != _wrapped(
+                config.get("layer"), scratch, scratch
+            ):
+                problems.append(
+                    f"{where}: its backward layer differs from the forward one; specc runs "
+                    "the same layer both ways"
+                )
+            continue
+        if class_name in WRAPPERS and key == "layer":
+            inner = _wrapped(value, problems, notes)
+            if inner is not None:
+                entry[key] = inner
+            continue
         if key == "dtype":
             if not _float32_policy(value):
                 notes.append(f"{where}: dtype policy {_describe(value)} not kept (specc: float32)")
@@ -264,6 +291,8 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
                 converted = _initializer(value)
                 if converted == {"type": "RandomUniform"} and fields[key].default == "uniform":
                     converted = "uniform"  # Keras's RandomUniform(-0.05, 0.05)
+                if converted == {"type": "Orthogonal"} and not _accepts(fields[key], converted):
+                    converted = "orthogonal"  # recurrent kernels take it by name
                 if converted is None or not _accepts(fields[key], converted):
                     notes.append(f"{where}: {key} {_describe(value)} not expressible, default used")
                     continue
@@ -327,6 +356,9 @@ class _Context:
         self.taken: set[str] = set()
         #: spec layer name -> the Keras layer names leading to it (outer model first)
         self.paths: dict[str, list[str]] = {}
+        #: Keras's records of an Embedding's mask (`ids != 0`), and the spec layers given one
+        self.mask_nodes: set[str] = set()
+        self.masked: set[str] = set()
 
 
 def _layer_names(body: dict, counts: dict[str, int]) -> dict[str, int]:
@@ -392,6 +424,11 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
             ctx.unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
             continue
         operation = str(item.get("module", "")).startswith("keras.src.ops")
+        if operation and _is_mask_of(class_name, item):
+            # Keras's record of an Embedding's mask_zero mask (ids != 0), passed on as
+            # `mask=`: specc carries the mask itself (checked after the import)
+            ctx.mask_nodes.add(name)
+            continue
         if operation:  # `x + 3.0` in a functional model's code: an operation, not a layer
             converted = _operation(class_name, item, name)
             if converted is None:
@@ -415,10 +452,19 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
                     ctx.inputs.append(_input("input", shape, lconf.get("dtype"), ctx.problems))
                     ctx.taken.add("input")
                     previous = "input"
+        masked = False
         if kind == "Sequential":
             refs = [previous] if previous else []
         else:
-            calls = _inbound(item)
+            masks: list = []
+            calls = _inbound(item, masks)
+            for ref in masks:
+                if ref[0] not in ctx.mask_nodes:
+                    ctx.problems.append(
+                        f"layer '{name}' ({class_name}) is given a mask computed in model code "
+                        f"('{ref[0]}'); specc carries only an Embedding's mask_zero mask"
+                    )
+            masked = bool(masks)
             if len(calls) > 1:
                 ctx.problems.append(
                     f"layer '{name}' ({class_name}) is called {len(calls)} times; a specc "
@@ -440,6 +486,8 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
         entry = convert_layer(class_name, lconf, ctx.problems, ctx.notes)
         spec_name = _spec_name(ctx, name, path)
         entry["name"] = spec_name
+        if masked:
+            ctx.masked.add(spec_name)
         ctx.paths[spec_name] = [*path, name]
         ctx.sources[spec_name] = refs
         ctx.entries.append(entry)
@@ -453,6 +501,41 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
 #: Keras operations (keras.ops, written as ``x + y`` in model code) -> the merge layer
 OPERATION_MERGES = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply",
                     "Maximum": "Maximum", "Minimum": "Minimum"}  # fmt: skip
+
+
+def _wrapped(value, problems: list, notes: list) -> dict | None:
+    """The spec mapping of a wrapper's layer (a Keras layer config): no name (the wrapper
+    has it), and what the wrapper sets itself (the direction, masked outputs) left out."""
+    from ..layers import LAYER_TYPES
+
+    if not isinstance(value, dict) or value.get("class_name") not in LAYER_TYPES:
+        kind = value.get("class_name") if isinstance(value, dict) else value
+        problems.append(f"a wrapped layer {kind!r} specc cannot say")
+        return None
+    config = {
+        k: v
+        for k, v in (value.get("config") or {}).items()
+        if k not in ("go_backwards", "zero_output_for_mask")
+    }
+    entry = convert_layer(value["class_name"], config, problems, notes)
+    entry.pop("name", None)
+    return entry
+
+
+def _is_mask_of(class_name: str, item: dict) -> bool:
+    """Whether a Keras operation is ``tensor != 0``: how Keras's functional API records an
+    Embedding's mask_zero mask."""
+    nodes = item.get("inbound_nodes") or []
+    if class_name != "NotEqual" or len(nodes) != 1 or not isinstance(nodes[0], dict):
+        return False
+    args = nodes[0].get("args") or []
+    return (
+        len(args) == 2
+        and isinstance(args[0], dict)
+        and args[0].get("class_name") == "__keras_tensor__"
+        and args[1] == 0
+        and not nodes[0].get("kwargs")
+    )
 
 
 def _operation(class_name: str, item: dict, name: str):
@@ -492,7 +575,9 @@ def _output_of(alias: dict, ref: tuple) -> str:
     return target
 
 
-def config_to_spec(config: dict, paths: dict | None = None) -> tuple[dict, list[str]]:
+def config_to_spec(
+    config: dict, paths: dict | None = None, masked: set | None = None
+) -> tuple[dict, list[str]]:
     """(spec, notes) from a Keras model config; ImportRefused lists everything refused.
     Nested models are inlined: their layers keep their names where unique in the whole
     model (else the nested model's name goes in front); ``paths`` (when given) receives the
@@ -531,6 +616,8 @@ def config_to_spec(config: dict, paths: dict | None = None) -> tuple[dict, list[
         spec["outputs"] = outputs
     if paths is not None:
         paths.update(ctx.paths)
+    if masked is not None:
+        masked.update(ctx.masked)
     return spec, ctx.notes
 
 
@@ -561,12 +648,24 @@ def _input(name: str, shape, dtype, problems: list) -> dict:
 def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
     config = read_config(path)
     paths: dict[str, list[str]] = {}
-    spec, notes = config_to_spec(config, paths)
+    masked: set[str] = set()
+    spec, notes = config_to_spec(config, paths, masked)
+    from ..infer import incoming_masks
     from ..pipeline import check_data
 
     checked = check_data(spec, file=str(path))
     if not checked.ok:
         raise ImportRefused([f"the imported spec is invalid: {d.format()}" for d in checked.errors])
+    # the layers Keras gave an Embedding's mask to are those specc carries it to
+    # (Keras passes it as mask= to every layer whose call takes one; specc's "use" layers
+    # are such layers)
+    reached = incoming_masks(checked.model)
+    uses = {n for n in reached if checked.model.layer(n).spec.keras_masking == "use"}
+    differ = sorted((masked - set(reached)) | (uses - masked))
+    if differ:
+        raise ImportRefused(
+            [f"layer '{n}': Keras's mask reaches it differently than specc's" for n in differ]
+        )
     weights = None
     if with_weights and path.suffix.lower() != ".json":
         weights = load_weights(path, checked.model, paths)

@@ -226,7 +226,7 @@ class TimeDistributed(Layer):
     ``layer`` is the wrapped layer as a mapping, e.g. ``{type: Conv2D, filters: 8,
     kernel_size: 3}``. Its weights are shared by all steps."""
 
-    keras_masking: ClassVar[str] = "refuse"
+    keras_masking: ClassVar[str] = "pass"  # its Dense/Conv layers take no mask; it hands it on
 
     type: Literal["TimeDistributed"]
     keras_class: ClassVar[str] = "TimeDistributed"
