@@ -812,11 +812,12 @@ def import_(
         _wrote(output, "spec", quiet)
     if weights_out is not None and result.weights is not None:
         from . import weights as canonical
+        from .fsutil import reason_of
 
         try:
             canonical.save(weights_out, result.weights)
         except OSError as exc:
-            typer.echo(f"{weights_out}: cannot write: {exc.strerror}", err=True)
+            typer.echo(f"error: cannot write {weights_out}: {reason_of(exc)}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
         _wrote(weights_out, f"canonical weights, {len(result.weights)} arrays", quiet)
     if check:

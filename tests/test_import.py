@@ -392,6 +392,13 @@ def test_recurrent_wrapped_and_masked_keras_models_import(keras, tmp_path):
     assert "onnx     not compared: onnx target: mask_zero" in check.stdout
     torch_row = next(line for line in check.stdout.splitlines() if "pytorch" in line)
     assert float(torch_row.split("max abs ")[1].split(",")[0]) <= 1e-5, torch_row
+    # an unwritable weights file: one line saying where and why, exit 2
+    missing = tmp_path / "no_such_folder" / "w.npz"
+    out = CliRunner().invoke(app, ["import", str(path), "-o", str(tmp_path / "s.yaml"),
+                                   "--weights-out", str(missing)])  # fmt: skip
+    assert out.exit_code == 2
+    assert f"error: cannot write {missing}: the folder" in out.stderr
+    assert "Traceback" not in out.output
 
     # a Bidirectional whose backward layer is not the forward one mirrored is refused
     other = keras.Model(
