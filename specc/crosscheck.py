@@ -843,7 +843,9 @@ def _trained_rows(model, run, built, report, data_dir, limit, say) -> None:
         raise CrosscheckError("trained runs have one input and one output")
     training = Training.model_validate(model.training)
     if data_dir is None:  # where the run found its data, unless told otherwise
-        data_dir = run["info"].get("data_dir")
+        from .runner.run import run_data_dir
+
+        data_dir = run_data_dir(run["info"])
     if limit is None:  # the run's --limit: the same test samples as the run's metrics
         limit = (run["info"].get("data") or {}).get("limit")
     say("loading the test set")

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,28 @@ def test_validation_on_the_test_set_is_called_test(tmp_path, monkeypatch):
     (ax,) = figures[0].axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train loss", "test loss"]
     assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+@pytest.mark.slow
+def test_a_run_remembers_the_data_folder_of_specc_data_dir(tmp_path, data_dir):
+    """Trained with $SPECC_DATA_DIR (no --data-dir), a run records that folder, so that
+    `specc evaluate` finds the data again in a shell without the variable."""
+    if not HAS["torch"]:
+        pytest.skip("needs torch")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SPECC_DATA_DIR"}
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "specc", "train", "specs/mnist_mlp.json", "--backend",
+            "pytorch", "--epochs", "1", "--limit", "300", "--threads", "1", "--out", str(out)]  # fmt: skip
+    trained = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env={**env, "SPECC_DATA_DIR": str(data_dir)})  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["data_dir"] is None and info["data_env"] == str(Path(data_dir).resolve())
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "specc", "evaluate", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"equal to {out}/metrics.json" in evaluated.stdout

@@ -383,6 +383,7 @@ def evaluate_run(run: TrainedRun, data_dir: str | None = None, download: bool = 
     metrics.json-shaped dict (``test_loss``, accuracy, per class, confusion matrix, ``test``)."""
     from ..data import DatasetError, prepare
     from .results import report_test_split
+    from .run import run_data_dir
 
     spec_file = run.info.get("spec")
     base_dir = Path(spec_file).parent if spec_file else None
@@ -390,7 +391,7 @@ def evaluate_run(run: TrainedRun, data_dir: str | None = None, download: bool = 
         data = prepare(
             run.training,
             run.input_shape,
-            data_dir or run.info.get("data_dir"),
+            data_dir or run_data_dir(run.info),
             output_units=None,
             base_dir=base_dir,
             limit=run.data.get("limit"),

@@ -248,6 +248,9 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
         "backend": options.backend,
         "dataset": _dataset_name(training.dataset),
         "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
+        # where the data was found without --data-dir, so that evaluate, predict and
+        # crosscheck --run find it again in a shell without the variable
+        "data_env": None if options.data_dir else _data_env(),
         "limit": options.limit,
         "seed": training.seed,
         "batch_size": training.batch_size,
@@ -288,6 +291,19 @@ def _record_new_target(out_dir: Path, config: dict) -> None:
     if changed:
         recorded.update(changed, status="running")
         atomic_write_text(out_dir / "run.json", json.dumps(recorded, indent=2) + "\n")
+
+
+def _data_env() -> str | None:
+    """$SPECC_DATA_DIR as an absolute folder, when it names one (None when unset or a list:
+    then later commands need the variable or --data-dir)."""
+    parts = [p.strip() for p in os.environ.get("SPECC_DATA_DIR", "").split(os.pathsep)]
+    parts = [p for p in parts if p]
+    return str(Path(parts[0]).expanduser().resolve()) if len(parts) == 1 else None
+
+
+def run_data_dir(info: dict) -> str | None:
+    """Where a run's data is: its --data-dir, else the $SPECC_DATA_DIR it trained with."""
+    return info.get("data_dir") or info.get("data_env")
 
 
 def _dataset_name(dataset) -> str:
