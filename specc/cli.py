@@ -504,6 +504,10 @@ def train(
         ) from None
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
+        from .runner.distributed import LOST_PEER_EXIT, DistributedError, launched_rank
+
+        if isinstance(exc, DistributedError) and launched_rank():
+            raise typer.Exit(LOST_PEER_EXIT) from None  # the launcher names the cause
         raise typer.Exit(EXIT_RUN) from None
     except (WriteError, RunFolderBusy, RunFolderConflict, ResumeRefused) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -1038,6 +1042,10 @@ def main() -> None:
     try:
         try:
             app()
+        except SystemExit as exc:
+            if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # a data-parallel rank
+                _leave_rank(exc.code)
+            raise
         finally:
             sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
@@ -1054,6 +1062,19 @@ def main() -> None:
         sys.exit(EXIT_RUN)
     except OSError as exc:  # writing results to stdout failed (a full device, a closed pipe)
         _stdout_failed(exc)
+
+
+def _leave_rank(code) -> None:
+    """End a data-parallel rank (``--nproc N`` or torchrun) now: its files are written and
+    closed, and a process group can abort the interpreter's shutdown (SIGABRT from a gloo
+    thread, above all after a peer died), which would hide this rank's exit code."""
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(status)
 
 
 def _stdout_failed(exc: OSError) -> None:

@@ -486,3 +486,24 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_and_resume_matches(tmp_path
     assert [r["epoch"] for r in json.loads((stopped / "history.json").read_text())] == [1, 2, 3]
     worst = _worst(whole, stopped)
     assert worst <= 1e-6, f"the resumed DDP run differs from the uninterrupted one by {worst}"
+
+
+def test_the_launcher_blames_the_rank_that_caused_the_failure():
+    import signal
+
+    from specc.runner.distributed import LOST_PEER_EXIT, _culprit
+
+    kill, abort = -signal.SIGKILL, -signal.SIGABRT
+    # rank 1 was killed; rank 0's gloo ended it with SIGABRT in the same moment
+    assert _culprit([abort, kill], (0, abort)) == (1, kill, None)
+    # rank 1 was killed; rank 0 said it lost contact and left first
+    assert _culprit([LOST_PEER_EXIT, kill], (0, LOST_PEER_EXIT)) == (1, kill, None)
+    # rank 0 refused the run (usage, exit 2): its own message says why, the job exits 2
+    assert _culprit([2, LOST_PEER_EXIT], (1, LOST_PEER_EXIT)) == (0, 2, 2)
+    # rank 1 failed on its own (exit 3), rank 0 lost it: rank 1 is named
+    assert _culprit([LOST_PEER_EXIT, 3], (0, LOST_PEER_EXIT)) == (1, 3, None)
+    # every rank refused the spec alike (exit 1)
+    assert _culprit([1, 1, 1], (2, 1)) == (0, 1, 1)
+    # all ranks lost each other (a timeout): the first seen is named
+    assert _culprit([LOST_PEER_EXIT, LOST_PEER_EXIT], (1, LOST_PEER_EXIT)) == (
+        1, LOST_PEER_EXIT, None)  # fmt: skip

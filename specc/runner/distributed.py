@@ -117,7 +117,44 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+LOST_PEER_EXIT = 75
+"""How a launched rank that lost contact with the others exits: it tells the launcher that
+another rank is the cause (the job itself exits 3)."""
+
+_OWN_EXITS = (0, 1, 2, 3, 130, LOST_PEER_EXIT, None)
+
+
+def launched_rank() -> bool:
+    """Whether this process is a rank that :func:`launch` started."""
+    return "SPECC_NPROC" in os.environ and "RANK" in os.environ
+
+
+def _culprit(codes: list, failed: tuple[int, int]) -> tuple[int, int, int | None]:
+    """The rank to blame for a failed job, its exit code, and the job's exit code when the
+    ranks' own message already says why (else None: the launcher names the rank).
+
+    In order: a rank killed by a signal or crashed outside specc's exit codes (SIGABRT last:
+    it is how a collective library ends a rank whose peer vanished); rank 0 refusing or
+    stopping the run (1, 2, 3 or 130, the others fail after it); a rank failing on its own
+    (not by losing its peers), the first seen first."""
+    crashed = sorted(
+        (c == -signal.SIGABRT, r, c) for r, c in enumerate(codes) if c not in _OWN_EXITS
+    )
+    if crashed:
+        return crashed[0][1], crashed[0][2], None
+    if codes[0] in (1, 2, 3, 130) or (len(set(codes)) == 1 and codes[0] in (1, 2, 130)):
+        return 0, codes[0], codes[0]
+    if failed[1] != LOST_PEER_EXIT:
+        return failed[0], failed[1], None
+    own = next(((r, c) for r, c in enumerate(codes) if c in (1, 2, 3)), None)
+    if own is not None:
+        return own[0], own[1], None
+    return failed[0], failed[1], None  # every failed rank lost its peers (a timeout)
+
+
 def _describe_exit(code: int) -> str:
+    if code == LOST_PEER_EXIT:
+        return "lost contact with the other ranks"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -216,19 +253,10 @@ def launch(args: list[str], nproc: int, *, err=None, grace_s: float = 10.0) -> i
                 time.sleep(0.05)
             _stop(procs, grace_s)
             return 130
-        # the culprit: a rank killed or crashed outside specc's own exit codes, else the
-        # first rank seen failing (the others fail at their next collective after it)
-        own = (0, 1, 2, 3, 130, None)
-        crashed = next(((r, c) for r, c in enumerate(codes) if c not in own), None)
-        rank, code = crashed or failed
+        rank, code, own_word = _culprit(codes, failed)
         _stop(procs, grace_s)
-        if crashed is None and (
-            (failed[0] == 0 and codes[0] in (1, 2, 3, 130))
-            or (len(set(codes)) == 1 and codes[0] in (1, 2, 130))
-        ):
-            # every rank refused the spec alike, or rank 0 refused or stopped the run (a
-            # locked or different run folder) and the others failed after it: rank 0 said why
-            return codes[0]
+        if own_word is not None:
+            return own_word
         if rank > 0:
             log = files[rank - 1]
             log.flush()
