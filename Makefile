@@ -61,6 +61,7 @@ zoo: $(STAMP)  ## the zoo specs against keras.applications: counts, lines, summa
 	$(BIN)/python bench/zoo.py
 
 docs: $(STAMP)
+	$(BIN)/python -m specc.layers
 	$(BIN)/python -m specc.reference
 	$(BIN)/specc schema -o docs/spec.schema.json
 	$(BIN)/python -c "from specc.diagcodes import markdown; print(markdown())" > docs/diagnostics.md

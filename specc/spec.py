@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .layers import LAYER_TYPES, AnyLayer
+from .layers import LAYER_TYPES, any_layer
 from .layers.base import Name, PositiveInt
 
 FORMAT_VERSION = 1
@@ -240,11 +240,23 @@ class Spec(_Strict):
     name: Name = Field(description="Model name; also the generated class name.")
     description: str = Field(default="", max_length=4000)
     inputs: list[InputSpec] = Field(default_factory=list, max_length=64)
-    layers: list[AnyLayer] = Field(min_length=1)
+    # resolved when the model is first built (model_rebuild below): the union of every
+    # layer type imports every layer family, which a valid spec's check never needs
+    layers: list["AnyLayer"] = Field(min_length=1)  # noqa: F821, UP037
     outputs: list[Name] | None = Field(
         default=None, min_length=1, description="default: the last layer"
     )
     training: Training | None = None
+
+    @classmethod
+    def model_rebuild(cls, *, _types_namespace=None, _parent_namespace_depth=2, **kwargs):
+        if "AnyLayer" not in (_types_namespace or {}):
+            _types_namespace = {**(_types_namespace or {}), "AnyLayer": any_layer()}
+        return super().model_rebuild(
+            _types_namespace=_types_namespace,
+            _parent_namespace_depth=_parent_namespace_depth + 1,
+            **kwargs,
+        )
 
 
 class _SpecFrame(Spec):
@@ -254,6 +266,10 @@ class _SpecFrame(Spec):
     model_config = ConfigDict(defer_build=True)
 
     layers: list[dict[str, Any]] = Field(min_length=1)
+
+    @classmethod
+    def model_rebuild(cls, **kwargs):  # its layers are plain mappings: no layer union
+        return BaseModel.model_rebuild.__func__(cls, **kwargs)
 
 
 def validate_spec(data: object) -> Spec:
