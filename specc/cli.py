@@ -91,8 +91,12 @@ def _wrote(path: Path, what: str, quiet: bool = False) -> None:
     """Every success that writes a file says what it wrote (on stderr, so stdout stays data)."""
     if quiet:
         return
+    import stat
+
     try:
-        size = f", {path.stat().st_size:,} bytes"
+        info = path.stat()
+        regular = stat.S_ISREG(info.st_mode)  # a device or pipe has no size to tell
+        size = f", {info.st_size:,} bytes" if regular else ""
     except OSError:
         size = ""
     typer.echo(f"wrote {path} ({what}{size})", err=True)

@@ -61,8 +61,10 @@ def _kind(mode: int) -> str | None:
     return "it is not a regular file"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` safely (see the module docstring); raises ``WriteError``."""
+def atomic_write_bytes(path: str | Path, data: bytes | list) -> None:
+    """Write ``data`` to ``path`` safely (see the module docstring); raises ``WriteError``.
+    ``data`` may be a list of byte pieces (bytes or memoryviews), written in order: a large
+    file assembled around arrays needs no copy of them."""
     shown = Path(path)
     path = Path(path)
     try:
@@ -92,20 +94,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise WriteError(shown, reason_of(exc)) from None
 
 
-def _write_through(path: Path, data: bytes) -> None:
+def _pieces(data: bytes | list) -> list:
+    return data if isinstance(data, list) else [data]
+
+
+def _write_through(path: Path, data: bytes | list) -> None:
     with open(path, "wb", buffering=0) as handle:
-        view = memoryview(data)
-        while view:
-            written = handle.write(view)
-            view = view[written:]
+        for piece in _pieces(data):
+            view = memoryview(piece).cast("B")
+            while view:
+                written = handle.write(view)
+                view = view[written:]
 
 
-def _replace(path: Path, data: bytes) -> None:
+def _replace(path: Path, data: bytes | list) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for piece in _pieces(data):
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -55,15 +55,14 @@ class OnnxTarget(Target):
         exceed 2 GiB) the model and ``<path>.data`` beside it, ONNX's external-data format:
         then that file's path is returned. Raises SpecError (nothing written) or
         fsutil.WriteError."""
-        from ...fsutil import WriteError, atomic_write_bytes, reason_of
+        from ...fsutil import WriteError, reason_of
         from . import graph
 
         proto, payload = graph._build(
             model, weights, opset or graph.DEFAULT_OPSET, seed, source, True
         )
         if sum(a.nbytes for a in payload.values()) <= graph.EXTERNAL_DATA_THRESHOLD:
-            graph._attach(proto, payload)  # = build_onnx(...): the same bytes as emit
-            atomic_write_bytes(path, graph.onnx_bytes(proto))
+            graph._write_streamed(path, proto, payload)  # the same bytes as emit
             return None
         try:
             graph._write_external(path, proto, payload)

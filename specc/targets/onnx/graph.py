@@ -329,34 +329,11 @@ def _streamed_pieces(proto, payload: dict[str, np.ndarray]) -> list:
 
 
 def _write_streamed(path, proto, payload: dict[str, np.ndarray]) -> None:
-    """The single-file model written piece by piece from the arrays (atomically)."""
-    _atomic_write_pieces(path, _streamed_pieces(proto, payload))
+    """The single-file model written piece by piece from the arrays (fsutil's safe write:
+    atomic, devices written through); raises fsutil.WriteError."""
+    from ...fsutil import atomic_write_bytes
 
-
-def _atomic_write_pieces(path, pieces) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as handle:
-            for piece in pieces:
-                handle.write(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, _streamed_pieces(proto, payload))
 
 
 def _write_external(path, proto, payload: dict[str, np.ndarray]) -> None:
