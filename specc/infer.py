@@ -12,20 +12,30 @@ from .source import Source
 from .spec import Spec
 
 
-def incoming_masks(model: ModelIR) -> dict[str, str]:
-    """Layer name -> the Embedding (mask_zero) whose Keras mask reaches its inputs, for every
-    layer a mask reaches: Embeddings start one, layers whose ``passes_mask()`` hand it on."""
+def input_masks(model: ModelIR) -> dict[str, tuple[str | None, ...]]:
+    """Layer name -> for each of its inputs, the Embedding (mask_zero) whose Keras mask that
+    input carries (None: no mask), for every layer a mask reaches. Embeddings start one;
+    each layer's ``output_mask`` says what its output carries on."""
     carried: dict[str, str] = {}  # tensor -> the Embedding whose mask it carries
-    incoming: dict[str, str] = {}
+    reached: dict[str, tuple[str | None, ...]] = {}
     for layer in model.layers:
-        mask = next((carried[n] for n in layer.inputs if n in carried), None)
-        if mask is not None:
-            incoming[layer.name] = mask
-            if layer.spec.passes_mask():
-                carried[layer.name] = mask
+        masks = tuple(carried.get(n) for n in layer.inputs)
+        if any(m is not None for m in masks):
+            reached[layer.name] = masks
+            out = layer.spec.output_mask(masks)
+            if out is not None:
+                carried[layer.name] = out
         if getattr(layer.spec, "mask_zero", False):
             carried[layer.name] = layer.name
-    return incoming
+    return reached
+
+
+def incoming_masks(model: ModelIR) -> dict[str, str]:
+    """Layer name -> the Embedding (mask_zero) whose Keras mask reaches its inputs (the
+    first input's that carries one), for every layer a mask reaches."""
+    return {
+        name: next(m for m in masks if m is not None) for name, masks in input_masks(model).items()
+    }
 
 
 def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:

@@ -50,14 +50,63 @@ def test_layers_that_use_the_mask_get_it():
 
 def test_a_layer_that_would_use_the_mask_otherwise_is_refused_at_its_line():
     model = check_data(
-        _spec([{"type": "MultiHeadAttention", "name": "attend", "inputs": ["embed", "embed"],
-                "num_heads": 2, "key_dim": 2}])
+        _spec([{"type": "Dense", "name": "other", "inputs": ["embed"], "units": 4},
+               {"type": "Maximum", "name": "most", "inputs": ["embed", "other"]}])
     ).model  # fmt: skip
     with pytest.raises(CodegenError) as err:
         generate(model, "pytorch")
     text = str(err.value)
-    assert "MultiHeadAttention receives the mask of Embedding 'embed'" in text
+    assert "Maximum receives the mask of Embedding 'embed'" in text
     assert "set mask_zero: false" in text
+
+
+def test_attention_and_merges_carry_the_mask():
+    """MultiHeadAttention takes the query's and the value's masks and hands the query's on;
+    Add hands on the mask all its inputs carry; GlobalAveragePooling1D then uses it."""
+    model = check_data(
+        _spec([{"type": "MultiHeadAttention", "name": "attend", "inputs": ["embed", "embed"],
+                "num_heads": 2, "key_dim": 2},
+               {"type": "Add", "name": "res", "inputs": ["embed", "attend"]},
+               {"type": "GlobalAveragePooling1D", "name": "pool"}])
+    ).model  # fmt: skip
+    code = generate(model, "pytorch")
+    assert "attend = self.attend(embed, embed, query_mask=embed_mask, value_mask=embed_mask)" in (
+        code
+    )
+    assert "/ embed_mask.sum(dim=1, keepdim=True)" in code
+
+
+def test_a_merge_with_an_unmasked_input_hands_no_mask_on():
+    """Keras's Add returns no mask unless every input has one: the pooling after it
+    averages every step."""
+    spec = _spec([{"type": "GlobalAveragePooling1D", "name": "pool", "inputs": ["total"]}])
+    spec["inputs"].append({"name": "extra", "shape": [7, 4]})
+    spec["layers"][0]["inputs"] = ["ids"]
+    spec["layers"].insert(1, {"type": "Add", "name": "total", "inputs": ["embed", "extra"]})
+    code = generate(check_data(spec).model, "pytorch")
+    assert "pool = total.mean(dim=(2,), keepdim=False)" in code
+    assert "embed_mask.sum" not in code
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (
+            [{"type": "Concatenate", "name": "join", "inputs": ["embed", "embed"], "axis": 1}],
+            "Concatenate along axis 1 joins the steps of masked sequences",
+        ),
+        (
+            [{"type": "Embedding", "name": "embed2", "inputs": ["ids"], "input_dim": 9,
+              "output_dim": 4, "mask_zero": True},
+             {"type": "Add", "name": "both", "inputs": ["embed", "embed2"]}],
+            "Add combines the masks of two Embeddings with mask_zero: true",
+        ),
+    ],
+)  # fmt: skip
+def test_mask_combinations_the_target_cannot_reproduce_are_refused(layers, message):
+    with pytest.raises(CodegenError) as err:
+        generate(check_data(_spec(layers)).model, "pytorch")
+    assert message in str(err.value)
 
 
 def test_a_mask_dropped_by_keras_is_dropped_here():
@@ -100,6 +149,22 @@ def test_declared_masking_equals_keras_supports_masking():
         if supports != (cls.keras_masking != "drop"):
             wrong.append(f"{name}: keras_masking {cls.keras_masking!r}, Keras {supports}")
     assert not wrong, wrong
+
+
+@pytest.mark.slow
+def test_attention_ignoring_the_mask_would_be_caught(monkeypatch):
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+    from specc.layers.attention import MultiHeadAttention
+
+    model = check_file(ROOT / "tests" / "cases" / "mask_attention" / "spec.yaml").model
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=8)
+    assert report.ok, report.format_text()
+    monkeypatch.setattr(MultiHeadAttention, "keras_masking", "pass")  # computed unmasked
+    report = crosscheck(model, backends=["keras", "pytorch"], batch=8, train_step=False)
+    assert not report.ok
+    assert report.divergences[0].layer == "mha", report.format_text()
 
 
 @pytest.mark.slow

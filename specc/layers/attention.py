@@ -51,7 +51,18 @@ def _query_key_value(shapes):
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (keras.layers.MultiHeadAttention)."""
 
-    keras_masking: ClassVar[str] = "refuse"
+    # Keras: a query step attends to a value step where both are real (and the key's, and
+    # the causal mask, allow it); the output carries the query's mask on
+    keras_masking: ClassVar[str] = "use"
+
+    def output_mask(self, masks):
+        return masks[0]
+
+    def torch_mask_steps(self, lowering, masks, out):
+        (call,) = lowering.steps
+        names = ("query_mask", "value_mask", "key_mask")
+        given = {name: m for name, m in zip(names, masks, strict=False) if m is not None}
+        return (lw.call(call.func, *call.args, **given),)
 
     type: Literal["MultiHeadAttention"]
     keras_class: ClassVar[str] = "MultiHeadAttention"
@@ -60,7 +71,8 @@ class MultiHeadAttention(Layer):
     arity: ClassVar[int | None] = None
     torch_doc: ClassVar[str] = (
         "`KerasMultiHeadAttention` (emitted in the file): Keras's einsum projections and "
-        "weight layout, causal mask, dropout on the attention probabilities"
+        "weight layout, causal mask, the inputs' Keras masks, dropout on the attention "
+        "probabilities"
     )
     onnx_doc: ClassVar[str] = (
         "`Einsum` projections (+ bias), `Einsum` scores scaled by 1/sqrt(key_dim), a constant "

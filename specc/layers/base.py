@@ -308,9 +308,11 @@ class Layer(BaseModel):
     regularized: ClassVar[dict[str, str]] = {}
     #: what Keras does with the mask of an ``Embedding(mask_zero=True)`` reaching the layer:
     #: "drop" (Keras's ``supports_masking`` False: computes as without it and hands no mask
-    #: on), "pass" (computes as without it and hands it on), "use" (takes it into account:
-    #: :meth:`torch_mask_steps`), "refuse" (uses it in a way the PyTorch target does not
-    #: reproduce). tests/test_masking.py checks the first against Keras's supports_masking.
+    #: on), "pass" (computes as without it and hands it on), "merge" (computes as without
+    #: it and hands on what :meth:`output_mask` makes of its inputs' masks), "use" (takes it
+    #: into account: :meth:`torch_mask_steps`), "refuse" (uses it in a way the PyTorch
+    #: target does not reproduce). tests/test_masking.py checks the first against Keras's
+    #: supports_masking.
     keras_masking: ClassVar[str] = "drop"
 
     @property
@@ -343,9 +345,16 @@ class Layer(BaseModel):
         """Whether the output carries the input's mask on (Keras's ``compute_mask``)."""
         return self.keras_masking == "pass"
 
-    def torch_mask_steps(self, lowering, mask) -> tuple:
-        """The forward steps of ``lowering`` taking the mask expression ``mask`` (a bool
-        tensor (batch, steps), True at real steps) into account ("use" layers)."""
+    def output_mask(self, masks: tuple[str | None, ...]) -> str | None:
+        """The Embedding whose mask the output carries, given the one each input carries
+        (Keras's ``compute_mask``); by default the first input's, where it passes masks."""
+        return masks[0] if self.passes_mask() else None
+
+    def torch_mask_steps(self, lowering, masks: tuple, out: Shape) -> tuple:
+        """The forward steps of ``lowering`` taking the inputs' masks into account ("use"
+        and "merge" layers): ``masks[i]`` is the expression of input i's mask (a bool tensor
+        (batch, steps), True at real steps), None where that input carries none; ``out`` is
+        the output shape. Raises lowering.Unsupported for what the target cannot do."""
         from .lowering import Unsupported
 
         raise Unsupported(f"{self.layer_type} does not take a Keras mask in the PyTorch target")

@@ -33,9 +33,30 @@ def broadcast(shapes: list[Shape]) -> Shape:
     return out
 
 
+def _one_mask(layer: Layer, masks: tuple) -> None:
+    """Refuse (PyTorch target) the masks of two different Embeddings meeting in ``layer``."""
+    if len({m for m in masks if m is not None}) > 1:  # one expression per Embedding
+        raise lw.Unsupported(
+            f"{layer.layer_type} combines the masks of two Embeddings with mask_zero: true, "
+            "which the PyTorch target does not reproduce",
+            field="inputs",
+            hint="set mask_zero: true on one Embedding only, or use the Keras target",
+        )
+
+
 class _ElementwiseMerge(Layer):
-    keras_masking: ClassVar[str] = "refuse"  # Keras combines the inputs' masks
+    # Keras computes the merge as without masks and ORs the inputs' masks when every input
+    # has one (else the output has none); Maximum and Minimum also change their values
+    keras_masking: ClassVar[str] = "merge"
     arity: ClassVar[int | None] = None
+
+    def output_mask(self, masks):
+        return None if None in masks else masks[0]
+
+    def torch_mask_steps(self, lowering, masks, out):
+        if None not in masks:
+            _one_mask(self, masks)
+        return lowering.steps
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return broadcast(shapes)
@@ -162,6 +183,8 @@ class Maximum(_ElementwiseMerge):
 
     type: Literal["Maximum"]
     keras_class: ClassVar[str] = "Maximum"
+    # under masks Keras replaces masked values by the other input's before comparing
+    keras_masking: ClassVar[str] = "refuse"
     onnx_doc: ClassVar[str] = "`Max`"
     torch_doc: ClassVar[str] = "`torch.maximum` folded pairwise"
     onnx_op: ClassVar[str] = "Max"
@@ -173,6 +196,8 @@ class Minimum(_ElementwiseMerge):
 
     type: Literal["Minimum"]
     keras_class: ClassVar[str] = "Minimum"
+    # under masks Keras replaces masked values by the other input's before comparing
+    keras_masking: ClassVar[str] = "refuse"
     onnx_doc: ClassVar[str] = "`Min`"
     torch_doc: ClassVar[str] = "`torch.minimum` folded pairwise"
     onnx_op: ClassVar[str] = "Min"
@@ -182,7 +207,12 @@ class Minimum(_ElementwiseMerge):
 class Concatenate(Layer):
     """Joins inputs along ``axis``; the other dimensions must match (keras.layers.Concatenate)."""
 
-    keras_masking: ClassVar[str] = "refuse"
+    # Keras: the inputs' masks (all steps real where an input has none) joined along the
+    # axis, then ANDed over the features: on the last axis, the one mask they carry
+    keras_masking: ClassVar[str] = "merge"
+
+    def output_mask(self, masks):
+        return next((m for m in masks if m is not None), None)
 
     type: Literal["Concatenate"]
     keras_class: ClassVar[str] = "Concatenate"
@@ -218,6 +248,17 @@ class Concatenate(Layer):
         dim = lw.torch_dim(normalize_axis(self.axis, rank), rank, layout)
         inputs = lw.ListOf(tuple(lw.Input(i) for i in range(len(shapes))))
         return lw.TorchLowering(steps=(lw.call("torch.cat", inputs, dim=dim),))
+
+    def torch_mask_steps(self, lowering, masks, out):
+        _one_mask(self, masks)
+        if normalize_axis(self.axis, len(out)) != len(out) - 1:
+            raise lw.Unsupported(
+                f"Concatenate along axis {self.axis} joins the steps of masked sequences "
+                "(Keras joins their masks too), which the PyTorch target does not reproduce",
+                field="axis",
+                hint="concatenate the features (axis: -1), or set mask_zero: false",
+            )
+        return lowering.steps
 
     def onnx_lowering(self, b, layer, out, layout):
         rank = len(layer.output_shape)

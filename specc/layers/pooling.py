@@ -238,7 +238,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
     def passes_mask(self) -> bool:
         return False
 
-    def torch_mask_steps(self, lowering, mask):
+    def torch_mask_steps(self, lowering, masks, out):
+        mask = masks[0]
         # Keras: sum(x * mask) / sum(mask) over the steps (channels-first here: axis 2)
         dtype = lw.Attr(lw.X, "dtype")
         weights = lw.call(lw.Attr(lw.call(lw.Attr(mask, "unsqueeze"), 1), "to"), dtype)

@@ -199,9 +199,9 @@ class _Recurrent(Layer):
     def passes_mask(self) -> bool:
         return self.return_sequences
 
-    def torch_mask_steps(self, lowering, mask):
+    def torch_mask_steps(self, lowering, masks, out):
         # masked steps keep the state; their output repeats the last one, as Keras
-        return (lw.call(lw.SELF, lw.X, mask),)
+        return (lw.call(lw.SELF, lw.X, masks[0]),)
 
     # -- ONNX -----------------------------------------------------------------------------
     onnx_layout: ClassVar[str] = lw.CL
@@ -459,10 +459,10 @@ class Bidirectional(Layer):
     def passes_mask(self) -> bool:
         return self.layer.return_sequences
 
-    def torch_mask_steps(self, lowering, mask):
+    def torch_mask_steps(self, lowering, masks, out):
         # Keras's Bidirectional gives both directions zero_output_for_mask =
         # return_sequences: masked steps output 0 rather than repeating the last output
-        return (self._merged(mask, zero_output=self.layer.return_sequences),)
+        return (self._merged(masks[0], zero_output=self.layer.return_sequences),)
 
     onnx_layout: ClassVar[str] = lw.CL
 

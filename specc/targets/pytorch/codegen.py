@@ -41,8 +41,9 @@ class LayerPlan:
     lowering: lw.TorchLowering
     attributes: dict[str, str] = field(default_factory=dict)  # module suffix -> attribute
     folded: bool = False  # a ZeroPadding2D done by the padding of the layer that follows
-    #: the Embedding (mask_zero) whose Keras mask this layer takes into account ("use")
-    mask: str | None = None
+    #: for each input, the Embedding (mask_zero) whose Keras mask this layer takes into
+    #: account ("use"; None: that input carries no mask); empty when it takes none
+    masks: tuple[str | None, ...] = ()
 
 
 @dataclass
@@ -160,9 +161,11 @@ def _consumers(model: ModelIR) -> dict[str, int]:
     return count
 
 
-#: stands for the mask variable in the steps of a layer that takes a Keras mask ("<" cannot
-#: start a Python name, so no spec name produces it); _forward writes the variable's name
-MASK = "<mask>"
+def mask_placeholder(embedding: str) -> str:
+    """Stands for the variable holding the mask of ``embedding`` (mask_zero) in the steps of
+    a layer that takes Keras masks ("<" cannot start a Python name, so no spec name produces
+    it; the same Embedding, the same placeholder); _forward writes the variable's name."""
+    return f"<mask:{embedding}>"
 
 
 def plan(model: ModelIR, source=None) -> TorchPlan:
@@ -195,9 +198,9 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     consumers = _consumers(model)
     producers: dict[str, LayerIR] = {}
     by_name: dict[str, LayerPlan] = {}
-    from ...infer import incoming_masks
+    from ...infer import input_masks
 
-    masks = incoming_masks(model)  # layer -> the Embedding (mask_zero) whose mask reaches it
+    masks = input_masks(model)  # layer -> per input, the Embedding whose mask it carries
     for layer in model.layers:
         producers[layer.name] = layer
         shapes = [model.shape_of(name) for name in layer.inputs]
@@ -222,28 +225,41 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             layouts[layer.name] = want
             ranks[layer.name] = len(layer.output_shape)
             continue
-        mask = masks.get(layer.name)
-        if mask is not None:
+        in_masks = masks.get(layer.name, ())
+        used: tuple[str | None, ...] = ()
+        if in_masks:
+            mask = next(m for m in in_masks if m is not None)
+            problem = None
             if layer.spec.keras_masking == "refuse":
+                problem = lw.Unsupported(
+                    f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: true), "
+                    "which Keras applies here in a way the PyTorch target does not reproduce",
+                    hint="set mask_zero: false on the Embedding, or use the Keras target",
+                )
+            elif layer.spec.keras_masking in ("use", "merge"):
+                refs = tuple(None if m is None else lw.Ref(mask_placeholder(m)) for m in in_masks)
+                try:
+                    steps = layer.spec.torch_mask_steps(lowering, refs, layer.output_shape)
+                except lw.Unsupported as exc:
+                    problem = exc
+                else:
+                    lowering = dataclasses.replace(lowering, steps=steps)
+                    used = in_masks if layer.spec.keras_masking == "use" else ()
+            # "pass" / "drop": computed as without it
+            if problem is not None:
                 problems.append(
                     refusal(
                         model,
                         source,
-                        f"pytorch target: {layer.type} receives the mask of Embedding '{mask}' "
-                        "(mask_zero: true), which Keras applies here in a way the PyTorch "
-                        "target does not reproduce",
+                        f"pytorch target: {problem.message}",
                         layer=layer,
-                        hint="set mask_zero: false on the Embedding, or use the Keras target",
+                        field=problem.field,
+                        hint=problem.hint,
                     )
                 )
                 layouts[layer.name] = want
                 ranks[layer.name] = len(layer.output_shape)
                 continue
-            if layer.spec.keras_masking == "use":
-                steps = layer.spec.torch_mask_steps(lowering, lw.Ref(MASK))
-                lowering = dataclasses.replace(lowering, steps=steps)
-            else:
-                mask = None  # "pass" / "drop": computed as without it
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
         if padding is not None and not _same_scope(model, padding.layer, layer):
             padding = None  # a block instance's boundary: each side stays whole
@@ -260,7 +276,7 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             attributes[module.suffix] = identifier(
                 layer.name, taken, ATTRIBUTE_RESERVED, module.suffix
             )
-        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes, False, mask)
+        by_name[layer.name] = LayerPlan(layer, want, lowering, attributes, False, used)
         plans.append(by_name[layer.name])
         layouts[layer.name] = lowering.out_layout or want
         ranks[layer.name] = len(layer.output_shape)
@@ -392,8 +408,9 @@ def _forward(
         for index, step in enumerate(lp.lowering.steps):
             renderer = Renderer(in_vars if index == 0 else [out], modules)
             lines = renderer.lines(step, _I2, f"{out} = ")
-            if lp.mask is not None:
-                lines = [line.replace(MASK, mask_var[lp.mask]) for line in lines]
+            for embedding in sorted({m for m in lp.masks if m is not None}):
+                placeholder = mask_placeholder(embedding)
+                lines = [line.replace(placeholder, mask_var[embedding]) for line in lines]
             body.extend(lines)
         layout[out] = lp.lowering.out_layout or lp.layout
         if taps is not None:

@@ -26,7 +26,9 @@ class KerasMultiHeadAttention(nn.Module):
     Keras's weight layout: query/key/value kernels (features, heads, head size) and biases
     (heads, head size), the output kernel (heads, value size, output features) and bias.
     Scores are softmax(q·k / sqrt(key_dim)) over the key steps (the causal mask lets step i
-    see steps <= i); while training, ``dropout`` drops attention probabilities, as Keras.
+    see steps <= i; the inputs' Keras masks (batch, steps), True at real steps, let a real
+    query step see the real value steps; a query step that sees none averages them all, as
+    Keras); while training, ``dropout`` drops attention probabilities, as Keras.
     """
 
     def __init__(
@@ -63,17 +65,30 @@ class KerasMultiHeadAttention(nn.Module):
         return y if bias is None else y + bias
 
     def forward(
-        self, query: torch.Tensor, value: torch.Tensor, key: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        value: torch.Tensor,
+        key: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
+        value_mask: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         key = value if key is None else key
         q = self._project(query, "query") * self.scale
         k = self._project(key, "key")
         v = self._project(value, "value")
         scores = torch.einsum("aecd,abcd->acbe", k, q)
+        steps_q, steps_k = scores.shape[-2:]
+        allowed = torch.ones(1, steps_q, steps_k, dtype=torch.bool, device=scores.device)
         if self.use_causal_mask:
-            steps_q, steps_k = scores.shape[-2:]
-            allowed = torch.ones(steps_q, steps_k, dtype=torch.bool, device=scores.device).tril()
-            scores = scores.masked_fill(~allowed, -1e9)
+            allowed = allowed.tril()
+        if query_mask is not None:
+            allowed = allowed & query_mask[:, :, None]
+        for mask in (value_mask, key_mask):
+            if mask is not None:
+                allowed = allowed & mask[:, None, :]
+        if self.use_causal_mask or any(m is not None for m in (query_mask, value_mask, key_mask)):
+            scores = scores.masked_fill(~allowed[:, None], -1e9)
         probs = torch.softmax(scores, dim=-1)
         if self.training and self.dropout > 0:
             probs = F.dropout(probs, self.dropout, training=True)
