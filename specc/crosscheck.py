@@ -307,6 +307,9 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
             count = int(np.prod(shape))
             # with mask_zero, 0 is padding: real ids from 1, padding added below
             low = 1 if _masks_zero(model, tensor.name) and top > 1 else 0
+            if limits and count > top - low and count <= min(limits) - low:
+                # more ids than ``high`` holds: distinct ids from the whole vocabulary
+                top = min(limits)
             if limits and count <= top - low:
                 # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
                 # occurrence, torch's the summed gradient; they differ when an id repeats

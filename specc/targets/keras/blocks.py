@@ -207,7 +207,10 @@ class _Writer:
         if not present:
             raise Unsupported("a block layer that no instance keeps")
         spec = present[0].spec
-        cls = f"keras.layers.{spec.keras_class}"
+        from .codegen import _call_items, _cls
+
+        # a class the generated file defines (PositionEmbedding), as the flat code writes it
+        cls = _cls(spec)
         kwargs = []
         scopes = [self.ex.scopes[j] for j in flat if self.ex_name(j) in self.by_name]
         for key, value in spec.keras_args().items():
@@ -219,13 +222,27 @@ class _Writer:
                 raise Unsupported("name")
         kwargs.append(f"name={name_src}")
         del names
+        # the call as the flat code writes it: MultiHeadAttention takes its tensors
+        # positionally, call arguments (use_causal_mask) are written out; they are
+        # constants, so every instance must agree
+        calls = [getattr(layer.spec, "keras_call_kwargs", dict)() for layer in present]
+        if not all(c == calls[0] for c in calls):
+            raise Unsupported("call arguments that differ between instances")
+
+        def operand(tensors: list[str]) -> str:
+            items = _call_items(spec, tensors)
+            if items is not None:
+                return ", ".join(items)
+            return (
+                tensors[0] if len(tensors) == 1 and spec.arity == 1 else f"[{', '.join(tensors)}]"
+            )
+
         if "repeat" in entry:
             count = py_value(entry["repeat"])
             lines = [f"{indent}{var} = {refs[0]}", f"{indent}for i in range({count}):"]
-            lines += _layer_stmt(cls, kwargs, var, indent + INDENT, var)
+            lines += _layer_stmt(cls, kwargs, operand([var]), indent + INDENT, var)
             return lines
-        operand = refs[0] if len(refs) == 1 and spec.arity == 1 else f"[{', '.join(refs)}]"
-        return _layer_stmt(cls, kwargs, operand, indent, var)
+        return _layer_stmt(cls, kwargs, operand(refs), indent, var)
 
     def ex_name(self, j: int) -> str:
         return self._names[j]
