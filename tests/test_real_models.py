@@ -129,6 +129,7 @@ KERAS_COUNTS = {
     "seq2seq_gru.yaml": (52_773, 52_773, 0),  # keras: 52773
     "wide_and_deep.yaml": (5_958, 5_830, 128),  # keras: 5958 / 5830 / 128
     "dcgan_generator.yaml": (2_330_944, 2_305_472, 25_472),  # keras: 2330944 / 2305472 / 25472
+    "tcn_classifier.yaml": (22_275, 22_275, 0),  # keras: 22275
 }
 MODEL_FILES = sorted(MODELS.glob("*.yaml"))
 
@@ -234,3 +235,62 @@ def test_crosscheck_small_vocabulary_adam_step_agrees():
     report = crosscheck(check_data(_tokens_model(100, 40)).model, backends=["keras", "pytorch"])
     assert report.ok, [(r.check, r.what, r.max_rel) for r in report.rows if not r.passed]
     assert any("batch of 2, not 8" in note for note in report.notes)
+
+
+# --------------------------------------------------------------------------- causal Conv1D
+
+
+def _causal_spec(strides: int = 1, dilation: int = 2) -> dict:
+    conv = {"type": "Conv1D", "name": "c", "filters": 4, "kernel_size": 3, "padding": "causal"}
+    conv.update(strides=strides, dilation_rate=dilation)
+    return {
+        "version": 1,
+        "name": "causal",
+        "inputs": [{"name": "x", "shape": [10, 2]}],
+        "layers": [conv],
+    }
+
+
+def test_causal_conv1d_shapes_counts_and_targets():
+    # Keras: Conv1D(4, 3, padding="causal", dilation_rate=2) on (10, 2) -> (None, 10, 4),
+    # 3 * 2 * 4 + 4 = 28 params; it pads (3 - 1) * 2 = 4 steps before the sequence only
+    # (refused as "'causal' is not one of: valid, same" before)
+    model = _model_data(_causal_spec())
+    assert model.shape_of("c") == (10, 4) and model.total_params == 28
+    assert model.layers[0].macs == 10 * 4 * 3 * 2
+    torch_code = generate(model, "pytorch")
+    assert "F.pad(x, (4, 0))" in torch_code
+    assert "padding=(0,)" in torch_code
+    assert 'padding="causal"' in generate(model, "keras")
+    # strides 2 (no dilation): ceil(10 / 2) = 5 steps, as Keras's causal output length
+    strided = _model_data(_causal_spec(strides=2, dilation=1))
+    assert strided.shape_of("c") == (5, 4)
+
+
+def test_causal_conv1d_onnx_pads_before_only():
+    pytest.importorskip("onnx")
+    from specc.targets.onnx.graph import build_onnx
+
+    graph = build_onnx(_model_data(_causal_spec())).graph
+    (conv,) = [node for node in graph.node if node.op_type == "Conv"]
+    pads = [list(a.ints) for a in conv.attribute if a.name == "pads"]
+    assert pads == [[4, 0]]
+
+
+def test_causal_is_conv1d_only():
+    spec = {
+        "version": 1,
+        "name": "c2",
+        "inputs": [{"name": "x", "shape": [8, 8, 1]}],
+        "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "causal"}],
+    }
+    result = check_data(spec)
+    assert not result.ok
+    (diag,) = [d for d in result.diagnostics if d.severity == "error"]
+    assert "'causal' is not one of: valid, same" in diag.message
+
+
+def _model_data(spec: dict):
+    result = check_data(spec)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    return result.model
