@@ -294,3 +294,26 @@ def _model_data(spec: dict):
     result = check_data(spec)
     assert result.ok, [d.format() for d in result.diagnostics]
     return result.model
+
+
+def test_keras_block_functions_for_conv1d_and_call_arguments():
+    # Conv1D's kernel_size / dilation_rate are 1-tuples: an expression there made the whole
+    # Keras model fall back to the flat code (no block function); so did a call argument
+    # (use_causal_mask) that differs between instances
+    code = generate(_model(MODELS / "timeseries_cnn1d.yaml"), "keras")
+    assert "def conv_bn_relu(x, filters, kernel, name):" in code
+    assert "kernel_size=(kernel,)," in code
+    code = generate(_model(MODELS / "tcn_classifier.yaml"), "keras")
+    assert "def tcn_block(x, filters, dilation, project, name):" in code
+    assert "dilation_rate=(dilation,)," in code
+    spec = _block_attention_spec()
+    spec["blocks"]["enc"]["params"]["causal"] = "bool"
+    spec["blocks"]["enc"]["layers"][2]["use_causal_mask"] = "$causal"
+    spec["layers"] = [
+        {"type": "enc", "name": "e1", "heads": 2, "causal": True},
+        {"type": "enc", "name": "e2", "heads": 1, "causal": False},
+    ]
+    code = generate(check_data(spec).model, "keras")
+    function = code[code.index("def enc(") : code.index("def build_model(")]
+    assert ")(add, add, use_causal_mask=causal)" in function
+    assert 'e2 = enc(e1, heads=1, causal=False, name="e2")' in code

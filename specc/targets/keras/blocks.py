@@ -223,16 +223,19 @@ class _Writer:
         kwargs.append(f"name={name_src}")
         del names
         # the call as the flat code writes it: MultiHeadAttention takes its tensors
-        # positionally, call arguments (use_causal_mask) are written out; they are
-        # constants, so every instance must agree
+        # positionally, call arguments (use_causal_mask) are written out, from the
+        # block's parameters where the instances differ
         calls = [getattr(layer.spec, "keras_call_kwargs", dict)() for layer in present]
-        if not all(c == calls[0] for c in calls):
-            raise Unsupported("call arguments that differ between instances")
+        call_src = {
+            key: self._arg(entry, key, None, present, scopes, [c[key] for c in calls])
+            for key in calls[0]
+        }
 
         def operand(tensors: list[str]) -> str:
             items = _call_items(spec, tensors)
             if items is not None:
-                return ", ".join(items)
+                head = items[: len(items) - len(call_src)]
+                return ", ".join([*head, *(f"{k}={v}" for k, v in call_src.items())])
             return (
                 tensors[0] if len(tensors) == 1 and spec.arity == 1 else f"[{', '.join(tensors)}]"
             )
@@ -247,8 +250,11 @@ class _Writer:
     def ex_name(self, j: int) -> str:
         return self._names[j]
 
-    def _arg(self, entry, key, value, present, scopes) -> str:
-        values = [layer.spec.keras_args()[key] for layer in present]
+    def _arg(self, entry, key, value, present, scopes, values=None) -> str:
+        """The source of argument ``key``: a constant, or the expression of the entry's
+        field giving every instance's value (``values``: default, each one's keras_args)."""
+        if values is None:
+            values = [layer.spec.keras_args()[key] for layer in present]
         raw = entry.get(key)
         # the field of the same name first; else (a Keras argument derived from another
         # field, as MaxPooling2D's strides from pool_size) any field holding an expression
@@ -266,6 +272,8 @@ class _Writer:
                 return source
             if all(_same(v, (e, e)) for v, e in zip(values, evaluated)):
                 return f"({source}, {source})"
+            if all(_same(v, (e,)) for v, e in zip(values, evaluated)):
+                return f"({source},)"  # Conv1D's kernel_size, strides, dilation_rate
             if all(
                 isinstance(e, int) and not isinstance(e, bool) and _same(v, float(e))
                 for v, e in zip(values, evaluated)
