@@ -538,3 +538,26 @@ def test_keras_import_of_position_embedding_initializer():
     assert "initializer" not in p1  # glorot_uniform, the default
     assert p2["initializer"] == {"type": "RandomNormal", "stddev": 0.02}
     assert check_data(spec).model.total_params == 2 * 6 * 4
+
+
+@pytest.mark.slow
+def test_causal_conv1d_strided_agrees_across_backends():
+    # kernel 4 stride 2 (17 -> 9 steps), kernel 1 (no padding), kernel 2 stride 3 (9 -> 3)
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    conv = {"type": "Conv1D", "padding": "causal"}
+    spec = {
+        "version": 1,
+        "name": "causal_stride",
+        "inputs": [{"name": "x", "shape": [17, 3]}],
+        "layers": [
+            {**conv, "name": "c1", "filters": 4, "kernel_size": 4, "strides": 2},
+            {**conv, "name": "c2", "filters": 4, "kernel_size": 1},
+            {**conv, "name": "c3", "filters": 5, "kernel_size": 2, "strides": 3},
+        ],
+    }
+    model = _model_data(spec)
+    assert [model.shape_of(n) for n in ("c1", "c2", "c3")] == [(9, 4), (9, 4), (3, 5)]
+    report = crosscheck(model, batch=4)
+    assert report.ok, [(r.check, r.what, r.max_rel) for r in report.rows if not r.passed]
