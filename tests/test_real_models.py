@@ -561,3 +561,36 @@ def test_causal_conv1d_strided_agrees_across_backends():
     assert [model.shape_of(n) for n in ("c1", "c2", "c3")] == [(9, 4), (9, 4), (3, 5)]
     report = crosscheck(model, batch=4)
     assert report.ok, [(r.check, r.what, r.max_rel) for r in report.rows if not r.passed]
+
+
+def test_causal_conv1d_round_trips_through_onnx(tmp_path):
+    # an ONNX Conv with pads [(k - 1) * d, 0] was refused on import ("explicit 1-D pads")
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from specc import targets
+    from specc import weights as W
+    from specc.importers import import_model
+
+    spec = _causal_spec()
+    spec["layers"].append(
+        {"type": "Conv1D", "name": "d", "filters": 3, "kernel_size": 4, "strides": 2,
+         "padding": "causal", "use_bias": False}
+    )  # fmt: skip
+    model = _model_data(spec)
+    weights = W.random_weights(model, 1)
+    first = tmp_path / "first.onnx"
+    first.write_bytes(targets.get("onnx").emit(model, weights=weights))
+    result = import_model(first)
+    c, d = result.spec["layers"]
+    assert (c["padding"], c["dilation_rate"], c["kernel_size"]) == ("causal", 2, 3)
+    assert (d["padding"], d["strides"], d["use_bias"]) == ("causal", 2, False)
+    again = _model_data(result.spec)
+    assert again.shape_of("d") == model.shape_of("d") == (5, 3)
+    second = tmp_path / "second.onnx"
+    second.write_bytes(targets.get("onnx").emit(again, weights=result.weights))
+    x = np.random.default_rng(0).normal(size=(2, 10, 2)).astype(np.float32)
+    outs = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for p in (first, second)
+    ]
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
