@@ -132,6 +132,8 @@ KERAS_COUNTS = {
     "wide_and_deep.yaml": (5_958, 5_830, 128),  # keras: 5958 / 5830 / 128
     "dcgan_generator.yaml": (2_330_944, 2_305_472, 25_472),  # keras: 2330944 / 2305472 / 25472
     "tcn_classifier.yaml": (22_275, 22_275, 0),  # keras: 22275
+    # 2*4*(32*(4+32)+32) + 4*(64*(64+64)+64) + 4*(32*(64+32)+32) + 32*2+2
+    "lstm_encoder_decoder.yaml": (54_978, 54_978, 0),  # keras: 54978
 }
 MODEL_FILES = sorted(MODELS.glob("*.yaml"))
 
