@@ -596,3 +596,57 @@ def test_causal_conv1d_round_trips_through_onnx(tmp_path):
         for p in (first, second)
     ]
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
+
+
+def test_layers_named_l_o_i_give_ruff_clean_code(tmp_path):
+    # a layer named 'l' (an LSTM, say) became the variable `l`: ruff E741 (ambiguous name)
+    # in the Keras and the PyTorch code
+    spec = {
+        "version": 1,
+        "name": "names",
+        "inputs": [{"name": "I", "shape": [5, 3]}],
+        "layers": [
+            {"type": "LSTM", "name": "l", "units": 4, "return_sequences": True},
+            {"type": "Dense", "name": "O", "units": 2},
+            {"type": "Add", "name": "sum", "inputs": ["l", "l"]},
+            {"type": "Concatenate", "name": "out", "inputs": ["O", "sum"]},
+        ],
+    }
+    model = _model_data(spec)
+    files = []
+    for target in ("keras", "pytorch"):
+        out = tmp_path / f"{target}.py"
+        out.write_text(generate(model, target))
+        files.append(str(out))
+    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
+    check = subprocess.run([RUFF, "check", *config, *files], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_blocks_with_names_l_o_i_give_ruff_clean_code(tmp_path):
+    # in a block: a parameter `l`, an input `I`, a layer `$(name)_l` (the local `l`)
+    spec = {
+        "version": 1,
+        "name": "names",
+        "inputs": [{"name": "x", "shape": [5, 3]}],
+        "blocks": {
+            "b": {
+                "params": {"l": "int", "O": {"type": "int", "default": 2}},
+                "inputs": ["I"],
+                "layers": [
+                    {"type": "Dense", "name": "$(name)_l", "units": "$l"},
+                    {"type": "Dense", "name": "$(name)_o", "units": "$O"},
+                ],
+            }
+        },
+        "layers": [{"type": "b", "name": "b1", "l": 4}, {"type": "b", "name": "b2", "l": 3}],
+    }
+    model = _model_data(spec)
+    files = []
+    for target in ("keras", "pytorch"):
+        out = tmp_path / f"{target}.py"
+        out.write_text(generate(model, target))
+        files.append(str(out))
+    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
+    check = subprocess.run([RUFF, "check", *config, *files], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -24,6 +24,10 @@ class Unsupported(Exception):
     pass
 
 
+#: ruff E741: names that read as 1 and 0
+AMBIGUOUS = ("l", "O", "I")
+
+
 # ------------------------------------------------------------------ expressions -> Python
 
 
@@ -146,7 +150,7 @@ class _Writer:
         check_name(bname)
         params = list(block.params)
         for p in [*params, *block.inputs]:
-            if keyword.iskeyword(p) or p in ("keras", "name", "i"):
+            if keyword.iskeyword(p) or p in ("keras", "name", "i", *AMBIGUOUS):
                 raise Unsupported(f"name '{p}' cannot be a Python parameter")
         # nested blocks first, so that each function is defined before its callers
         for entry in block.layers:
@@ -331,7 +335,7 @@ def _var(raw_name: str, taken: set[str]) -> str:
     if text[0].isdigit():
         text = "x" + text
     ident = text
-    while ident in taken or keyword.iskeyword(ident):
+    while ident in taken or keyword.iskeyword(ident) or ident in AMBIGUOUS:
         ident += "_"
     taken.add(ident)
     return ident
