@@ -307,6 +307,9 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
             count = int(np.prod(shape))
             # with mask_zero, 0 is padding: real ids from 1, padding added below
             low = 1 if _masks_zero(model, tensor.name) and top > 1 else 0
+            if limits and count > top - low and count <= min(limits) - low:
+                # more ids than ``high`` holds: distinct ids from the whole vocabulary
+                top = min(limits)
             if limits and count <= top - low:
                 # distinct ids: Keras's Adam squares an Embedding's sparse gradient per
                 # occurrence, torch's the summed gradient; they differ when an id repeats
@@ -327,6 +330,40 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
 
 
 random_inputs = _inputs
+
+
+def _training_batch(model: ModelIR, batch: int) -> tuple[int, str | None]:
+    """The batch of the training step, and a note when it is not ``batch``.
+
+    Keras's Adam squares an Embedding's sparse gradient per occurrence of an id, torch's
+    the summed gradient, so one step differs wherever an id repeats in the batch (Keras's
+    own behaviour, not the generated code's). The step therefore uses at most as many
+    samples as the vocabulary gives every id once; a vocabulary smaller than one sample
+    cannot, and the note says why the Embedding's Adam update may differ."""
+    fits = batch
+    for tensor in model.inputs:
+        limits = [
+            layer.spec.input_dim
+            for layer in model.layers
+            if tensor.name in layer.inputs and hasattr(layer.spec, "input_dim")
+        ]
+        if not limits or tensor.dtype.startswith("float"):
+            continue
+        ids = min(limits) - (1 if _masks_zero(model, tensor.name) and min(limits) > 1 else 0)
+        fits = min(fits, ids // max(1, math.prod(tensor.shape)))
+    if fits == batch:
+        return batch, None
+    if fits >= 1:
+        return fits, (
+            f"training step: batch of {fits}, not {batch}, so that no token id repeats "
+            "(Keras's Adam updates a repeated id of an Embedding's sparse gradient "
+            "differently from PyTorch)"
+        )
+    return batch, (
+        "training step: the vocabulary is smaller than one sample's ids, so ids repeat and "
+        "Keras's Adam (per occurrence of an id of an Embedding's sparse gradient) may "
+        "update the embeddings differently from PyTorch (the summed gradient)"
+    )
 
 
 def _masks_zero(model: ModelIR, tensor: str) -> bool:
@@ -571,8 +608,11 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     else:
         nets = {name: built[name] for name in pair}
     loss_spec = _loss_spec(model)
-    inputs = _inputs(model, report.batch, report.seed)
-    targets = _targets(model, loss_spec[0], report.batch, report.seed)
+    batch, note = _training_batch(model, report.batch)
+    if note:
+        report.notes.append(note)
+    inputs = _inputs(model, batch, report.seed)
+    targets = _targets(model, loss_spec[0], batch, report.seed)
     kinds = {key: kind for key, _, kind in W.layout(model)}
     pair = tuple(pair)
     atol, rtol = report.atol, report.rtol

@@ -26,6 +26,8 @@ RESERVED = frozenset(
     | set(keyword.softkwlist)
     | set(dir(builtins))
     | {"keras", "torch", "nn", "F", "math", "np", "self", "x", "build_model", "model"}
+    # ruff E741: l, O and I are ambiguous variable names
+    | {"l", "O", "I"}
 )
 
 #: attributes and methods of torch.nn.Module (torch 2.x): a layer attribute must not

@@ -53,6 +53,13 @@ NEUTRAL = {
     "stateful": (False,),
     "unroll": (False,),
     "zero_output_for_mask": (False,),
+    # Conv1D (Conv2D has a groups field): one group
+    "groups": (1,),
+    # MultiHeadAttention (specc's reads (steps, features): attention over axis 1, Keras's
+    # default, saved resolved once built), no sliding window, no gate (Keras 3.13+)
+    "attention_axes": (None, [1]),
+    "sliding_window": (None,),
+    "use_gate": (False,),
 }
 #: wrapper layers whose ``layer`` option is a Keras layer config of its own
 WRAPPERS = ("Bidirectional", "TimeDistributed")
@@ -262,7 +269,10 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
     name = config.get("name")
     where = f"layer '{name}' ({class_name})"
     entry: dict = {"type": class_name, "name": name}
-    fields = cls.model_fields
+    # fields under their spec names: an alias (MultiHeadAttention's output_shape) included
+    fields = {
+        (field.alias or key): field for key, field in cls.model_fields.items() if key != "type"
+    }
     for key, value in config.items():
         key = ALIASES.get((class_name, key), key)
         if key in ("name", "type", "inputs"):
@@ -287,7 +297,10 @@ def convert_layer(class_name: str, config: dict, problems: list, notes: list) ->
                 notes.append(f"{where}: dtype policy {_describe(value)} not kept (specc: float32)")
             continue
         if key in fields:
-            if key.endswith("_initializer"):
+            if key == "axis" and isinstance(value, list) and len(value) == 1:
+                if not _accepts(fields[key], value) and _accepts(fields[key], value[0]):
+                    value = value[0]  # Keras 3 saves LayerNormalization's axis as [-1]
+            if key.endswith("_initializer") or key == "initializer":
                 converted = _initializer(value)
                 if converted == {"type": "RandomUniform"} and fields[key].default == "uniform":
                     converted = "uniform"  # Keras's RandomUniform(-0.05, 0.05)
@@ -359,6 +372,9 @@ class _Context:
         #: Keras's records of an Embedding's mask (`ids != 0`), and the spec layers given one
         self.mask_nodes: set[str] = set()
         self.masked: set[str] = set()
+        #: spec layers of a Sequential model: Keras hands masks on there without a record
+        #: in the config (no mask= argument), as specc's mask flow does
+        self.implicit: set[str] = set()
 
 
 def _layer_names(body: dict, counts: dict[str, int]) -> dict[str, int]:
@@ -488,6 +504,8 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
         entry["name"] = spec_name
         if masked:
             ctx.masked.add(spec_name)
+        if kind == "Sequential":
+            ctx.implicit.add(spec_name)
         ctx.paths[spec_name] = [*path, name]
         ctx.sources[spec_name] = refs
         ctx.entries.append(entry)
@@ -576,12 +594,17 @@ def _output_of(alias: dict, ref: tuple) -> str:
 
 
 def config_to_spec(
-    config: dict, paths: dict | None = None, masked: set | None = None
+    config: dict,
+    paths: dict | None = None,
+    masked: set | None = None,
+    implicit: set | None = None,
 ) -> tuple[dict, list[str]]:
     """(spec, notes) from a Keras model config; ImportRefused lists everything refused.
     Nested models are inlined: their layers keep their names where unique in the whole
     model (else the nested model's name goes in front); ``paths`` (when given) receives the
-    Keras layer names leading to each spec layer, for the weights."""
+    Keras layer names leading to each spec layer, for the weights; ``masked`` the layers
+    the config passes a mask to, ``implicit`` those of Sequential models (masks passed on
+    without a record)."""
     kind = config.get("class_name")
     body = config.get("config") or {}
     if kind not in MODELS:
@@ -618,6 +641,8 @@ def config_to_spec(
         paths.update(ctx.paths)
     if masked is not None:
         masked.update(ctx.masked)
+    if implicit is not None:
+        implicit.update(ctx.implicit)
     return spec, ctx.notes
 
 
@@ -649,7 +674,8 @@ def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
     config = read_config(path)
     paths: dict[str, list[str]] = {}
     masked: set[str] = set()
-    spec, notes = config_to_spec(config, paths, masked)
+    implicit: set[str] = set()
+    spec, notes = config_to_spec(config, paths, masked, implicit)
     from ..infer import incoming_masks
     from ..pipeline import check_data
 
@@ -661,7 +687,8 @@ def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
     # are such layers)
     reached = incoming_masks(checked.model)
     uses = {n for n in reached if checked.model.layer(n).spec.keras_masking == "use"}
-    differ = sorted((masked - set(reached)) | (uses - masked))
+    # (a Sequential model hands its masks on as specc does: nothing recorded to compare)
+    differ = sorted((masked - set(reached)) | (uses - masked - implicit))
     if differ:
         raise ImportRefused(
             [f"layer '{n}': Keras's mask reaches it differently than specc's" for n in differ]

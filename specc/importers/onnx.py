@@ -224,6 +224,8 @@ def _conv(state: _State, node, x: Value):
     sizes = x.shape[:-1]
     cin = x.shape[-1]
     padding = _window_padding(a.get("pads"), sizes, kernel, strides, dilations)
+    if padding is None and rank == 1 and list(a["pads"]) == [(kernel[0] - 1) * dilations[0], 0]:
+        padding = "causal"  # every pad before the sequence: Conv1D's causal padding
     if padding is None:
         pads = list(a["pads"])
         if rank != 2:
@@ -255,7 +257,9 @@ def _conv(state: _State, node, x: Value):
         if group > 1:
             entry["groups"] = group
         declared_name = "kernel"
-    out_sizes = _conv_sizes(sizes, kernel, strides, dilations, padding)
+    out_sizes = _conv_sizes(
+        sizes, kernel, strides, dilations, "same" if padding == "causal" else padding
+    )
     spec_layer = _declared(entry, [x.shape])
     kernel_w = _from_onnx(spec_layer, declared_name, w)
     weights = [(declared_name, kernel_w)] + ([("bias", bias)] if bias is not None else [])

@@ -59,8 +59,16 @@ class _Conv(Layer):
 
     def _spatial_out(self, shapes: list[Shape]) -> tuple[tuple[int, ...], int]:
         spatial, channels = self._split(shapes)
-        out = window_out(spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        # 'causal' (Conv1D) pads (k - 1) * d steps before: the length of 'same', as Keras
+        padding = "same" if self.padding == "causal" else self.padding
+        out = window_out(spatial, self.kernel_size, self.strides, self.dilation_rate, padding)
         return out, channels
+
+    def _pads(self, sizes) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial axis: TF's 'same', or all before for 'causal'."""
+        if self.padding == "causal":
+            return tuple(((k - 1) * d, 0) for k, d in zip(self.kernel_size, self.dilation_rate))
+        return lw.same_pads(sizes, self.kernel_size, self.strides, self.dilation_rate)
 
     # -- PyTorch ------------------------------------------------------------------------
     torch_layout: ClassVar[str] = lw.CF
@@ -71,7 +79,7 @@ class _Conv(Layer):
         spatial = shapes[0][:-1]
         if self.padding == "valid":
             return (0,) * self.rank, ()
-        pads = lw.same_pads(spatial, self.kernel_size, self.strides, self.dilation_rate)
+        pads = self._pads(spatial)
         if all(before == after for before, after in pads):
             return tuple(before for before, _ in pads), ()
         return (0,) * self.rank, (lw.call("F.pad", lw.X, lw.fpad_arg(pads)),)
@@ -102,7 +110,7 @@ class _Conv(Layer):
     def _onnx_pads(self, sizes) -> list[int]:
         if self.padding == "valid":
             return [0] * (2 * len(sizes))
-        return lw.onnx_pads(lw.same_pads(sizes, self.kernel_size, self.strides, self.dilation_rate))
+        return lw.onnx_pads(self._pads(sizes))
 
     def onnx_lowering(self, b, layer, out, layout):
         in_shape = b.shape_of(layer.inputs[0])
@@ -218,13 +226,18 @@ class Conv1D(_Conv):
     type: Literal["Conv1D"]
     keras_class: ClassVar[str] = "Conv1D"
     onnx_doc: ClassVar[str] = (
-        "`Conv` (dilations); `'same'` as explicit pads with the odd pixel at the end, as TensorFlow"
+        "`Conv` (dilations); `'same'` as explicit pads with the odd pixel at the end, as "
+        "TensorFlow; `'causal'` as pads `[(k - 1) * d, 0]`"
     )
     torch_doc: ClassVar[str] = (
-        "`nn.Conv1d` on NCL; 'same' as explicit symmetric `padding` or `F.pad` (odd pixel at the end)"
+        "`nn.Conv1d` on NCL; 'same' as explicit symmetric `padding` or `F.pad` (odd pixel at "
+        "the end); 'causal' as `F.pad(x, ((k - 1) * d, 0))`"
     )
     doc_example: ClassVar[tuple] = ({"filters": 16, "kernel_size": 3}, ((10, 4),))
     rank: ClassVar[int] = 1
+    #: 'causal' pads (kernel_size - 1) * dilation_rate steps at the start only, so output
+    #: step t sees inputs up to t (keras.layers.Conv1D; WaveNet / TCN)
+    padding: Literal["valid", "same", "causal"] = "valid"
     filters: PositiveInt
     kernel_size: Single
     strides: Single = (1,)

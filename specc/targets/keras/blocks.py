@@ -24,6 +24,10 @@ class Unsupported(Exception):
     pass
 
 
+#: ruff E741: names that read as 1 and 0
+AMBIGUOUS = ("l", "O", "I")
+
+
 # ------------------------------------------------------------------ expressions -> Python
 
 
@@ -146,7 +150,7 @@ class _Writer:
         check_name(bname)
         params = list(block.params)
         for p in [*params, *block.inputs]:
-            if keyword.iskeyword(p) or p in ("keras", "name", "i"):
+            if keyword.iskeyword(p) or p in ("keras", "name", "i", *AMBIGUOUS):
                 raise Unsupported(f"name '{p}' cannot be a Python parameter")
         # nested blocks first, so that each function is defined before its callers
         for entry in block.layers:
@@ -207,7 +211,10 @@ class _Writer:
         if not present:
             raise Unsupported("a block layer that no instance keeps")
         spec = present[0].spec
-        cls = f"keras.layers.{spec.keras_class}"
+        from .codegen import _call_items, _cls
+
+        # a class the generated file defines (PositionEmbedding), as the flat code writes it
+        cls = _cls(spec)
         kwargs = []
         scopes = [self.ex.scopes[j] for j in flat if self.ex_name(j) in self.by_name]
         for key, value in spec.keras_args().items():
@@ -219,19 +226,39 @@ class _Writer:
                 raise Unsupported("name")
         kwargs.append(f"name={name_src}")
         del names
+        # the call as the flat code writes it: MultiHeadAttention takes its tensors
+        # positionally, call arguments (use_causal_mask) are written out, from the
+        # block's parameters where the instances differ
+        calls = [getattr(layer.spec, "keras_call_kwargs", dict)() for layer in present]
+        call_src = {
+            key: self._arg(entry, key, None, present, scopes, [c[key] for c in calls])
+            for key in calls[0]
+        }
+
+        def operand(tensors: list[str]) -> str:
+            items = _call_items(spec, tensors)
+            if items is not None:
+                head = items[: len(items) - len(call_src)]
+                return ", ".join([*head, *(f"{k}={v}" for k, v in call_src.items())])
+            return (
+                tensors[0] if len(tensors) == 1 and spec.arity == 1 else f"[{', '.join(tensors)}]"
+            )
+
         if "repeat" in entry:
             count = py_value(entry["repeat"])
             lines = [f"{indent}{var} = {refs[0]}", f"{indent}for i in range({count}):"]
-            lines += _layer_stmt(cls, kwargs, var, indent + INDENT, var)
+            lines += _layer_stmt(cls, kwargs, operand([var]), indent + INDENT, var)
             return lines
-        operand = refs[0] if len(refs) == 1 and spec.arity == 1 else f"[{', '.join(refs)}]"
-        return _layer_stmt(cls, kwargs, operand, indent, var)
+        return _layer_stmt(cls, kwargs, operand(refs), indent, var)
 
     def ex_name(self, j: int) -> str:
         return self._names[j]
 
-    def _arg(self, entry, key, value, present, scopes) -> str:
-        values = [layer.spec.keras_args()[key] for layer in present]
+    def _arg(self, entry, key, value, present, scopes, values=None) -> str:
+        """The source of argument ``key``: a constant, or the expression of the entry's
+        field giving every instance's value (``values``: default, each one's keras_args)."""
+        if values is None:
+            values = [layer.spec.keras_args()[key] for layer in present]
         raw = entry.get(key)
         # the field of the same name first; else (a Keras argument derived from another
         # field, as MaxPooling2D's strides from pool_size) any field holding an expression
@@ -249,6 +276,8 @@ class _Writer:
                 return source
             if all(_same(v, (e, e)) for v, e in zip(values, evaluated)):
                 return f"({source}, {source})"
+            if all(_same(v, (e,)) for v, e in zip(values, evaluated)):
+                return f"({source},)"  # Conv1D's kernel_size, strides, dilation_rate
             if all(
                 isinstance(e, int) and not isinstance(e, bool) and _same(v, float(e))
                 for v, e in zip(values, evaluated)
@@ -306,7 +335,7 @@ def _var(raw_name: str, taken: set[str]) -> str:
     if text[0].isdigit():
         text = "x" + text
     ident = text
-    while ident in taken or keyword.iskeyword(ident):
+    while ident in taken or keyword.iskeyword(ident) or ident in AMBIGUOUS:
         ident += "_"
     taken.add(ident)
     return ident
