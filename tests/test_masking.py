@@ -152,19 +152,23 @@ def test_declared_masking_equals_keras_supports_masking():
 
 
 @pytest.mark.slow
-def test_attention_ignoring_the_mask_would_be_caught(monkeypatch):
+@pytest.mark.parametrize(
+    ("case", "cls", "first"),
+    [("mask_attention", "MultiHeadAttention", "mha"), ("mask_score_attention", "_ScoreAttention", "att")],
+)  # fmt: skip
+def test_attention_ignoring_the_mask_would_be_caught(monkeypatch, case, cls, first):
     pytest.importorskip("keras")
     pytest.importorskip("torch")
     from specc.crosscheck import crosscheck
-    from specc.layers.attention import MultiHeadAttention
+    from specc.layers import attention
 
-    model = check_file(ROOT / "tests" / "cases" / "mask_attention" / "spec.yaml").model
+    model = check_file(ROOT / "tests" / "cases" / case / "spec.yaml").model
     report = crosscheck(model, backends=["keras", "pytorch"], batch=8)
     assert report.ok, report.format_text()
-    monkeypatch.setattr(MultiHeadAttention, "keras_masking", "pass")  # computed unmasked
+    monkeypatch.setattr(getattr(attention, cls), "keras_masking", "pass")  # computed unmasked
     report = crosscheck(model, backends=["keras", "pytorch"], batch=8, train_step=False)
     assert not report.ok
-    assert report.divergences[0].layer == "mha", report.format_text()
+    assert report.divergences[0].layer == first, report.format_text()
 
 
 @pytest.mark.slow

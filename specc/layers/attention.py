@@ -336,7 +336,17 @@ lw.HELPER_TEMPLATES.setdefault(KERAS_ATTENTION, "pytorch/keras_attention.py.j2")
 class _ScoreAttention(Layer):
     """Attention over [query, value] or [query, value, key] (Keras calls it with a list)."""
 
-    keras_masking: ClassVar[str] = "refuse"
+    # Keras: the value's mask keeps scores of padded value steps out of the softmax, the
+    # query's zeroes the output at padded query steps and is handed on (the key's is unused)
+    keras_masking: ClassVar[str] = "use"
+
+    def output_mask(self, masks):
+        return masks[0]
+
+    def torch_mask_steps(self, lowering, masks, out):
+        (call,) = lowering.steps
+        given = {n: m for n, m in zip(("query_mask", "value_mask"), masks) if m is not None}
+        return (lw.call(call.func, *call.args, **given),)
 
     arity: ClassVar[int | None] = None
     score_mode_name: ClassVar[str] = "dot"
@@ -434,7 +444,8 @@ class Attention(_ScoreAttention):
     type: Literal["Attention"]
     keras_class: ClassVar[str] = "Attention"
     torch_doc: ClassVar[str] = (
-        "`KerasAttention` (emitted in the file): Keras's scores, causal mask and dropout"
+        "`KerasAttention` (emitted in the file): Keras's scores, causal mask, the inputs' "
+        "Keras masks and dropout"
     )
     onnx_doc: ClassVar[str] = (
         "`MatMul` scores (dot) or `Unsqueeze`/`Add`/`Tanh`/`ReduceSum` (concat), constant "
@@ -471,7 +482,8 @@ class AdditiveAttention(_ScoreAttention):
     keras_class: ClassVar[str] = "AdditiveAttention"
     score_mode_name: ClassVar[str] = "additive"
     torch_doc: ClassVar[str] = (
-        "`KerasAttention` (emitted in the file, additive scores): Keras's causal mask and dropout"
+        "`KerasAttention` (emitted in the file, additive scores): Keras's causal mask, the "
+        "inputs' Keras masks and dropout"
     )
     onnx_doc: ClassVar[str] = (
         "`Unsqueeze`/`Add`/`Tanh`, `Mul` by the scale, `ReduceSum`, constant causal mask, "

@@ -16,7 +16,9 @@ class KerasAttention(nn.Module):
     """keras.layers.Attention (``dot`` or ``concat`` scores) and keras.layers.AdditiveAttention
     (``additive``) on (batch, steps, features) tensors: softmax over the value steps of the
     query-key scores, then the weighted sum of the values. As Keras: masked scores (causal:
-    step i sees steps <= i) lose 1e9; ``dropout`` drops attention weights while training.
+    step i sees steps <= i; the value's Keras mask (batch, steps), True at real steps) lose
+    1e9, the output is 0 at the query's masked steps; ``dropout`` drops attention weights
+    while training.
     """
 
     def __init__(
@@ -32,7 +34,12 @@ class KerasAttention(nn.Module):
             self.concat_score_weight = nn.Parameter(torch.ones(()))
 
     def forward(
-        self, query: torch.Tensor, value: torch.Tensor, key: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        value: torch.Tensor,
+        key: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
+        value_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         key = value if key is None else key
         if self.score_mode == "dot":
@@ -47,14 +54,21 @@ class KerasAttention(nn.Module):
             else:
                 pairs = pairs if self.scale is None else self.scale * pairs
                 scores = self.concat_score_weight * torch.tanh(pairs).sum(dim=-1)
-        if self.use_causal_mask:
+        if self.use_causal_mask or value_mask is not None:
             steps_q, steps_v = scores.shape[-2:]
-            allowed = torch.ones(steps_q, steps_v, device=scores.device).tril()
-            scores = scores - 1.0e9 * (1.0 - allowed)
+            allowed = torch.ones(1, steps_q, steps_v, dtype=torch.bool, device=scores.device)
+            if self.use_causal_mask:
+                allowed = allowed.tril()
+            if value_mask is not None:
+                allowed = allowed & value_mask[:, None, :]
+            scores = torch.where(allowed, scores, scores - 1.0e9)
         weights = torch.softmax(scores, dim=-1)
         if self.training and self.dropout > 0:
             weights = F.dropout(weights, self.dropout, training=True)
-        return weights @ value
+        out = weights @ value
+        if query_mask is not None:
+            out = torch.where(query_mask[:, :, None], out, torch.zeros_like(out))
+        return out
 
 
 class DotAdditiveAttention(nn.Module):
