@@ -30,6 +30,52 @@ def input_masks(model: ModelIR) -> dict[str, tuple[str | None, ...]]:
     return reached
 
 
+#: layers Keras gives their inputs' masks at run time, from the tensors (their saved call
+#: records no `mask=`, unlike recurrent layers' and pooling's)
+RUNTIME_MASK_READERS = ("MultiHeadAttention", "Attention", "AdditiveAttention")
+
+
+def keras_runtime_mask_problems(model: ModelIR) -> dict[str, str]:
+    """Attention layers a mask reaches whose masks in Keras may not be the mask flow's
+    (``input_masks``): layer name -> why. Keras's MultiHeadAttention clears the masks of the
+    tensors it reads when it runs (and an identity layer's output is its input tensor), so
+    an attention layer that can run after another MultiHeadAttention gets what that left,
+    which depends on tensor identity and execution order; only attention layers that run
+    before every other masked MultiHeadAttention get exactly the mask flow's masks."""
+    symbolic = input_masks(model)
+    readers = [
+        layer
+        for layer in model.layers
+        if layer.type in RUNTIME_MASK_READERS and layer.name in symbolic
+    ]
+    clearing = [layer.name for layer in readers if layer.type == "MultiHeadAttention"]
+    if not readers or not clearing:
+        return {}
+    by_name = {layer.name: layer for layer in model.layers}
+
+    def ancestors(name: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(by_name[name].inputs)
+        while stack:
+            item = stack.pop()
+            if item not in seen and item in by_name:
+                seen.add(item)
+                stack.extend(by_name[item].inputs)
+        return seen
+
+    before = {mha: ancestors(mha) for mha in clearing}  # what surely runs before each
+    problems = {}
+    for layer in readers:
+        earlier = [m for m in clearing if m != layer.name and layer.name not in before[m]]
+        if earlier:
+            problems[layer.name] = (
+                f"in Keras the MultiHeadAttention '{earlier[0]}', which can run before it, "
+                "clears the masks of the tensors it reads, so what this layer gets at run "
+                "time is not that mask"
+            )
+    return problems
+
+
 def incoming_masks(model: ModelIR) -> dict[str, str]:
     """Layer name -> the Embedding (mask_zero) whose Keras mask reaches its inputs (the
     first input's that carries one), for every layer a mask reaches."""

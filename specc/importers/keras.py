@@ -440,9 +440,12 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
             ctx.unsupported.setdefault("Lambda (runs Python code from the file)", []).append(name)
             continue
         operation = str(item.get("module", "")).startswith("keras.src.ops")
-        if operation and _is_mask_of(class_name, item):
-            # Keras's record of an Embedding's mask_zero mask (ids != 0), passed on as
-            # `mask=`: specc carries the mask itself (checked after the import)
+        if operation and (
+            _is_mask_of(class_name, item) or _combines_masks(class_name, item, ctx.mask_nodes)
+        ):
+            # Keras's record of an Embedding's mask_zero mask (ids != 0), or of merges of it
+            # (a merge layer's compute_mask), passed on as `mask=`: specc carries the mask
+            # itself (checked after the import)
             ctx.mask_nodes.add(name)
             continue
         if operation:  # `x + 3.0` in a functional model's code: an operation, not a layer
@@ -504,7 +507,7 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
         entry["name"] = spec_name
         if masked:
             ctx.masked.add(spec_name)
-        if kind == "Sequential":
+        if kind == "Sequential" or class_name in MASKS_FROM_TENSORS:
             ctx.implicit.add(spec_name)
         ctx.paths[spec_name] = [*path, name]
         ctx.sources[spec_name] = refs
@@ -538,6 +541,29 @@ def _wrapped(value, problems: list, notes: list) -> dict | None:
     entry = convert_layer(value["class_name"], config, problems, notes)
     entry.pop("name", None)
     return entry
+
+
+#: layers whose call Keras gives no `mask=` in the saved config: they take their inputs'
+#: masks from the tensors when the model is rebuilt, as specc's mask flow does
+MASKS_FROM_TENSORS = {"MultiHeadAttention", "Attention", "AdditiveAttention"}
+
+#: Keras operations a merge layer's compute_mask records on masks (Add: logical_or of its
+#: inputs' masks; Attention: convert_to_tensor of the query's)
+MASK_OPERATIONS = {"LogicalOr", "LogicalAnd", "ConvertToTensor"}
+
+
+def _combines_masks(class_name: str, item: dict, mask_nodes: set[str]) -> bool:
+    """Whether a Keras operation only combines masks already known (an Embedding's)."""
+    nodes = item.get("inbound_nodes") or []
+    if class_name not in MASK_OPERATIONS or len(nodes) != 1 or not isinstance(nodes[0], dict):
+        return False
+    args = nodes[0].get("args") or []
+    return bool(args) and all(
+        isinstance(a, dict)
+        and a.get("class_name") == "__keras_tensor__"
+        and ((a.get("config") or {}).get("keras_history") or [None])[0] in mask_nodes
+        for a in args
+    )
 
 
 def _is_mask_of(class_name: str, item: dict) -> bool:

@@ -198,9 +198,10 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
     consumers = _consumers(model)
     producers: dict[str, LayerIR] = {}
     by_name: dict[str, LayerPlan] = {}
-    from ...infer import input_masks
+    from ...infer import input_masks, keras_runtime_mask_problems
 
     masks = input_masks(model)  # layer -> per input, the Embedding whose mask it carries
+    runtime_problems = keras_runtime_mask_problems(model)
     for layer in model.layers:
         producers[layer.name] = layer
         shapes = [model.shape_of(name) for name in layer.inputs]
@@ -230,7 +231,13 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
         if in_masks:
             mask = next(m for m in in_masks if m is not None)
             problem = None
-            if layer.spec.keras_masking == "refuse":
+            if layer.name in runtime_problems:
+                problem = lw.Unsupported(
+                    f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: "
+                    f"true), but {runtime_problems[layer.name]}",
+                    hint="set mask_zero: false on the Embedding, or use the Keras target",
+                )
+            elif layer.spec.keras_masking == "refuse":
                 problem = lw.Unsupported(
                     f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: true), "
                     "which Keras applies here in a way the PyTorch target does not reproduce",
