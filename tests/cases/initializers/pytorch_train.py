@@ -311,6 +311,7 @@ def main() -> None:
         torch.save(model.state_dict(), args.out)
         print(f"saved {args.out}")
     if world_size > 1:
+        dist.barrier()  # no rank closes its connections while rank 0 still evaluates
         dist.destroy_process_group()
 
 
