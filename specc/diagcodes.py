@@ -159,6 +159,15 @@ MASK_DROPPED = _code(
     "warns): the layers after it see the padding steps.",
 )
 
+MASK_CLEARED = _code(
+    "mask-cleared",
+    WARNING,
+    "shapes",
+    "An attention layer can run after a MultiHeadAttention that received an Embedding's mask: "
+    "Keras's MultiHeadAttention clears the masks of the tensors it reads, so in Keras this "
+    "layer may attend to the padding steps.",
+)
+
 # --------------------------------------------------------------------------- training
 TRAINING = _code("training", ERROR, "training", "The training section does not fit the model.")
 LOSS_OUTPUT = _code(

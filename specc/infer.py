@@ -69,9 +69,8 @@ def keras_runtime_mask_problems(model: ModelIR) -> dict[str, str]:
         earlier = [m for m in clearing if m != layer.name and layer.name not in before[m]]
         if earlier:
             problems[layer.name] = (
-                f"in Keras the MultiHeadAttention '{earlier[0]}', which can run before it, "
-                "clears the masks of the tensors it reads, so what this layer gets at run "
-                "time is not that mask"
+                f"the MultiHeadAttention '{earlier[0]}', which can run before it, clears the "
+                "masks of the tensors it reads"
             )
     return problems
 
@@ -87,8 +86,10 @@ def incoming_masks(model: ModelIR) -> dict[str, str]:
 def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:
     """Where an Embedding's mask_zero mask reaches a layer Keras does not mask (Keras's
     UserWarning "will therefore destroy the mask information"): the layers after it see the
-    padding steps in every target."""
+    padding steps in every target; and attention layers that may get no mask in Keras (see
+    :func:`keras_runtime_mask_problems`)."""
     masks = incoming_masks(model)
+    cleared = keras_runtime_mask_problems(model) if masks else {}
     return [
         Diagnostic.at(
             source,
@@ -102,6 +103,19 @@ def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:
         )
         for layer in model.layers
         if layer.name in masks and layer.spec.keras_masking == "drop"
+    ] + [
+        Diagnostic.at(
+            source,
+            ("layers", layer.index),
+            codes.MASK_CLEARED,
+            f"may not get the mask of Embedding '{masks[layer.name]}' (mask_zero) in Keras: "
+            f"{why}",
+            layer=layer_label(source.data, layer.index, layer.name),
+            hint="the PyTorch target refuses this layer; with mask_zero: false every target "
+            "attends to every step alike",
+        )
+        for layer in model.layers
+        if (why := cleared.get(layer.name)) is not None
     ]
 
 

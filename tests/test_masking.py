@@ -244,3 +244,22 @@ def test_keras_transformer_block_with_a_padding_mask_imports_and_agrees(tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pytorch  out: max abs" in done.stdout, done.stdout
+
+
+def test_validation_warns_where_keras_may_give_attention_no_mask():
+    spec = _spec(
+        [{"type": "MultiHeadAttention", "name": "mha1", "inputs": ["embed", "embed"],
+          "num_heads": 2, "key_dim": 2},
+         {"type": "Add", "name": "res1", "inputs": ["embed", "mha1"]},
+         {"type": "MultiHeadAttention", "name": "mha2", "inputs": ["res1", "res1"],
+          "num_heads": 2, "key_dim": 2}]
+    )  # fmt: skip
+    result = check_data(spec)
+    assert result.ok
+    warned = [d for d in result.diagnostics if d.code == "mask-cleared"]
+    assert [d.message for d in warned] == [
+        "may not get the mask of Embedding 'embed' (mask_zero) in Keras: the "
+        "MultiHeadAttention 'mha1', which can run before it, clears the masks of the tensors "
+        "it reads"
+    ]
+    assert "layers[3] MultiHeadAttention 'mha2'" in warned[0].format()

@@ -234,7 +234,8 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             if layer.name in runtime_problems:
                 problem = lw.Unsupported(
                     f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: "
-                    f"true), but {runtime_problems[layer.name]}",
+                    f"true), but in Keras {runtime_problems[layer.name]}, so what this layer "
+                    "gets at run time is not that mask",
                     hint="set mask_zero: false on the Embedding, or use the Keras target",
                 )
             elif layer.spec.keras_masking == "refuse":
