@@ -48,6 +48,29 @@ def _query_key_value(shapes):
     return query, key, value
 
 
+def _allowed(b, layer, masks: tuple, causal: bool, with_query: bool) -> str:
+    """The bool (batch or 1, query steps, key steps) value of the score entries Keras keeps:
+    the query step's mask (``with_query``) and the value's (and key's) masks, ANDed with
+    the causal mask."""
+    name = layer.name
+    parts = []
+    if with_query and masks[0] is not None:
+        parts.append(b.node("Unsqueeze", [masks[0], b.const(f"{name}.axis2", [2], "int64")],
+                            b.tmp(layer, "query_mask")))  # fmt: skip
+    for k, mask in enumerate(masks[1:3]):
+        if mask is not None:
+            parts.append(b.node("Unsqueeze", [mask, b.const(f"{name}.axis1", [1], "int64")],
+                                b.tmp(layer, f"key_mask{k}")))  # fmt: skip
+    if causal:
+        tq, tk = b.shape_of(layer.inputs[0])[0], b.shape_of(layer.inputs[1])[0]
+        lower = [[[j <= i for j in range(tk)] for i in range(tq)]]
+        parts.append(b.const(f"{name}.causal_allowed", lower, "bool"))
+    allowed = parts[0]
+    for k, part in enumerate(parts[1:]):
+        allowed = b.node("And", [allowed, part], b.tmp(layer, f"allowed{k}"))
+    return allowed
+
+
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (keras.layers.MultiHeadAttention)."""
 
@@ -192,7 +215,10 @@ class MultiHeadAttention(Layer):
 
     onnx_layout: ClassVar[str] = lw.CL
 
-    def onnx_lowering(self, b, layer, out, layout):
+    def onnx_mask_lowering(self, b, layer, out, layout, masks):
+        self.onnx_lowering(b, layer, out, layout, masks)
+
+    def onnx_lowering(self, b, layer, out, layout, masks=()):
         name = layer.name
         xs = [b.get(i, lw.CL) for i in layer.inputs]
         query, value = xs[0], xs[1]
@@ -217,7 +243,13 @@ class MultiHeadAttention(Layer):
         )
         k, v = project(key, "key"), project(value, "value")
         scores = b.node("Einsum", [k, q], b.tmp(layer, "scores"), equation="aecd,abcd->acbe")
-        if self.use_causal_mask:
+        if any(m is not None for m in masks):  # as Keras: masked scores become -1e9
+            allowed = _allowed(b, layer, masks, self.use_causal_mask, with_query=True)
+            heads = b.node("Unsqueeze", [allowed, b.const(f"{name}.heads_axis", [1], "int64")],
+                           b.tmp(layer, "allowed_heads"))  # fmt: skip
+            scores = b.node("Where", [heads, scores, b.const(f"{name}.masked_score", -1e9)],
+                            b.tmp(layer, "masked"))  # fmt: skip
+        elif self.use_causal_mask:
             tq = b.shape_of(layer.inputs[0])[0]
             tk = b.shape_of(layer.inputs[1])[0]
             mask = [[0.0 if j <= i else -1e9 for j in range(tk)] for i in range(tq)]
@@ -395,7 +427,10 @@ class _ScoreAttention(Layer):
 
     onnx_layout: ClassVar[str] = lw.CL
 
-    def onnx_lowering(self, b, layer, out, layout):
+    def onnx_mask_lowering(self, b, layer, out, layout, masks):
+        self.onnx_lowering(b, layer, out, layout, masks)
+
+    def onnx_lowering(self, b, layer, out, layout, masks=()):
         name = layer.name
         xs = [b.get(i, lw.CL) for i in layer.inputs]
         query, value = xs[0], xs[1]
@@ -427,7 +462,13 @@ class _ScoreAttention(Layer):
                     [b.weight(layer, "concat_score_weight"), scores],
                     b.tmp(layer, "concat_scores"),
                 )
-        if self.use_causal_mask:
+        value_mask = masks[1] if len(masks) > 1 else None
+        if value_mask is not None:  # as Keras: masked scores lose 1e9
+            allowed = _allowed(b, layer, (None, value_mask), self.use_causal_mask, False)
+            lowered = b.node("Sub", [scores, b.const(f"{name}.penalty", 1.0e9)],
+                             b.tmp(layer, "lowered"))  # fmt: skip
+            scores = b.node("Where", [allowed, scores, lowered], b.tmp(layer, "masked"))
+        elif self.use_causal_mask:
             tq = b.shape_of(layer.inputs[0])[0]
             tv = b.shape_of(layer.inputs[1])[0]
             mask = [[0.0 if j <= i else 1.0e9 for j in range(tv)] for i in range(tq)]
@@ -435,7 +476,14 @@ class _ScoreAttention(Layer):
                 "Sub", [scores, b.const(f"{name}.causal", mask)], b.tmp(layer, "masked")
             )
         weights = b.node("Softmax", [scores], b.tmp(layer, "weights"), axis=-1)
-        b.node("MatMul", [weights, value], out)
+        query_mask = masks[0] if masks else None
+        if query_mask is None:
+            b.node("MatMul", [weights, value], out)
+            return
+        y = b.node("MatMul", [weights, value], b.tmp(layer, "attended"))
+        rows = b.node("Unsqueeze", [query_mask, b.const(f"{name}.last_axis", [2], "int64")],
+                      b.tmp(layer, "query_rows"))  # fmt: skip
+        b.node("Where", [rows, y, b.const(f"{name}.zero", 0.0)], out)  # 0 at padded queries
 
 
 class Attention(_ScoreAttention):

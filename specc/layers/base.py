@@ -350,6 +350,21 @@ class Layer(BaseModel):
         (Keras's ``compute_mask``); by default the first input's, where it passes masks."""
         return masks[0] if self.passes_mask() else None
 
+    def check_masks(self, masks: tuple, out: Shape, target: str) -> None:
+        """Raise lowering.Unsupported where the inputs' masks (the Embedding each carries,
+        or None) combine in a way ``target`` does not reproduce ("merge" and "use" layers)."""
+
+    def onnx_mask_lowering(self, b, layer, out: str, layout: str, masks: tuple) -> None:
+        """:meth:`onnx_lowering` taking the inputs' masks into account ("use" layers):
+        ``masks[i]`` is input i's mask value (bool (batch, steps)) or None."""
+        from .lowering import Unsupported
+
+        raise Unsupported(
+            f"{self.layer_type} takes the mask of an Embedding (mask_zero: true), which the "
+            "ONNX target does not reproduce for this layer",
+            hint="set mask_zero: false on the Embedding, or use the Keras or PyTorch target",
+        )
+
     def torch_mask_steps(self, lowering, masks: tuple, out: Shape) -> tuple:
         """The forward steps of ``lowering`` taking the inputs' masks into account ("use"
         and "merge" layers): ``masks[i]`` is the expression of input i's mask (a bool tensor

@@ -29,7 +29,8 @@ class Embedding(Layer):
     )
     onnx_doc: ClassVar[str] = (
         "`Gather` of the (input_dim, output_dim) matrix at the ids (integer inputs used as "
-        "they are, float ids `Cast` to int64); `mask_zero` refused"
+        "they are, float ids `Cast` to int64); `mask_zero` as `Not(Equal(ids, 0))`, carried to "
+        "the layers that use it as Keras"
     )
     doc_example: ClassVar[tuple] = ({"input_dim": 100, "output_dim": 8}, ((12,),))
     #: this layer reads integer ids: the PyTorch target lets integer model inputs feed it
@@ -65,15 +66,6 @@ class Embedding(Layer):
             **self.keras_regularizer_args(),
         }
 
-    def _refuse_mask(self, target: str):
-        if self.mask_zero:
-            raise lw.Unsupported(
-                f"mask_zero: the {target} target does not propagate Keras masks to the "
-                "layers after it",
-                field="mask_zero",
-                hint="use mask_zero: false (or the Keras target)",
-            )
-
     torch_layout: ClassVar[str] = lw.CL
 
     def torch_lowering(self, shapes, out, layout):
@@ -86,15 +78,19 @@ class Embedding(Layer):
     onnx_layout: ClassVar[str] = lw.CL
 
     def onnx_lowering(self, b, layer, out, layout):
-        self._refuse_mask("ONNX")
         source = layer.inputs[0]
         raw = next((t for t in b.model.inputs if t.name == source), None)
         if raw is not None and raw.dtype in ("int32", "int64"):
-            ids = raw.name  # Gather takes int32 and int64 indices
+            ids, dtype = raw.name, raw.dtype  # Gather takes int32 and int64 indices
         else:
             x = b.get(source, lw.CL)
             ids = b.node("Cast", [x], b.tmp(layer, "ids"), to=7)  # float -> int64 truncates
+            dtype = "int64"
         b.node("Gather", [b.weight(layer, "embeddings"), ids], out, axis=0)
+        if self.mask_zero:  # Keras's mask: a step is real where its id is not 0
+            zero = b.const(f"{layer.name}.zero", 0, dtype)
+            padding = b.node("Equal", [ids, zero], b.tmp(layer, "padding"))
+            b.masks[layer.name] = b.node("Not", [padding], b.tmp(layer, "mask"))
 
 
 LAYERS = (Embedding,)

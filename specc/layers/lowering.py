@@ -158,6 +158,26 @@ class Unsupported(Exception):
         self.hint = hint
 
 
+def check_masks(layer, masks: tuple, runtime_problem: str | None, target: str) -> None:
+    """Raise Unsupported where the Keras masks reaching ``layer`` (a LayerIR; ``masks[i]``
+    the Embedding whose mask input i carries, or None) are used in a way ``target`` does
+    not reproduce; ``runtime_problem`` is infer.keras_runtime_mask_problems' word on it."""
+    mask = next(m for m in masks if m is not None)
+    if runtime_problem is not None:
+        raise Unsupported(
+            f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: true), but in "
+            f"Keras {runtime_problem}, so what this layer gets at run time is not that mask",
+            hint="set mask_zero: false on the Embedding, or use the Keras target",
+        )
+    if layer.spec.keras_masking == "refuse":
+        raise Unsupported(
+            f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: true), which "
+            f"Keras applies here in a way the {target} target does not reproduce",
+            hint="set mask_zero: false on the Embedding, or use the Keras target",
+        )
+    layer.spec.check_masks(masks, layer.output_shape, target)
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -33,12 +33,12 @@ def broadcast(shapes: list[Shape]) -> Shape:
     return out
 
 
-def _one_mask(layer: Layer, masks: tuple) -> None:
-    """Refuse (PyTorch target) the masks of two different Embeddings meeting in ``layer``."""
-    if len({m for m in masks if m is not None}) > 1:  # one expression per Embedding
+def _one_mask(layer: Layer, masks: tuple, target: str) -> None:
+    """Refuse the masks of two different Embeddings meeting in ``layer``."""
+    if len({m for m in masks if m is not None}) > 1:
         raise lw.Unsupported(
             f"{layer.layer_type} combines the masks of two Embeddings with mask_zero: true, "
-            "which the PyTorch target does not reproduce",
+            f"which the {target} target does not reproduce",
             field="inputs",
             hint="set mask_zero: true on one Embedding only, or use the Keras target",
         )
@@ -53,10 +53,9 @@ class _ElementwiseMerge(Layer):
     def output_mask(self, masks):
         return None if None in masks else masks[0]
 
-    def torch_mask_steps(self, lowering, masks, out):
+    def check_masks(self, masks, out, target):
         if None not in masks:
-            _one_mask(self, masks)
-        return lowering.steps
+            _one_mask(self, masks, target)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return broadcast(shapes)
@@ -249,16 +248,15 @@ class Concatenate(Layer):
         inputs = lw.ListOf(tuple(lw.Input(i) for i in range(len(shapes))))
         return lw.TorchLowering(steps=(lw.call("torch.cat", inputs, dim=dim),))
 
-    def torch_mask_steps(self, lowering, masks, out):
-        _one_mask(self, masks)
+    def check_masks(self, masks, out, target):
+        _one_mask(self, masks, target)
         if normalize_axis(self.axis, len(out)) != len(out) - 1:
             raise lw.Unsupported(
                 f"Concatenate along axis {self.axis} joins the steps of masked sequences "
-                "(Keras joins their masks too), which the PyTorch target does not reproduce",
+                f"(Keras joins their masks too), which the {target} target does not reproduce",
                 field="axis",
                 hint="concatenate the features (axis: -1), or set mask_zero: false",
             )
-        return lowering.steps
 
     def onnx_lowering(self, b, layer, out, layout):
         rank = len(layer.output_shape)

@@ -238,6 +238,24 @@ class GlobalAveragePooling1D(_GlobalPooling):
     def passes_mask(self) -> bool:
         return False
 
+    def onnx_mask_lowering(self, b, layer, out, layout, masks):
+        # Keras: sum(x * mask) / sum(mask) over the steps, here channels-last (axis 1)
+        x = b.get(layer.inputs[0], lw.CL)
+        axis = b.const(f"{layer.name}.steps_axis", [1], "int64")
+        mask = b.node("Unsqueeze", [masks[0], b.const(f"{layer.name}.last_axis", [2], "int64")],
+                      b.tmp(layer, "mask3"))  # fmt: skip
+        weights = b.node("Cast", [mask], b.tmp(layer, "weights"), to=1)
+        total = b.node("ReduceSum", [b.node("Mul", [x, weights], b.tmp(layer, "masked")), axis],
+                       b.tmp(layer, "total"), keepdims=1)  # fmt: skip
+        count = b.node("ReduceSum", [weights, axis], b.tmp(layer, "count"), keepdims=1)
+        if not self.keepdims:
+            b.node("Flatten", [b.node("Div", [total, count], b.tmp(layer, "mean"))], out, axis=1)
+        elif layout == lw.CF:
+            mean = b.node("Div", [total, count], b.tmp(layer, "mean"))
+            b.node("Transpose", [mean], out, perm=[0, 2, 1])
+        else:
+            b.node("Div", [total, count], out)
+
     def torch_mask_steps(self, lowering, masks, out):
         mask = masks[0]
         # Keras: sum(x * mask) / sum(mask) over the steps (channels-first here: axis 2)

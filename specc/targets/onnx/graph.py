@@ -670,6 +670,8 @@ class Builder:
         self._const_names: set[str] = set()
         self.values: dict[str, tuple[str, str, int]] = {}  # tensor -> (value, layout, rank)
         self.converted: dict[tuple[str, str], str] = {}
+        #: Embedding (mask_zero) -> its Keras mask, a bool (batch, steps) value
+        self.masks: dict[str, str] = {}
 
     # -- emitting ----------------------------------------------------------------------
     def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
@@ -729,6 +731,10 @@ class Builder:
                 value = self.node("Cast", [tensor.name], f"{tensor.name}/float", to=1)
             self.values[tensor.name] = (value, CL, rank)
         outputs = set(self.model.outputs)
+        from ...infer import input_masks, keras_runtime_mask_problems
+
+        masks = input_masks(self.model)
+        runtime = keras_runtime_mask_problems(self.model) if masks else {}
         for layer in self.model.layers:
             rank = len(layer.output_shape) + 1
             layout = _out_layout(layer, [self.values[i][1] for i in layer.inputs])
@@ -736,7 +742,16 @@ class Builder:
                 layout = CL
             final = output_value(layer.name, layout, layer.name in outputs and rank > 2)
             try:
-                layer.spec.onnx_lowering(self, layer, final, layout)
+                in_masks = masks.get(layer.name, ())
+                if in_masks and layer.spec.keras_masking in ("use", "merge", "refuse"):
+                    lw.check_masks(layer, in_masks, runtime.get(layer.name), "ONNX")
+                if in_masks and layer.spec.keras_masking == "use":
+                    values = tuple(None if m is None else self.masks.get(m) for m in in_masks)
+                    if any(v is None for v, m in zip(values, in_masks) if m is not None):
+                        raise lw.Unsupported("its input's mask was not built (see above)")
+                    layer.spec.onnx_mask_lowering(self, layer, final, layout, values)
+                else:
+                    layer.spec.onnx_lowering(self, layer, final, layout)
             except lw.Unsupported as exc:
                 refused.append((layer, exc))
             self.values[layer.name] = (final, layout, rank)

@@ -228,33 +228,17 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             continue
         in_masks = masks.get(layer.name, ())
         used: tuple[str | None, ...] = ()
-        if in_masks:
-            mask = next(m for m in in_masks if m is not None)
-            problem = None
-            if layer.name in runtime_problems:
-                problem = lw.Unsupported(
-                    f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: "
-                    f"true), but in Keras {runtime_problems[layer.name]}, so what this layer "
-                    "gets at run time is not that mask",
-                    hint="set mask_zero: false on the Embedding, or use the Keras target",
-                )
-            elif layer.spec.keras_masking == "refuse":
-                problem = lw.Unsupported(
-                    f"{layer.type} receives the mask of Embedding '{mask}' (mask_zero: true), "
-                    "which Keras applies here in a way the PyTorch target does not reproduce",
-                    hint="set mask_zero: false on the Embedding, or use the Keras target",
-                )
-            elif layer.spec.keras_masking in ("use", "merge"):
-                refs = tuple(None if m is None else lw.Ref(mask_placeholder(m)) for m in in_masks)
-                try:
+        if in_masks and layer.spec.keras_masking in ("use", "merge", "refuse"):
+            try:
+                lw.check_masks(layer, in_masks, runtime_problems.get(layer.name), "PyTorch")
+                if layer.spec.keras_masking == "use":
+                    refs = tuple(
+                        None if m is None else lw.Ref(mask_placeholder(m)) for m in in_masks
+                    )
                     steps = layer.spec.torch_mask_steps(lowering, refs, layer.output_shape)
-                except lw.Unsupported as exc:
-                    problem = exc
-                else:
                     lowering = dataclasses.replace(lowering, steps=steps)
-                    used = in_masks if layer.spec.keras_masking == "use" else ()
-            # "pass" / "drop": computed as without it
-            if problem is not None:
+                    used = in_masks
+            except lw.Unsupported as problem:
                 problems.append(
                     refusal(
                         model,
@@ -268,6 +252,7 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
                 layouts[layer.name] = want
                 ranks[layer.name] = len(layer.output_shape)
                 continue
+        # "pass" / "drop": computed as without it
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
         if padding is not None and not _same_scope(model, padding.layer, layer):
             padding = None  # a block instance's boundary: each side stays whole
