@@ -162,9 +162,11 @@ def test_attention_ignoring_the_mask_would_be_caught(monkeypatch, case, cls, fir
     from specc.crosscheck import crosscheck
     from specc.layers import attention
 
+    pytest.importorskip("onnxruntime")
     model = check_file(ROOT / "tests" / "cases" / case / "spec.yaml").model
-    report = crosscheck(model, backends=["keras", "pytorch"], batch=8)
+    report = crosscheck(model, backends=["keras", "pytorch", "onnx"], batch=8)
     assert report.ok, report.format_text()
+    assert not report.notes, report.notes  # every target compared
     monkeypatch.setattr(getattr(attention, cls), "keras_masking", "pass")  # computed unmasked
     report = crosscheck(model, backends=["keras", "pytorch"], batch=8, train_step=False)
     assert not report.ok
