@@ -180,6 +180,32 @@ def schema(
     _wrote(output, "JSON Schema", quiet)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through symlinks, hard links and ``..``)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        try:
+            return Path(a).resolve() == Path(b).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return False
+
+
+def _refuse_overwriting(output: Path | None, *inputs: tuple[str, Path | None]) -> None:
+    """Exit 2 before any work when ``output`` is one of the command's other files (given as
+    (what it is, path)): writing it would destroy what the command reads
+    (``compile spec.yaml -o spec.yaml``)."""
+    if output is None:
+        return
+    for what, path in inputs:
+        if path is not None and _same_file(output, path):
+            typer.echo(
+                f"error: refusing to write {output}: it is {what}; write somewhere else",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
+
+
 def _write(path: Path, content: str | bytes) -> None:
     """Write atomically (nothing half-written); an unwritable path is a usage error."""
     from .fsutil import atomic_write_bytes
@@ -238,6 +264,7 @@ def compile_(
     from . import targets
     from .diagnostics import SpecError
 
+    _refuse_overwriting(output, ("the spec being compiled", spec), ("the --weights file", weights))
     result = _check(spec)
     _print_diagnostics(result.diagnostics)
     if not result.ok:
@@ -704,6 +731,7 @@ def plot(
     if format is PlotFormat.png and output is None:
         typer.echo("PNG is binary: give a file with -o model.png", err=True)
         raise typer.Exit(EXIT_USAGE)
+    _refuse_overwriting(output, ("the spec being drawn", spec))
     result = _check(spec)
     _print_diagnostics(result.diagnostics)
     if not result.ok:
@@ -791,6 +819,10 @@ def import_(
     """
     from .importers import ImportRefused, import_model
 
+    _refuse_overwriting(output, ("the model being imported", source))
+    _refuse_overwriting(
+        weights_out, ("the model being imported", source), ("also the -o spec file", output)
+    )
     need_weights = weights_out is not None or check
     try:
         result = import_model(source, with_weights=need_weights)
@@ -907,6 +939,7 @@ def predict(
     from .runner.predict import predict as run_predict
 
     _set_verbose(verbose)
+    _refuse_overwriting(output, ("the inputs being predicted", inputs))
     if format is None:
         suffix = output.suffix.lower() if output is not None else ""
         format = {".csv": PredictFormat.csv, ".json": PredictFormat.json}.get(

@@ -1,0 +1,153 @@
+"""Faults found by hunting as a hostile or unlucky user would (no issue named them).
+
+Each test is the reproducer of one fault, failing before its fix: no Python traceback, the
+documented exit code (0 ok, 1 invalid spec, 2 usage / I/O, 3 the run cannot proceed), a
+one-line message saying where and what, and nothing of the user's lost or half-written.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import traceback
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from specc.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST = ROOT / "specs" / "mnist_cnn.yaml"
+
+
+def cli(*args):
+    """Run the CLI in process; a Python exception escaping it fails the test with its trace."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(result.exception))
+        pytest.fail(f"specc {' '.join(map(str, args))} raised:\n{trace}")
+    return result
+
+
+def located(result, path: Path, line: int) -> str:
+    """The first error line of ``result`` (asserting it is located at ``path:line:``)."""
+    first = result.stderr.splitlines()[0]
+    assert re.match(rf"{re.escape(str(path))}:{line}:\d+: error: ", first), result.stderr
+    return first
+
+
+# ------------------------------------------------------------ blocks: values that are null
+
+BLOCK = """version: 1
+name: m
+inputs: [{{name: x, shape: [8, 8, 3]}}]
+blocks:
+  b:
+    params: {{f: int}}
+    layers:
+      - {{type: Conv2D, name: $(name)_c, filters: $f, kernel_size: 1{inner}}}
+      - {{type: Conv2D, name: $(name)_d, filters: 2, kernel_size: 1}}
+layers:
+  - {{type: b, name: blk, f: {f}{outer}}}
+  - {{type: Flatten}}
+  - {{type: Dense, units: 2}}
+"""
+
+
+def test_null_block_argument_is_an_error_not_a_vanished_instance(tmp_path):
+    # was: exit 0 and the instance (both its layers) silently missing from the model
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BLOCK.format(f="null", inner="", outer=""))
+    result = cli("summary", spec)
+    assert result.exit_code == 1
+    first = located(result, spec, 11)
+    assert "parameter 'f' of block 'b' is int, got 'null'" in first
+    assert "blk_c" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("inner", "outer", "line", "shown"),
+    [
+        (", if: null", "", 8, "null"),  # was: the whole instance silently dropped
+        ("", ", if: null", 11, "null"),  # was: the instance silently dropped
+        (", if: maybe", "", 8, "maybe"),  # was: a string taken as true
+        ("", ", if: 0.5", 11, "0.5"),  # was: a float taken as true
+        (", if: [0]", "", 8, "[0]"),  # was: a list taken as true
+    ],
+)
+def test_if_must_be_a_bool_or_an_integer(tmp_path, inner, outer, line, shown):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BLOCK.format(f="3", inner=inner, outer=outer))
+    result = cli("validate", spec)
+    assert result.exit_code == 1
+    first = located(result, spec, line)
+    assert f"'if' must be a bool or an integer, got '{shown}'" in first
+
+
+@pytest.mark.parametrize(("inner", "outer"), [(", if: $(f - 3)", ""), ("", ", if: false")])
+def test_if_still_skips_on_zero_and_false(tmp_path, inner, outer):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BLOCK.format(f="3", inner=inner, outer=outer))
+    result = cli("summary", spec, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    names = [row["name"] for row in __import__("json").loads(result.stdout)["layers"]]
+    # if: $(f - 3) with f=3 skips blk_c only; if: false on the instance skips both its layers
+    assert names == (["blk_d", "flatten", "dense"] if inner else ["flatten", "dense"])
+
+
+# ------------------------------------------------------------ -o naming an input file
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compile", "{spec}", "-t", "keras", "-o", "{out}"],
+        ["compile", "{spec}", "-t", "pytorch", "-o", "{out}"],
+        ["compile", "{spec}", "-t", "onnx-text", "-o", "{out}"],
+        ["plot", "{spec}", "-f", "dot", "-o", "{out}"],
+        ["plot", "{spec}", "-f", "mermaid", "-o", "{out}"],
+    ],
+    ids=lambda c: "-".join(c[:1] + c[2:4]),
+)
+@pytest.mark.parametrize("how", ["same", "symlink", "dotdot"])
+def test_output_that_is_the_input_spec_is_refused(tmp_path, command, how):
+    # was: exit 0, the spec replaced by the generated code (the user's spec lost)
+    spec = tmp_path / "spec.yaml"
+    shutil.copy(MNIST, spec)
+    out = {
+        "same": spec,
+        "symlink": tmp_path / "model.py",
+        "dotdot": tmp_path / "sub" / ".." / "spec.yaml",
+    }[how]
+    (tmp_path / "sub").mkdir()
+    if how == "symlink":
+        out.symlink_to(spec)
+    result = cli(*[a.format(spec=spec, out=out) for a in command])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: refusing to write {out}: it is the spec being "
+        f"{'compiled' if command[0] == 'compile' else 'drawn'}; write somewhere else"
+    )
+    assert spec.read_bytes() == MNIST.read_bytes()
+
+
+def test_compile_output_that_is_the_weights_file_is_refused(tmp_path):
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(b"mine")
+    result = cli("compile", MNIST, "-t", "onnx", "--weights", weights, "-o", weights)
+    assert result.exit_code == 2
+    assert "it is the --weights file" in result.stderr
+    assert weights.read_bytes() == b"mine"
+
+
+def test_import_output_that_is_the_source_is_refused(tmp_path):
+    source = tmp_path / "model.json"
+    source.write_text('{"class_name": "Sequential"}')
+    result = cli("import", source, "-o", source)
+    assert result.exit_code == 2
+    assert "it is the model being imported" in result.stderr
+    assert source.read_text() == '{"class_name": "Sequential"}'
+    result = cli("import", source, "-o", tmp_path / "s.yaml", "--weights-out", tmp_path / "s.yaml")
+    assert result.exit_code == 2
+    assert "it is also the -o spec file" in result.stderr
