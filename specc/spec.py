@@ -16,7 +16,8 @@ DType = Literal["float32", "float16", "float64", "int32", "int64", "uint8", "boo
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan: `learning_rate: .inf` is no setting (and has no literal in generated code)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class InputSpec(_Strict):

@@ -151,3 +151,53 @@ def test_import_output_that_is_the_source_is_refused(tmp_path):
     result = cli("import", source, "-o", tmp_path / "s.yaml", "--weights-out", tmp_path / "s.yaml")
     assert result.exit_code == 2
     assert "it is also the -o spec file" in result.stderr
+
+
+# ------------------------------------------------------------ non-finite numbers
+
+FLOATS = """version: 1
+name: m
+inputs: [{{name: x, shape: [8, 8, 3]}}]
+layers:
+  - {layer}
+  - {{type: Flatten}}
+  - {{type: Dense, units: 2}}
+training:
+  dataset: {{type: npz, path: d.npz}}
+  optimizer: {{type: adam, learning_rate: {lr}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("layer", "lr", "field"),
+    [
+        ("{type: LeakyReLU, negative_slope: .inf}", "0.01", "layers[0] LeakyReLU: negative_slope"),
+        ("{type: ReLU, max_value: .inf}", "0.01", "layers[0] ReLU: max_value"),
+        ("{type: Rescaling, scale: .nan}", "0.01", "layers[0] Rescaling: scale"),
+        ("{type: Rescaling, scale: 1.0, offset: -.inf}", "0.01", "layers[0] Rescaling: offset"),
+        (
+            "{type: Dense, units: 3, kernel_initializer: {type: RandomNormal, stddev: .inf}}",
+            "0.01",
+            "layers[0] Dense: kernel_initializer.stddev",
+        ),
+        (
+            "{type: Dense, units: 3, bias_initializer: {type: Constant, value: .nan}}",
+            "0.01",
+            "layers[0] Dense: bias_initializer.value",
+        ),
+        ("{type: ReLU}", ".inf", "training.optimizer.learning_rate"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "keras", "pytorch"])
+def test_non_finite_numbers_are_refused_where_written(tmp_path, layer, lr, field, command):
+    # was: validate said ok, then compile died in pyformat.py with
+    # "ValueError: cannot write a non-finite number: inf" (a traceback, exit 1)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(FLOATS.format(layer=layer, lr=lr))
+    args = ["validate", spec] if command == "validate" else ["compile", spec, "-t", command]
+    if command != "validate" and "training" in field:
+        args.append("--with-training")
+    result = cli(*args)
+    assert result.exit_code == 1
+    first = located(result, spec, 10 if "training" in field else 5)
+    assert f"{field} must be a finite number, got " in first
