@@ -26,6 +26,7 @@ from . import diagcodes as codes
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+MAX_SEED = 2**32 - 1  # specc.spec.MAX_SEED (not imported: pydantic would slow every start)
 EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
 app = typer.Typer(
@@ -248,7 +249,11 @@ def compile_(
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX: opset version."),
     seed: int = typer.Option(
-        0, "--seed", help="ONNX: seed of the initialization without --weights."
+        0,
+        "--seed",
+        min=0,
+        max=MAX_SEED,
+        help="ONNX: seed of the initialization without --weights.",
     ),
     with_training: bool = typer.Option(
         False,
@@ -392,7 +397,9 @@ def train(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Override training.batch_size."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Override training.seed."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, max=MAX_SEED, help="Override training.seed."
+    ),
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
@@ -616,7 +623,9 @@ def crosscheck(
     ),
     atol: float = typer.Option(1e-5, "--atol", min=0.0, help="Absolute tolerance."),
     rtol: float = typer.Option(1e-4, "--rtol", min=0.0, help="Relative tolerance."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights, inputs and labels."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=MAX_SEED, help="Seed of the random weights, inputs and labels."
+    ),
     train_step: bool = typer.Option(
         True,
         "--train-step/--no-train-step",

@@ -201,3 +201,52 @@ def test_non_finite_numbers_are_refused_where_written(tmp_path, layer, lr, field
     assert result.exit_code == 1
     first = located(result, spec, 10 if "training" in field else 5)
     assert f"{field} must be a finite number, got " in first
+
+
+# ------------------------------------------------------------ seeds NumPy cannot take
+
+DIGITS = ROOT / "specs" / "digits_cnn.yaml"
+
+
+@pytest.mark.parametrize("seed", ["-5", "4294967296", "100000000000000000000"])
+def test_spec_seed_outside_numpy_range_is_an_error_at_the_value(tmp_path, seed):
+    # was: validate ok, then train died in NumPy ("expected non-negative integer") or torch
+    # ("Overflow when unpacking long long") with a traceback
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(DIGITS.read_text().replace("seed: 0", f"seed: {seed}"))
+    result = cli("validate", spec)
+    assert result.exit_code == 1
+    first = located(result, spec, 23)
+    assert (
+        f"training.seed must be {'>= 0' if seed == '-5' else '<= 4294967295'}, got {seed}" in first
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compile", DIGITS, "-t", "onnx", "-o", "{tmp}/m.onnx", "--seed", "-1"],
+        ["crosscheck", DIGITS, "--backends", "pytorch,onnx", "--seed", "-1"],
+        ["train", DIGITS, "-b", "pytorch", "-o", "{tmp}/run", "--seed", "4294967296"],
+    ],
+    ids=["compile", "crosscheck", "train"],
+)
+def test_cli_seed_outside_numpy_range_is_a_usage_error(tmp_path, command):
+    # was: a NumPy ValueError traceback after the model was built
+    result = cli(*[str(a).format(tmp=tmp_path) for a in command])
+    assert result.exit_code == 2
+    assert "Invalid value for '--seed'" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_keras_training_with_a_seed_above_4_million(tmp_path):
+    # the loop reseeds Keras with seed * 1000 + epoch: above 2**32 for seed 5,000,000, which
+    # NumPy's legacy seeding refused ("Seed must be between 0 and 2**32 - 1", a traceback)
+    pytest.importorskip("keras")
+    result = cli(
+        "train", DIGITS, "-b", "keras", "--epochs", "1", "--limit", "64", "--seed", "5000000",
+        "-o", tmp_path / "run", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
