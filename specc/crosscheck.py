@@ -286,6 +286,27 @@ def _require(backends) -> None:
             raise CrosscheckError(message(missing[0], f"the {name} backend of crosscheck"))
 
 
+def _check_batch_memory(model: ModelIR, batch: int, backends: int) -> None:
+    """Refuse a batch whose inputs and layer outputs cannot fit (``--batch 1000000000``
+    asked NumPy for 477 GiB of inputs: a MemoryError traceback, or the OOM killer), before
+    anything is allocated: every backend keeps every layer's output, compared in float64."""
+    from .infer import max_memory
+    from .summary import readable_bytes
+
+    per_sample = sum(math.prod(t.shape) for t in model.inputs) + sum(
+        layer.activations for layer in model.layers
+    )
+    need = batch * per_sample * 8 * backends
+    limit = max_memory()
+    if need > limit:
+        raise CrosscheckError(
+            f"--batch-size {batch:,} needs about {readable_bytes(need)} for the inputs and every "
+            f"layer's outputs in {backends} backends, above the {readable_bytes(limit)} limit; "
+            f"use a smaller --batch-size (or raise SPECC_MAX_MEMORY)",
+            exit_code=2,
+        )
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -475,6 +496,7 @@ def crosscheck(
         raise CrosscheckError("crosscheck needs at least two backends", exit_code=2)
     if batch < 1:
         raise CrosscheckError("--batch-size must be at least 1", exit_code=2)
+    _check_batch_memory(model, batch, len(backends))
     _require(backends)
     run = None
     if run_dir is not None:

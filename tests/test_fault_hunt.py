@@ -250,3 +250,17 @@ def test_keras_training_with_a_seed_above_4_million(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# ------------------------------------------------------------ crosscheck --batch-size
+
+
+def test_crosscheck_batch_that_cannot_fit_is_refused_before_allocating(tmp_path):
+    # was: numpy._core._exceptions._ArrayMemoryError (477 GiB of inputs), a traceback
+    result = cli("crosscheck", DIGITS, "--backends", "pytorch,onnx", "--batch", "1000000000")
+    assert result.exit_code == 2
+    # digits_cnn, one sample: 8x8x1 = 64 input values and 8x8x16 + 4x4x16 + 4x4x32 + 32 + 32
+    # + 10 = 1,866 layer outputs; 1e9 samples x 1,930 values x 8 bytes x 2 backends
+    # = 3.088e13 bytes = 28.09 TB (binary units, as the summary's sizes)
+    assert result.stderr.startswith("error: --batch-size 1,000,000,000 needs about 28.09 TB ")
+    assert "above the 16.00 GB limit; use a smaller --batch-size" in result.stderr
