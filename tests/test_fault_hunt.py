@@ -142,12 +142,19 @@ def test_compile_output_that_is_the_weights_file_is_refused(tmp_path):
 
 
 def test_import_output_that_is_the_source_is_refused(tmp_path):
+    # was: exit 0, the Keras config replaced by the spec
+    config = (
+        '{"class_name": "Sequential", "config": {"name": "m", "layers": ['
+        '{"class_name": "InputLayer", "config": {"batch_shape": [null, 4]}}, '
+        '{"class_name": "Dense", "config": {"units": 3}}]}}'
+    )
     source = tmp_path / "model.json"
-    source.write_text('{"class_name": "Sequential"}')
+    source.write_text(config)
+    assert cli("import", source).exit_code == 0  # an importable model
     result = cli("import", source, "-o", source)
     assert result.exit_code == 2
     assert "it is the model being imported" in result.stderr
-    assert source.read_text() == '{"class_name": "Sequential"}'
+    assert source.read_text() == config
     result = cli("import", source, "-o", tmp_path / "s.yaml", "--weights-out", tmp_path / "s.yaml")
     assert result.exit_code == 2
     assert "it is also the -o spec file" in result.stderr
@@ -264,3 +271,82 @@ def test_crosscheck_batch_that_cannot_fit_is_refused_before_allocating(tmp_path)
     # = 3.088e13 bytes = 28.09 TB (binary units, as the summary's sizes)
     assert result.stderr.startswith("error: --batch-size 1,000,000,000 needs about 28.09 TB ")
     assert "above the 16.00 GB limit; use a smaller --batch-size" in result.stderr
+
+
+# ------------------------------------------------------------ import of malformed files
+
+DENSE = {"class_name": "Dense", "config": {"units": 3}}
+INPUT4 = {"class_name": "InputLayer", "config": {"batch_shape": [None, 4]}}
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({"class_name": "Sequential", "config": {"layers": 5}}, "TypeError"),
+        ({"class_name": "Sequential", "config": {"layers": [5]}}, "AttributeError"),
+        (
+            {
+                "class_name": "Sequential",
+                "config": {"layers": [{**INPUT4, "config": {"batch_shape": 5}}, DENSE]},
+            },
+            "TypeError",
+        ),
+        (
+            {"class_name": "Functional", "config": {"layers": [DENSE], "input_layers": 3}},
+            "TypeError",
+        ),
+        (
+            {
+                "class_name": "Functional",
+                "config": {
+                    "layers": [
+                        {**INPUT4, "name": "x", "inbound_nodes": []},
+                        {**DENSE, "name": "d", "inbound_nodes": 7},
+                    ],
+                    "input_layers": [["x", 0, 0]],
+                    "output_layers": [["d", 0, 0]],
+                },
+            },
+            "TypeError",
+        ),
+    ],
+    ids=["layers-int", "layer-int", "batch_shape-int", "input_layers-int", "inbound_nodes-int"],
+)
+def test_import_of_a_keras_config_with_a_wrong_structure(tmp_path, config, reason):
+    # was: a TypeError/AttributeError traceback from the importer's walk (exit 1)
+    source = tmp_path / "model.json"
+    source.write_text(__import__("json").dumps(config))
+    result = cli("import", source)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{source}: cannot import:",
+        result.stderr.splitlines()[1],
+    ]
+    assert result.stderr.splitlines()[1].startswith(
+        f"  - {source}: not a Keras model config: unexpected structure ({reason}: "
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "deep.json",
+            "[" * 100_000 + "]" * 100_000,
+            "cannot read the model: JSON nested too deeply",
+        ),
+        ("empty.onnx", "", "empty file"),  # was: exit 1 "the imported spec is invalid" x2
+        ("empty.json", "", "empty file"),
+        ("folder.keras", None, "is a folder, not a model file"),  # was: "no such file"
+    ],
+)
+def test_import_of_files_that_are_no_model(tmp_path, name, content, message):
+    source = tmp_path / name
+    if content is None:
+        source.mkdir()
+    else:
+        source.write_text(content)
+    result = cli("import", source)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"{source}: cannot import:", f"  - {source}: {message}"]
