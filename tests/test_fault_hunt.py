@@ -350,3 +350,33 @@ def test_import_of_files_that_are_no_model(tmp_path, name, content, message):
     result = cli("import", source)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"{source}: cannot import:", f"  - {source}: {message}"]
+
+
+# ------------------------------------------------------------ train: a dataset refused
+
+
+def _mnist_with_truncated_test_images(tmp_path, data_dir) -> Path:
+    root = tmp_path / "data"
+    (root / "mnist").mkdir(parents=True)
+    for item in (data_dir / "mnist").iterdir():
+        shutil.copy(item, root / "mnist" / item.name)
+    target = root / "mnist" / "t10k-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:100_000])
+    return root
+
+
+def test_train_refused_by_its_dataset_leaves_no_run_folder(tmp_path, data_dir):
+    # was: exit 3 but runs/<name> left behind with run.json saying "status": "running"
+    pytest.importorskip("torch")
+    data = _mnist_with_truncated_test_images(tmp_path, data_dir)
+    out = tmp_path / "run"
+    result = cli(
+        "train", ROOT / "specs" / "mnist_mlp.json", "-b", "pytorch", "--epochs", "1",
+        "--offline", "--data-dir", data, "-o", out, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        f"error: checksum mismatch for {data}/mnist/t10k-images-idx3-ubyte.gz: "
+    )
+    assert "(100,000 bytes); the file is truncated or corrupted" in result.stderr
+    assert not out.exists()
