@@ -207,6 +207,18 @@ def _refuse_overwriting(output: Path | None, *inputs: tuple[str, Path | None]) -
             raise typer.Exit(EXIT_USAGE)
 
 
+def _run_files(run_dir: Path, verb: str) -> list[tuple[str, Path]]:
+    """The files a run folder's manifest says specc wrote there (run.json, the model, ...),
+    as _refuse_overwriting's inputs: ``predict -o RUN/run.json`` would destroy the run."""
+    try:
+        files = json.loads((run_dir / ".specc-manifest.json").read_text(encoding="utf-8"))
+        names = [n for n in files["files"] if isinstance(n, str)]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        names = []
+    names += ["run.json", "normalization.json", "metrics.json"]  # older runs: no manifest
+    return [(f"a file of the run {verb} ({run_dir})", run_dir / n) for n in names]
+
+
 def _write(path: Path, content: str | bytes) -> None:
     """Write atomically (nothing half-written); an unwritable path is a usage error."""
     from .fsutil import atomic_write_bytes
@@ -948,7 +960,9 @@ def predict(
     from .runner.predict import predict as run_predict
 
     _set_verbose(verbose)
-    _refuse_overwriting(output, ("the inputs being predicted", inputs))
+    _refuse_overwriting(
+        output, ("the inputs being predicted", inputs), *_run_files(run_dir, "predict uses")
+    )
     if format is None:
         suffix = output.suffix.lower() if output is not None else ""
         format = {".csv": PredictFormat.csv, ".json": PredictFormat.json}.get(
@@ -990,22 +1004,25 @@ def evaluate(
     compare them with its metrics.json. Exit 1 when they differ."""
     import os
 
-    from .runner.predict import PredictError, TrainedRun, compare_metrics, evaluate_run
+    from .runner.predict import (
+        PredictError,
+        TrainedRun,
+        compare_metrics,
+        evaluate_run,
+        read_run_json,
+    )
 
     _set_verbose(verbose)
     try:
         run = TrainedRun(run_dir, engine.value)
+        recorded = read_run_json(Path(run_dir) / "metrics.json")  # before the work
         metrics = evaluate_run(
             run,
             str(data_dir) if data_dir else None,
             download=not offline and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
         )
-        recorded = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
     except PredictError as exc:
         _run_error(exc)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"error: {run_dir}/metrics.json: cannot read: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
     # the backend recomputes exactly; onnxruntime's outputs and the numpy loss differ from
     # the framework's in the last float32 bits
     tolerance = 1e-6 if engine is Engine.backend else 1e-4

@@ -380,3 +380,188 @@ def test_train_refused_by_its_dataset_leaves_no_run_folder(tmp_path, data_dir):
     )
     assert "(100,000 bytes); the file is truncated or corrupted" in result.stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------ predict / evaluate: run folders
+
+RUN_JSON = {
+    "spec": "specs/mnist_mlp.json",
+    "model": "mnist_mlp",
+    "backend": "pytorch",
+    "dataset": "mnist",
+    "status": "finished",
+    "data": {
+        "limit": 200,
+        "input_shape": [28, 28],
+        "sample_shape": [28, 28, 1],
+        "class_names": [str(i) for i in range(10)],
+        "training": {"dataset": "mnist", "loss": "sparse_categorical_crossentropy"},
+    },
+}
+NORMALIZATION = {"mode": "unit", "scale": 255.0, "validation": "test"}
+
+
+def _run_folder(tmp_path, run=RUN_JSON, normalization=NORMALIZATION, metrics=None) -> Path:
+    """A run folder as `specc train` writes its records (no model: every case below is
+    refused before one is loaded, so no framework is needed)."""
+    import json
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name, data in (("run.json", run), ("normalization.json", normalization)):
+        (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+    (folder / "metrics.json").write_text(metrics or '{"test": {"loss": 1.0, "accuracy": 0.5}}')
+    manifest = {
+        "files": [".specc.lock", "run.json", "normalization.json", "metrics.json", "model.pt"]
+    }
+    (folder / ".specc-manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _inputs(tmp_path, x=None, **arrays) -> Path:
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "inputs.npz"
+    np.savez(path, x=np.zeros((3, 784), np.float32) if x is None else x, **arrays)
+    return path
+
+
+def _with(**data):
+    return {**RUN_JSON, "data": {**RUN_JSON["data"], **data}}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        # was: AttributeError: 'list' object has no attribute 'get'
+        ({"run": "[1]"}, "run.json: expected a JSON object, got list"),
+        # was: pydantic ValidationError traceback (predict); evaluate blamed metrics.json
+        ({"run": _with(training=5)}, "run.json: not as specc writes it (Input should be"),
+        # was: TypeError from pathlib (evaluate)
+        ({"run": {**RUN_JSON, "spec": 5}}, "run.json: not as specc writes it ('model' and 'spec'"),
+        ({"run": _with(input_shape=[0, "a"])}, "a shape must be positive integers"),
+        # was: exit 0, every input divided by NaN (or 1.0 for '{}'): predictions that mean nothing
+        ({"normalization": {**NORMALIZATION, "scale": float("nan")}}, "scale must be finite"),
+        ({"normalization": {}}, "normalization.json: no normalization 'mode'"),
+        ({"normalization": {"mode": "unit", "scale": 0}}, "scale must be > 0, got 0"),
+        ({"normalization": {"mode": "standardize", "scale": 1.0}}, "'standardize' has no 'mean'"),
+    ],
+    ids=[
+        "run-list",
+        "training-int",
+        "spec-int",
+        "shape",
+        "scale-nan",
+        "norm-empty",
+        "scale-0",
+        "std",
+    ],
+)
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_damaged_run_record_is_one_line_naming_the_file(tmp_path, files, message, command):
+    run = _run_folder(tmp_path, **files)
+    args = [command, run] + ([_inputs(tmp_path)] if command == "predict" else [])
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: {run}/") and message in result.stderr
+
+
+def test_evaluate_refuses_a_metrics_json_that_is_no_record(tmp_path):
+    # was: AttributeError: 'list' object has no attribute 'get', after the whole evaluation
+    run = _run_folder(tmp_path, metrics="[]")
+    result = cli("evaluate", run)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {run}/metrics.json: expected a JSON object, got list\n"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        # was: IndexError: list index out of range (label 99 of 10 classes)
+        ({"y": [3, 99, 0]}, "'y' holds the class index 99; the run's classes are 0 to 9"),
+        ({"y": [3, -1, 0]}, "'y' holds the class index -1"),
+        ({"y": [3, 0.5, 0]}, "'y' must hold class indices (whole numbers)"),  # was: 0.5 -> 0
+        # was: exit 0 with "nan" confidences (3 samples x 784 values)
+        ({"x": [[float("nan")] * 784] * 3}, "holds 2,352 NaN/Inf values"),
+    ],
+    ids=["label-99", "label-negative", "label-fraction", "nan-inputs"],
+)
+def test_predict_refuses_inputs_that_mean_nothing(tmp_path, arrays, message):
+    np = pytest.importorskip("numpy")
+    run = _run_folder(tmp_path)
+    x = np.asarray(arrays.pop("x"), np.float32) if "x" in arrays else None
+    inputs = _inputs(tmp_path, x, **{k: np.asarray(v) for k, v in arrays.items()})
+    result = cli("predict", run, inputs)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {inputs}: ") and message in result.stderr
+
+
+@pytest.mark.parametrize("name", ["run.json", "metrics.json", "model.pt"])
+def test_predict_output_into_the_runs_own_files_is_refused(tmp_path, name):
+    # was: `predict RUN x.npy -o RUN/run.json` wrote the predictions over the run's record;
+    # every later predict/evaluate said the run "was written by an older specc"
+    run = _run_folder(tmp_path)
+    target = run / name
+    target.write_bytes(b"the run's") if name == "model.pt" else None
+    before = target.read_bytes()
+    result = cli("predict", run, _inputs(tmp_path), "-o", target)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: refusing to write {target}: it is a file of the run predict uses ({run}); "
+        "write somewhere else\n"
+    )
+    assert target.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("trained") / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(DIGITS),
+            "-b",
+            "pytorch",
+            "--epochs",
+            "1",
+            "--limit",
+            "64",
+            "-o",
+            str(folder),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "content", "engine", "reason"),
+    [
+        # was: _pickle.UnpicklingError traceback (a paragraph from torch.load)
+        ("model.pt", b"garbage", "backend", "cannot be loaded (Weights only load failed."),
+        # was: SyntaxError / AttributeError tracebacks
+        ("model_pytorch.py", b"garbage(\n", "backend", "cannot be loaded ('(' was never closed"),
+        ("model_pytorch.py", b"x = 1\n", "backend", "has no attribute 'DigitsCnn'"),
+        # was: onnxruntime's InvalidProtobuf traceback
+        ("model.onnx", b"garbage", "onnx", "cannot be loaded ([ONNXRuntimeError]"),
+    ],
+    ids=["model.pt", "code-syntax", "code-no-class", "model.onnx"],
+)
+def test_damaged_model_file_of_a_run(tmp_path, trained_run, name, content, engine, reason):
+    if engine == "onnx":
+        pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / name).write_bytes(content)
+    inputs = tmp_path / "x.npy"
+    np = pytest.importorskip("numpy")
+    np.save(inputs, np.zeros((2, 8, 8, 1), np.float32))
+    result = cli("predict", run, inputs, "--engine", engine)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: {run / name}: ") and reason in result.stderr
+    assert result.stderr.rstrip().endswith("; the run folder is damaged")
