@@ -565,3 +565,41 @@ def test_damaged_model_file_of_a_run(tmp_path, trained_run, name, content, engin
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(f"error: {run / name}: ") and reason in result.stderr
     assert result.stderr.rstrip().endswith("; the run folder is damaged")
+
+
+# ------------------------------------------------------------ a closed stdout
+
+
+def _closed_stdout(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "specc", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),  # `specc ... >&-`: Python starts with sys.stdout None
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("summary", MNIST), ("validate", MNIST), ("compile", MNIST, "-t", "pytorch"), ("schema",)],
+    ids=["summary", "validate", "compile", "schema"],
+)
+def test_closed_stdout_is_one_line_and_exit_2(args):
+    # was: exit 1 with "AttributeError: 'NoneType' object has no attribute 'flush'"
+    result = _closed_stdout(*args)
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write stdout: bad file descriptor\n"
+
+
+def test_closed_stdout_does_not_matter_when_writing_to_a_file(tmp_path):
+    result = _closed_stdout("compile", MNIST, "-t", "keras", "-o", tmp_path / "m.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"wrote {tmp_path / 'm.py'} (keras code, ")
+    assert (tmp_path / "m.py").read_text().startswith('"""Keras model')
