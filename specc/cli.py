@@ -1106,7 +1106,8 @@ def main() -> None:
                 _leave_rank(exc.code)
             raise
         finally:
-            sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
+            if not sys.stdout.closed:  # the language server closes it when the client exits
+                sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -200,7 +200,7 @@ class _ClosedStream:
     None: writing fails as on a closed file (EBADF: one line on stderr, exit 2, see
     stdout_failed) instead of an AttributeError traceback at the final flush."""
 
-    encoding, errors = "utf-8", "strict"
+    encoding, errors, closed = "utf-8", "strict", False
 
     def write(self, text: str) -> int:
         import errno

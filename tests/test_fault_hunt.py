@@ -603,3 +603,32 @@ def test_closed_stdout_does_not_matter_when_writing_to_a_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f"wrote {tmp_path / 'm.py'} (keras code, ")
     assert (tmp_path / "m.py").read_text().startswith('"""Keras model')
+
+
+# ------------------------------------------------------------ the language server's exit
+
+
+def test_language_server_exits_0_when_the_client_says_exit():
+    # was: exit 1 with "ValueError: I/O operation on closed file" (the final flush of a
+    # stdout the server had closed) after every editor session
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("pygls")
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
+    stream = b"".join(
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in (json.dumps(m).encode() for m in messages)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "specc", "lsp"], input=stream, capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"Traceback" not in result.stderr
+    assert b'"id": 2' in result.stdout or b'"id":2' in result.stdout  # shutdown answered
