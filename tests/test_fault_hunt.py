@@ -632,3 +632,35 @@ def test_language_server_exits_0_when_the_client_says_exit():
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert b"Traceback" not in result.stderr
     assert b'"id": 2' in result.stdout or b'"id":2' in result.stdout  # shutdown answered
+
+
+# ------------------------------------------------------------ endless inputs
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_an_endless_spec_file_is_refused_after_the_size_limit(device):
+    # was: read until memory ran out (a hang, then the OOM killer)
+    result = cli("validate", device)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"{device}:1:1: error: file is more than 4,194,304 bytes; specs larger than "
+        "4,194,304 bytes are refused"
+    )
+
+
+def test_a_spec_from_a_pipe_still_validates():
+    import subprocess
+    import sys
+
+    command = f'{sys.executable} -m specc validate <(cat "{MNIST}")'
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(": ok (mnist_cnn: 7 layers, 104,202 params)\n")
+
+
+def test_import_of_a_device_says_what_it_is(tmp_path):
+    link = tmp_path / "model.onnx"
+    link.symlink_to("/dev/zero")
+    result = cli("import", link)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"  - {link}: not a regular file"  # was: no such file

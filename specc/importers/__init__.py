@@ -55,6 +55,8 @@ def import_model(path: str | Path, *, with_weights: bool = True) -> ImportResult
         )
     if path.is_dir():
         raise ImportRefused([f"{path}: is a folder, not a model file"], exit_code=2)
+    if path.exists() and not path.is_file():  # a device, a FIFO, a socket
+        raise ImportRefused([f"{path}: not a regular file"], exit_code=2)
     if not path.is_file():
         raise ImportRefused([f"{path}: no such file"], exit_code=2)
     if path.stat().st_size == 0:
