@@ -1085,6 +1085,13 @@ def report(
     except OSError as exc:
         typer.echo(f"error: cannot write the plots: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except (TypeError, ValueError, KeyError, IndexError) as exc:  # a run file edited by hand
+        typer.echo(
+            f"error: {run['dir']}: cannot draw the plots from its files ({type(exc).__name__}: "
+            f"{exc}); a damaged metrics.json, history.json or test_predictions.npz?",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
     for path in written:
         _wrote(path, "plot")
 

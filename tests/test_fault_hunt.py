@@ -664,3 +664,40 @@ def test_import_of_a_device_says_what_it_is(tmp_path):
     result = cli("import", link)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == f"  - {link}: not a regular file"  # was: no such file
+
+
+# ------------------------------------------------------------ report of damaged runs
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        # was: AttributeError: 'list' object has no attribute 'get'
+        ({"run.json": "[1]"}, "run.json: expected a JSON object, got list"),
+        # was: TypeError: 'int' object is not iterable (in the overlay / the curves)
+        (
+            {"history.json": "[1, 2]"},
+            "history.json: expected a list of epoch records, got a list of int",
+        ),
+        ({"metrics.json": '"x"'}, "metrics.json: expected a JSON object, got str"),
+        ({"metrics.json": "{broken"}, "metrics.json: not valid JSON"),
+    ],
+    ids=["run.json", "history.json", "metrics.json", "metrics-broken"],
+)
+def test_report_of_a_damaged_run_is_one_line(tmp_path, files, message):
+    run = _run_folder(tmp_path)
+    for name, text in files.items():
+        (run / name).write_text(text)
+    result = cli("report", run, "-o", tmp_path / "plots")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {run}/{message}" + result.stderr.split(message, 1)[1]
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_report_of_metrics_that_cannot_be_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    run = _run_folder(tmp_path, metrics='{"confusion_matrix": "x", "test": 5}')
+    result = cli("report", run, "-o", tmp_path / "plots")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {run}: cannot draw the plots from its files (")
+    assert len(result.stderr.splitlines()) == 1

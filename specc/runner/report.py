@@ -353,16 +353,38 @@ def load_run(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a specc run folder (no metrics.json)")
-    read = lambda name: (  # noqa: E731
-        json.loads((run_dir / name).read_text(encoding="utf-8"))
-        if (run_dir / name).is_file()
-        else None
-    )
-    info = read("run.json") or {}
-    metrics = read("metrics.json") or {}
-    history = read("history.json") or []
-    class_names = (info.get("data") or {}).get("class_names") or [
-        c["class"] for c in metrics.get("per_class", [])
+
+    def read(name: str, kind: type, empty):
+        path = run_dir / name
+        if not path.is_file():
+            return empty
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if data is None:
+            return empty
+        if not isinstance(data, kind) or (
+            kind is list and not all(isinstance(row, dict) for row in data)
+        ):
+            shape = "a JSON object" if kind is dict else "a list of epoch records"
+            got = type(data).__name__
+            if kind is list and isinstance(data, list):
+                got = "a list of " + ", ".join(sorted({type(row).__name__ for row in data}))
+            raise ValueError(f"{path}: expected {shape}, got {got}")
+        return data
+
+    info = read("run.json", dict, {})
+    metrics = read("metrics.json", dict, {})
+    history = read("history.json", list, [])
+    data = info.get("data")
+    per_class = metrics.get("per_class")
+    class_names = (data.get("class_names") if isinstance(data, dict) else None) or [
+        c["class"]
+        for c in (per_class if isinstance(per_class, list) else [])
+        if isinstance(c, dict) and "class" in c
     ]
     return {"dir": run_dir, "info": info, "metrics": metrics, "history": history,
             "class_names": class_names}  # fmt: skip
