@@ -25,7 +25,6 @@ Frameworks are imported only for the backends requested.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -839,18 +838,26 @@ def _read_run(model: ModelIR, folder: Path) -> dict:
                 "a model with non-finite weights cannot be checked",
                 exit_code=3,
             )
+    from .runner.predict import PredictError, _check_normalization, read_run_json
+
     run = {"weights": weights, "normalization": None, "info": {}}
-    if (folder / "run.json").is_file():
-        run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        want = run["info"].get("spec_sha256")
-        if want and want != model.sha256():
-            raise CrosscheckError(
-                f"{folder} was trained from a different spec (spec_sha256 differs)", exit_code=2
-            )
-    if (folder / "normalization.json").is_file():
-        run["normalization"] = json.loads(
-            (folder / "normalization.json").read_text(encoding="utf-8")
-        )
+    try:  # a record that is not as specc writes it: one line naming it, not a traceback
+        if (folder / "run.json").is_file():
+            run["info"] = read_run_json(folder / "run.json")
+            want = run["info"].get("spec_sha256")
+            if want and want != model.sha256():
+                raise CrosscheckError(
+                    f"{folder} was trained from a different spec (spec_sha256 differs)",
+                    exit_code=2,
+                )
+            data = run["info"].get("data")
+            if data is not None and not isinstance(data, dict):
+                raise PredictError(f"{folder / 'run.json'}: 'data' is not a JSON object")
+        if (folder / "normalization.json").is_file():
+            run["normalization"] = read_run_json(folder / "normalization.json")
+            _check_normalization(folder / "normalization.json", run["normalization"])
+    except PredictError as exc:
+        raise CrosscheckError(str(exc), exit_code=3) from None
     return run
 
 

@@ -701,3 +701,30 @@ def test_report_of_metrics_that_cannot_be_drawn(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {run}: cannot draw the plots from its files (")
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        # was: AttributeError: 'list' object has no attribute 'get'
+        ("run.json", "[1]", "run.json: expected a JSON object, got list"),
+        # was: json.decoder.JSONDecodeError traceback
+        ("run.json", "{broken", "run.json: cannot read: Expecting property name"),
+        # was: exit 0, the test set scaled by NaN (or not at all for '{}') before predicting
+        ("normalization.json", "{}", "normalization.json: no normalization 'mode'"),
+    ],
+    ids=["run.json-list", "run.json-broken", "normalization-empty"],
+)
+def test_crosscheck_run_with_damaged_records(tmp_path, name, content, message):
+    for module in ("numpy", "torch", "onnx", "onnxruntime"):  # what the backends need
+        pytest.importorskip(module)
+    from specc import weights as W
+    from specc.pipeline import check_file
+
+    run = _run_folder(tmp_path)
+    W.save(run / "weights.npz", W.random_weights(check_file(DIGITS).model, 0))
+    (run / name).write_text(content)
+    result = cli("crosscheck", DIGITS, "--backends", "pytorch,onnx", "--run", run)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"error: {run}/{message}")
+    assert len(result.stderr.splitlines()) == 1
