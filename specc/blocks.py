@@ -27,6 +27,8 @@ BLOCK_KEYS = {"description", "params", "inputs", "layers", "outputs"}
 INSTANCE_KEYS = {"type", "name", "inputs", "repeat", "first", "at", "if"}
 MAX_REPEAT = 10_000
 MAX_LAYERS = 200_000
+#: blocks inside blocks, at most this deep (deeper recursed past Python's stack limit)
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,15 @@ class _Expander:
                 f"block '{bname}' uses itself ({loop}); blocks cannot be recursive",
                 frames,
                 code=codes.RECURSIVE_BLOCK,
+            )
+            return None
+        if len(chain) >= MAX_NESTING:
+            self.error(
+                path + ("type",),
+                f"blocks nested more than {MAX_NESTING} deep ({' -> '.join(chain[:3])} -> ... "
+                f"-> {bname})",
+                frames[-3:],
+                hint="flatten some levels: a block may hold the layers of the blocks it uses",
             )
             return None
         for key in entry:

@@ -728,3 +728,32 @@ def test_crosscheck_run_with_damaged_records(tmp_path, name, content, message):
     assert result.exit_code == 3
     assert result.stderr.startswith(f"error: {run}/{message}")
     assert len(result.stderr.splitlines()) == 1
+
+
+# ------------------------------------------------------------ blocks nested very deep
+
+
+def _nested_blocks(levels: int) -> str:
+    lines = ["version: 1", "name: m", "inputs: [{name: x, shape: [4]}]", "blocks:"]
+    for i in range(levels):
+        inner = f"{{type: b{i + 1}}}" if i < levels - 1 else "{type: Dense, units: 2}"
+        lines += [f"  b{i}:", "    layers:", f"      - {inner}"]
+    return "\n".join([*lines, "layers:", "  - {type: b0}", ""])
+
+
+def test_blocks_nested_too_deep_are_an_error_not_a_recursion_error(tmp_path):
+    # was: RecursionError: maximum recursion depth exceeded (1,500 levels), a traceback
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(_nested_blocks(1500))
+    result = cli("validate", spec)
+    assert result.exit_code == 1
+    first = located(result, spec, 7 + 3 * 99)  # the entry {type: b100} of block b99
+    assert "blocks nested more than 100 deep (b0 -> b1 -> b2 -> ... -> b100)" in first
+
+
+def test_blocks_nested_100_deep_still_validate(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(_nested_blocks(100))
+    result = cli("validate", spec)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{spec}: ok (m: 1 layers, 10 params)\n"  # Dense 4 -> 2: 4*2 + 2
