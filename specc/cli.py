@@ -26,6 +26,7 @@ from . import diagcodes as codes
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+MAX_COUNT = 1_000_000_000  # the spec's epochs and batch_size (specc.layers.base.PositiveInt)
 MAX_SEED = 2**32 - 1  # specc.spec.MAX_SEED (not imported: pydantic would slow every start)
 EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
@@ -405,9 +406,11 @@ def train(
     backend: Backend = typer.Option(
         Backend.keras, "--backend", "-b", help="Framework to train with."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override training.epochs."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, max=MAX_COUNT, help="Override training.epochs."
+    ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Override training.batch_size."
+        None, "--batch-size", min=1, max=MAX_COUNT, help="Override training.batch_size."
     ),
     seed: int | None = typer.Option(
         None, "--seed", min=0, max=MAX_SEED, help="Override training.seed."
@@ -505,6 +508,14 @@ def train(
 
         if backend != Backend.pytorch:
             typer.echo("error: --nproc trains with --backend pytorch (Keras: --devices)", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        ranks = max(64, 4 * (os.cpu_count() or 1))
+        if os.environ.get("WORLD_SIZE") is None and nproc > ranks:
+            typer.echo(
+                f"error: --nproc {nproc:,} would start {nproc:,} processes, each loading PyTorch; "
+                f"this machine has {os.cpu_count()} CPUs (at most {ranks} ranks)",
+                err=True,
+            )
             raise typer.Exit(EXIT_USAGE)
         if os.environ.get("WORLD_SIZE") is None:
             if nproc > 1:

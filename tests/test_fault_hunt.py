@@ -757,3 +757,24 @@ def test_blocks_nested_100_deep_still_validate(tmp_path):
     result = cli("validate", spec)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{spec}: ok (m: 1 layers, 10 params)\n"  # Dense 4 -> 2: 4*2 + 2
+
+
+# ------------------------------------------------------------ train's counts
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        # was: pydantic ValidationError traceback from run.py (the override validated late)
+        ("--batch-size", "1000000000000000", "Invalid value for '--batch-size'"),
+        ("--epochs", "100000000000000000000", "Invalid value for '--epochs'"),
+        # was: a fork of 100,000 Python processes, each importing torch
+        ("--nproc", "100000", "error: --nproc 100,000 would start 100,000 processes"),
+    ],
+    ids=["batch-size", "epochs", "nproc"],
+)
+def test_train_counts_beyond_reason_are_usage_errors(tmp_path, option, value, message):
+    result = cli("train", DIGITS, "-b", "pytorch", option, value, "-o", tmp_path / "run", "-q")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
