@@ -778,3 +778,23 @@ def test_train_counts_beyond_reason_are_usage_errors(tmp_path, option, value, me
     assert result.exit_code == 2
     assert message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        # PIL's own limit (178,956,970 pixels): was a DecompressionBombError traceback
+        (b"P5\n20000 20000\n255\n", "refusing the image: Image size (400000000 pixels) exceeds"),
+        # above specc's 8192x8192 for images (as the image-folder dataset): was decoded in full
+        (b"P5\n9000 9000\n255\n", "refusing the image: 9000x9000 pixels is more than 67,108,864"),
+    ],
+    ids=["pil-limit", "specc-limit"],
+)
+def test_predict_refuses_an_image_bomb_from_its_header(tmp_path, header, message):
+    pytest.importorskip("PIL")
+    run = _run_folder(tmp_path)
+    image = tmp_path / "bomb.pgm"
+    image.write_bytes(header)  # no pixels at all: refused before any are read
+    result = cli("predict", run, image)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {image}: {message}")

@@ -315,13 +315,27 @@ def _image(path: Path, sample_shape: tuple, scale: float) -> np.ndarray:
         )
     height, width = sample_shape[0], sample_shape[1]
     channels = sample_shape[2] if len(sample_shape) == 3 else 1
+    import warnings
+
+    from ..data.loaders import MAX_IMAGE_PIXELS
+
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as img:
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # read from the header only
+                raise PredictError(
+                    f"{path}: refusing the image: {img.size[0]}x{img.size[1]} pixels is more "
+                    f"than {MAX_IMAGE_PIXELS:,} (a decompression bomb, or far too large)"
+                )
             img = img.convert("L" if channels == 1 else "RGB")
             if img.size != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.float64)
-    except OSError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PredictError(f"{path}: refusing the image: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's parsers raise all three
         raise PredictError(f"{path}: cannot read the image: {exc}") from None
     pixels = pixels * (scale / 255.0)
     if scale == 255.0:
