@@ -797,7 +797,7 @@ def view(
     try:
         serve(model, port=port, browse=browse, log=lambda text: typer.echo(text, err=True))
     except ViewError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(str(exc) if exc.located else f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -798,3 +798,23 @@ def test_predict_refuses_an_image_bomb_from_its_header(tmp_path, header, message
     result = cli("predict", run, image)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {image}: {message}")
+
+
+# ------------------------------------------------------------ view
+
+
+def test_view_of_an_invalid_spec_prints_its_diagnostics_once(tmp_path):
+    # was: "error: SPEC:1:1: error: no such file" (the prefix twice)
+    pytest.importorskip("netron")  # checked first
+    result = cli("view", tmp_path / "nope.yaml", "--no-browse")
+    assert result.exit_code == 2
+    assert result.stderr == f"{tmp_path / 'nope.yaml'}:1:1: error: no such file\n"
+
+
+def test_view_of_a_device_is_refused_not_read_forever(tmp_path):
+    pytest.importorskip("netron")  # checked first
+    link = tmp_path / "model.onnx"
+    link.symlink_to("/dev/zero")
+    result = cli("view", link, "--no-browse")  # was: read /dev/zero until memory ran out
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {link}: not a regular file\n"
