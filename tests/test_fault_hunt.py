@@ -818,3 +818,25 @@ def test_view_of_a_device_is_refused_not_read_forever(tmp_path):
     result = cli("view", link, "--no-browse")  # was: read /dev/zero until memory ran out
     assert result.exit_code == 2
     assert result.stderr == f"error: {link}: not a regular file\n"
+
+
+def test_import_of_an_onnx_node_no_exporter_writes_is_listed(tmp_path):
+    # was: pydantic ValidationError traceback (a Conv whose weight is 1-d)
+    onnx = pytest.importorskip("onnx")
+    np = pytest.importorskip("numpy")
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    weight = numpy_helper.from_array(np.ones((5,), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])
+    graph = helper.make_graph([conv], "g", [x], [y], initializer=[weight])
+    source = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), source)
+    result = cli("import", source)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{source}: cannot import:",
+        "  - node 'conv' (Conv): cannot be converted (kernel_size: Tuple should have at most 1 "
+        "item after validation, not 2)",
+    ]

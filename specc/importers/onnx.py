@@ -970,7 +970,18 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
                     f"ONNX operator {node.op_type} (node '{node.name}') is not supported by specc"
                 )
             continue
-        _convert(state, node)
+        try:
+            _convert(state, node)
+        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:
+            # a node no exporter writes so (a 1-d Conv weight, ...): listed with the others
+            # instead of the converter's traceback (pydantic's ValidationError is a ValueError)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if type(exc).__name__ == "ValidationError":
+                errors = exc.errors()  # type: ignore[attr-defined]
+                reason = f"{'.'.join(map(str, errors[0]['loc']))}: {errors[0]['msg']}"
+            state.problems.append(
+                f"node '{node.name}' ({node.op_type}): cannot be converted ({reason})"
+            )
     outputs = []
     for value in graph.output:
         v = state.values.get(value.name)
