@@ -98,7 +98,8 @@ def read_source(path: str | Path) -> Source:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ParseError(Diagnostic("no such file", file=name, code=codes.IO)) from None
+        hint = "to read a spec from stdin, give /dev/stdin" if name == "-" else None
+        raise ParseError(Diagnostic("no such file", file=name, code=codes.IO, hint=hint)) from None
     except IsADirectoryError:
         raise ParseError(
             Diagnostic("is a directory, not a spec file", file=name, code=codes.IO)

@@ -840,3 +840,12 @@ def test_import_of_an_onnx_node_no_exporter_writes_is_listed(tmp_path):
         "  - node 'conv' (Conv): cannot be converted (kernel_size: Tuple should have at most 1 "
         "item after validation, not 2)",
     ]
+
+
+def test_dash_for_stdin_says_how_to_read_stdin():
+    result = cli("validate", "-")
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == "-:1:1: error: no such file\n  hint: to read a spec from stdin, give /dev/stdin\n"
+    )
