@@ -985,6 +985,12 @@ def predict(
     except PredictError as exc:
         _run_error(exc)
     text = format_predictions(result, format.value)
+    if result.get("nonfinite_outputs"):
+        typer.echo(
+            f"warning: the run's model gave NaN/Inf outputs for {result['nonfinite_outputs']} of "
+            f"{result['samples']} samples (a diverged training?); their classes mean nothing",
+            err=True,
+        )
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -1042,7 +1048,9 @@ def evaluate(
         payload = {"engine": engine.value, "samples": metrics.get("samples"), **metrics}
         payload["matches_metrics_json"] = not differ
         payload["differ"] = differ
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        from .runner.report import finite_json
+
+        typer.echo(json.dumps(finite_json(payload), indent=2, default=str))
     else:
         from .runner.results import result_line
 

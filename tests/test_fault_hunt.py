@@ -849,3 +849,51 @@ def test_dash_for_stdin_says_how_to_read_stdin():
         result.stderr
         == "-:1:1: error: no such file\n  hint: to read a spec from stdin, give /dev/stdin\n"
     )
+
+
+# ------------------------------------------------------------ NaN in JSON outputs
+
+
+def _strict_json(text: str):
+    import json
+
+    def refuse(constant):
+        raise AssertionError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_records_never_hold_nan(tmp_path):
+    # was: metrics.json of a diverged run held NaN (json.dumps's default= never sees floats)
+    from specc.runner.predict import compare_metrics
+    from specc.runner.report import run_title, write_json
+
+    nan = float("nan")
+    write_json(
+        tmp_path / "metrics.json", {"test": {"loss": nan, "accuracy": 0.1}, "x": [float("inf")]}
+    )
+    recorded = _strict_json((tmp_path / "metrics.json").read_text())
+    assert recorded == {"test": {"loss": None, "accuracy": 0.1}, "x": [None]}
+    # what reads it back: evaluate's comparison and report's title
+    assert compare_metrics({"test": {"loss": nan, "accuracy": 0.1}}, recorded) == []
+    assert compare_metrics({"test": {"loss": 0.5, "accuracy": 0.1}}, recorded) == ["loss"]
+    assert run_title({"model": "m"}, {"test": {"loss": None}}) == "m · ? · ? · test loss nan"
+
+
+@pytest.mark.slow
+def test_predict_json_of_a_diverged_model_is_valid_json(tmp_path, trained_run):
+    # was: "confidence": NaN in --format json (strict JSON readers refuse it), no warning
+    torch = pytest.importorskip("torch")
+    np = pytest.importorskip("numpy")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()}, run / "model.pt")
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.zeros((2, 8, 8, 1), np.float32))
+    result = cli("predict", run, inputs, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    data = _strict_json(result.stdout)
+    assert [row["confidence"] for row in data["predictions"]] == [None, None]
+    assert data["nonfinite_outputs"] == 2
+    assert result.stderr.startswith("warning: the run's model gave NaN/Inf outputs for 2 of 2")

@@ -451,6 +451,9 @@ def predict(run: TrainedRun, inputs: Inputs, top_k: int = 3) -> dict:
             row["label"] = names[int(inputs.labels[i])]
         rows.append(row)
     result: dict = {"engine": run.engine, "samples": len(rows), "predictions": rows}
+    nonfinite = int((~np.isfinite(probs.reshape(len(probs), -1))).any(axis=1).sum())
+    if nonfinite:  # the model itself (a diverged run): said, not hidden in the table
+        result["nonfinite_outputs"] = nonfinite
     if inputs.labels is not None:
         correct = int(np.sum(classes == inputs.labels))
         result["accuracy"] = correct / max(len(rows), 1)
@@ -462,7 +465,9 @@ def format_predictions(result: dict, fmt: str) -> str:
     """text (a table), csv or json."""
     rows = result["predictions"]
     if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
+        from .report import finite_json
+
+        return json.dumps(finite_json(result), indent=2) + "\n"  # a NaN output: null
     if fmt == "csv":
         import csv
         import io
@@ -536,6 +541,8 @@ def compare_metrics(new: dict, recorded: dict, tolerance: float = 1e-6) -> list[
     test = recorded.get("test")
     test = test if isinstance(test, dict) else {}
     for name, value in (new.get("test") or {}).items():
+        if name in test and test[name] is None and not math.isfinite(float(value)):
+            continue  # metrics.json writes a NaN (a diverged run) as null: the same value
         old = test.get(name)
         if old is None and name == "loss":
             old = recorded.get("test_loss")

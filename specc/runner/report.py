@@ -82,8 +82,21 @@ def write_history(out_dir: str | Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / "history.json", json.dumps(rows, indent=2) + "\n")
 
 
+def finite_json(data):
+    """``data`` with every NaN/inf float (at any depth) as None: JSON has no such numbers,
+    and json.dumps would write the non-standard NaN/Infinity that strict readers refuse."""
+    if isinstance(data, float):
+        return _clean(data)
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json(path: str | Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_clean) + "\n")
+    text = json.dumps(finite_json(data), indent=2, sort_keys=True, default=_clean)
+    atomic_write_text(path, text + "\n")
 
 
 def _pyplot():
@@ -264,10 +277,14 @@ def run_title(info: dict, metrics: dict) -> str:
     if info.get("precision") not in (None, "fp32"):
         backend += f" {info['precision']}"
     test = metrics.get("test") or {}
+
+    def shown(value) -> str:  # metrics.json writes a NaN loss (a diverged run) as null
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "nan"
+
     if "accuracy" in test or "accuracy" in metrics:
-        final = f"test accuracy {test.get('accuracy', metrics.get('accuracy')):.4f}"
+        final = f"test accuracy {shown(test.get('accuracy', metrics.get('accuracy')))}"
     else:
-        final = f"test loss {test.get('loss', metrics.get('test_loss', float('nan'))):.4f}"
+        final = f"test loss {shown(test.get('loss', metrics.get('test_loss')))}"
     return f"{info.get('model', '?')} · {backend} · {info.get('dataset', '?')} · {final}"
 
 
