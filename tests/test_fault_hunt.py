@@ -897,3 +897,35 @@ def test_predict_json_of_a_diverged_model_is_valid_json(tmp_path, trained_run):
     assert [row["confidence"] for row in data["predictions"]] == [None, None]
     assert data["nonfinite_outputs"] == 2
     assert result.stderr.startswith("warning: the run's model gave NaN/Inf outputs for 2 of 2")
+
+
+# ------------------------------------------------------------ weights files that lie
+
+
+def _lying_weights(path: Path) -> None:
+    """An .npz whose member header claims 200000 x 200000 float32 (149 GiB), 1,000 bytes held."""
+    import io
+    import zipfile
+
+    np = pytest.importorskip("numpy")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (200000, 200000)}
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("conv2d/kernel.npy", header.getvalue() + b"\0" * 1000)
+
+
+def test_weights_whose_header_lies_are_refused_before_allocating(tmp_path):
+    # was: numpy's _ArrayMemoryError traceback ("Unable to allocate 149. GiB"), or with a
+    # smaller lie an allocation that fits and thrashes
+    pytest.importorskip("onnx")
+    weights = tmp_path / "w.npz"
+    _lying_weights(weights)
+    result = cli("compile", DIGITS, "-t", "onnx", "-o", tmp_path / "m.onnx", "--weights", weights)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{weights}: cannot read weights: {weights}: conv2d/kernel declares shape "
+        "(200000, 200000) (149.0 GiB) but holds 1,000 bytes: truncated or corrupted\n"
+    )
+    assert not (tmp_path / "m.onnx").exists()
