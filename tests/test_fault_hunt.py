@@ -929,3 +929,37 @@ def test_weights_whose_header_lies_are_refused_before_allocating(tmp_path):
         "(200000, 200000) (149.0 GiB) but holds 1,000 bytes: truncated or corrupted\n"
     )
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_predict_inputs_whose_header_lies_are_refused(tmp_path, suffix):
+    # was: numpy's _ArrayMemoryError traceback ("Unable to allocate 149. GiB")
+    import io
+    import zipfile
+
+    np = pytest.importorskip("numpy")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (200000, 200000)}
+    )
+    data = header.getvalue() + b"\0" * 1000
+    inputs = tmp_path / f"x{suffix}"
+    if suffix == ".npz":
+        with zipfile.ZipFile(inputs, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("x.npy", data)
+    else:
+        inputs.write_bytes(data)
+    result = cli("predict", _run_folder(tmp_path), inputs)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {inputs}: ")
+    assert "declares shape (200000, 200000)" in result.stderr
+    assert "truncated or corrupted" in result.stderr
+
+
+def test_predict_of_no_samples_says_so(tmp_path):
+    np = pytest.importorskip("numpy")
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.zeros((0, 784), np.float32))
+    result = cli("predict", _run_folder(tmp_path), inputs)  # was: exit 0 and an empty table
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {inputs}: holds no samples\n"

@@ -360,6 +360,30 @@ def _labels(path: Path, name: str, y: np.ndarray, run: TrainedRun) -> np.ndarray
     return y
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """An .npy whose header is checked against the file's size and the memory limit first."""
+    from ..infer import max_memory
+
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        held = path.stat().st_size - handle.tell()
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != held:
+        raise ValueError(
+            f"the header declares shape {tuple(shape)} ({declared:,} bytes) but the file holds "
+            f"{held:,}: truncated or corrupted"
+        )
+    if declared > max_memory():
+        raise ValueError(f"{declared:,} bytes is more than SPECC_MAX_MEMORY allows")
+    return np.load(path, allow_pickle=False)
+
+
 def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
     """Samples from an .npy, an .npz (``x`` and optional ``y``), an image, or a folder of
     images, as raw samples of the run's dataset."""
@@ -376,26 +400,31 @@ def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
         raise PredictError(f"{path}: no such file or folder")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return Inputs(_image(path, sample, scale)[None], [path.name], None)
+    from ..data import DatasetError
+    from ..data.bounded import NpzReader
+
     labels = None
-    try:
+    try:  # headers checked before anything is allocated (a header may claim 149 GiB)
         if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = _load_npy(path)
         elif path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
+            with NpzReader(path) as npz:
                 key = next((k for k in ("x", "inputs", "images") if k in npz.files), None)
                 if key is None:
                     raise PredictError(
                         f"{path}: no 'x' array (found: {', '.join(npz.files) or 'none'})"
                     )
-                array = npz[key]
+                array = npz.read(key)
                 for name in ("y", "labels"):
                     if name in npz.files:
-                        labels = _labels(path, name, np.asarray(npz[name]).reshape(-1), run)
+                        labels = _labels(path, name, npz.read(name).reshape(-1), run)
                         break
         else:
             raise PredictError(
                 f"{path}: give an .npy, an .npz, an image ({', '.join(IMAGE_SUFFIXES)}) or a folder"
             )
+    except DatasetError as exc:
+        raise PredictError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise PredictError(f"{path}: cannot read: {exc}") from None
     if array.dtype.kind not in "biuf":
@@ -415,6 +444,8 @@ def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
             f"{list(sample)} (the run's dataset samples)"
         )
     array = array.reshape((array.shape[0], *sample))
+    if not len(array):
+        raise PredictError(f"{path}: holds no samples")
     if labels is not None and len(labels) != len(array):
         raise PredictError(f"{path}: {len(labels)} labels for {len(array)} samples")
     return Inputs(array, [f"{path.name}[{i}]" for i in range(len(array))], labels)
@@ -451,7 +482,7 @@ def predict(run: TrainedRun, inputs: Inputs, top_k: int = 3) -> dict:
             row["label"] = names[int(inputs.labels[i])]
         rows.append(row)
     result: dict = {"engine": run.engine, "samples": len(rows), "predictions": rows}
-    nonfinite = int((~np.isfinite(probs.reshape(len(probs), -1))).any(axis=1).sum())
+    nonfinite = int(sum(not np.isfinite(row).all() for row in probs))
     if nonfinite:  # the model itself (a diverged run): said, not hidden in the table
         result["nonfinite_outputs"] = nonfinite
     if inputs.labels is not None:
