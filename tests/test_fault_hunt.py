@@ -963,3 +963,16 @@ def test_predict_of_no_samples_says_so(tmp_path):
     result = cli("predict", _run_folder(tmp_path), inputs)  # was: exit 0 and an empty table
     assert result.exit_code == 2
     assert result.stderr == f"error: {inputs}: holds no samples\n"
+
+
+def test_report_of_a_truncated_test_predictions_file(tmp_path):
+    # was: zipfile.BadZipFile traceback
+    pytest.importorskip("numpy")
+    run = _run_folder(tmp_path)
+    (run / "test_predictions.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    result = cli("report", run, "-o", tmp_path / "plots")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: {run}: cannot draw the plots from its files (ValueError: "
+        f"{run}/test_predictions.npz: cannot read ("
+    )

@@ -331,8 +331,13 @@ def draw_run(run_dir, out_dir, info, history, metrics, class_names) -> list[Path
     written = []
     saved = {}
     if (run_dir / PREDICTIONS_FILE).is_file():
-        with np.load(run_dir / PREDICTIONS_FILE) as npz:
-            saved = {k: npz[k] for k in npz.files}
+        import zipfile
+
+        try:
+            with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as npz:
+                saved = {k: npz[k] for k in npz.files}
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated: one line
+            raise ValueError(f"{run_dir / PREDICTIONS_FILE}: cannot read ({exc})") from None
     val_label = "test" if str(saved.get("validation", "")) == "test" else "validation"
     if history:
         plot_history(
