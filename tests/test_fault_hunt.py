@@ -976,3 +976,18 @@ def test_report_of_a_truncated_test_predictions_file(tmp_path):
         f"error: {run}: cannot draw the plots from its files (ValueError: "
         f"{run}/test_predictions.npz: cannot read ("
     )
+
+
+# ------------------------------------------------------------ long file names
+
+
+@pytest.mark.parametrize("stem", ["a" * 250, "日" * 83], ids=["ascii-253", "utf8-252-bytes"])
+def test_output_with_a_name_near_the_255_byte_limit_is_written(tmp_path, stem):
+    # was: "cannot write ...: file name too long": the temporary file beside it is named
+    # ".<name>.<random>.tmp", 15 bytes more than the name the user gave (which fits)
+    out = tmp_path / f"{stem}.py"
+    assert len(out.name.encode()) <= 255
+    result = cli("compile", MNIST, "-t", "keras", "-o", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith('"""Keras model')
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
