@@ -183,14 +183,22 @@ def schema(
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file (through symlinks, hard links and ``..``)."""
+    """Whether ``a`` and ``b`` name one regular file (through symlinks, hard links and ``..``);
+    a terminal or a pipe never is (``/dev/stdin`` and ``/dev/stdout`` may be the same tty).
+    Two paths not written yet are the same file when they resolve alike."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(a).st_mode):
+            return False
         return os.path.samefile(a, b)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         try:
             return Path(a).resolve() == Path(b).resolve()
         except (OSError, RuntimeError, ValueError):
             return False
+    except (OSError, ValueError):
+        return False
 
 
 def _refuse_overwriting(output: Path | None, *inputs: tuple[str, Path | None]) -> None:
