@@ -991,3 +991,58 @@ def test_output_with_a_name_near_the_255_byte_limit_is_written(tmp_path, stem):
     assert result.exit_code == 0, result.stderr
     assert out.read_text().startswith('"""Keras model')
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
+
+
+def _onnx_with_external_weight(path: Path, location: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    weight = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "48")):
+        weight.external_data.add(key=key, value=value)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], initializer=[weight]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path, save_as_external_data=False)
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("/dev/zero", "should be a relative path, but it is an absolute path: /dev/zero"),
+        ("../../../../etc/hostname", "points outside the directory"),
+        ("nope.bin", "it is not regular file"),
+    ],
+    ids=["absolute", "outside", "missing"],
+)
+def test_import_of_onnx_external_data_that_cannot_be_read(tmp_path, location, reason):
+    # was: onnx's checker ValidationError traceback
+    source = tmp_path / "model.onnx"
+    _onnx_with_external_weight(source, location)
+    result = cli("import", source, "--weights-out", tmp_path / "w.npz")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{source}: cannot import:"
+    assert lines[1].startswith(f"  - {source}: initializer 'w': cannot read its data (")
+    assert reason in lines[1]
+
+
+def test_import_reads_external_data_beside_the_model_from_any_folder(tmp_path, monkeypatch):
+    # was: read relative to the current folder, so a model with external data (as specc
+    # writes above 2 GB) imported only from its own folder
+    np = pytest.importorskip("numpy")
+    source = tmp_path / "models" / "model.onnx"
+    source.parent.mkdir()
+    _onnx_with_external_weight(source, "w.bin")
+    np.arange(12, dtype=np.float32).tofile(source.parent / "w.bin")
+    monkeypatch.chdir(tmp_path)  # not the model's folder
+    result = cli("import", source, "--weights-out", tmp_path / "w.npz", "-q")
+    assert result.exit_code == 0, result.stderr
+    from specc import weights as W
+
+    (kernel,) = W.load(tmp_path / "w.npz").values()
+    assert kernel.tolist() == np.arange(12, dtype=np.float32).reshape(4, 3).tolist()

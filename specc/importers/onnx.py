@@ -925,7 +925,15 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
 
     proto = _load(path)
     graph = proto.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inits = {}
+    for tensor in graph.initializer:
+        try:  # external data beside the model (onnx refuses paths leading out of its folder)
+            inits[tensor.name] = numpy_helper.to_array(tensor, base_dir=str(path.parent))
+        except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: one line
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ImportRefused(
+                [f"{path}: initializer '{tensor.name}': cannot read its data ({reason})"], 2
+            ) from None
     state = _State(graph, inits)
     for node in graph.node:
         for out in node.output:
