@@ -27,6 +27,8 @@ BLOCK_KEYS = {"description", "params", "inputs", "layers", "outputs"}
 INSTANCE_KEYS = {"type", "name", "inputs", "repeat", "first", "at", "if"}
 MAX_REPEAT = 10_000
 MAX_LAYERS = 200_000
+#: blocks inside blocks, at most this deep (deeper recursed past Python's stack limit)
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Expansion:
 
 
 def _show(value: object) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -165,6 +169,22 @@ class _Expander:
         if isinstance(raw, dict):
             return {k: self.value(v, scope, path + (k,), frames) for k, v in raw.items()}
         return raw
+
+    def condition(self, raw, scope, path, frames) -> bool | None:
+        """The value of an ``if:``: a bool or an int (non-zero keeps the layer); None after
+        an error (reported here when the value has another type, YAML null included)."""
+        cond = self.value(raw, scope, path, frames)
+        if cond is None and raw is not None:
+            return None  # the expression's error is already reported
+        if not isinstance(cond, (bool, int)):
+            self.error(
+                path,
+                f"'if' must be a bool or an integer, got {_show(cond)!r}",
+                frames,
+                hint="write true/false, or an expression such as $(stride - 1)",
+            )
+            return None
+        return bool(cond)
 
     # -------------------------------------------------------------- the model's layers
     def top(self, data: dict) -> dict | None:
@@ -246,6 +266,15 @@ class _Expander:
                 code=codes.RECURSIVE_BLOCK,
             )
             return None
+        if len(chain) >= MAX_NESTING:
+            self.error(
+                path + ("type",),
+                f"blocks nested more than {MAX_NESTING} deep ({' -> '.join(chain[:3])} -> ... "
+                f"-> {bname})",
+                frames[-3:],
+                hint="flatten some levels: a block may hold the layers of the blocks it uses",
+            )
+            return None
         for key in entry:
             if key not in INSTANCE_KEYS and key not in block.params:
                 self.error(
@@ -311,7 +340,9 @@ class _Expander:
             if repeated:
                 s["i"] = idx
             if "if" in entry:
-                cond = self.value(entry["if"], s, path + ("if",), frames)
+                cond = self.condition(entry["if"], s, path + ("if",), frames)
+                if cond is None:
+                    return None
                 if not cond:
                     continue
             raw_name = entry.get("name")
@@ -350,7 +381,7 @@ class _Expander:
                     return None
                 value = self.value(raw, s, where, frames)
                 if not _typed(value, param.type):
-                    if value is not None:
+                    if value is not None or raw is None:
                         self.error(
                             where,
                             f"parameter '{pname}' of block '{bname}' is {param.type}, "
@@ -401,7 +432,7 @@ class _Expander:
                 self.error(lpath, "a block layer must be a mapping with a 'type'", frames)
                 return None
             if "if" in entry:
-                cond = self.value(entry["if"], scope, lpath + ("if",), frames)
+                cond = self.condition(entry["if"], scope, lpath + ("if",), frames)
                 if cond is None:
                     return None
                 if not cond:

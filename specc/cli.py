@@ -26,6 +26,8 @@ from . import diagcodes as codes
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_RUN = 3  # the spec is fine but the run cannot proceed (missing data or framework)
+MAX_COUNT = 1_000_000_000  # the spec's epochs and batch_size (specc.layers.base.PositiveInt)
+MAX_SEED = 2**32 - 1  # specc.spec.MAX_SEED (not imported: pydantic would slow every start)
 EXIT_INTERRUPTED = 130  # Ctrl-C (after `specc train` saved a checkpoint)
 
 app = typer.Typer(
@@ -184,6 +186,52 @@ def schema(
     _wrote(output, "JSON Schema", quiet)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one regular file (through symlinks, hard links and ``..``);
+    a terminal or a pipe never is (``/dev/stdin`` and ``/dev/stdout`` may be the same tty).
+    Two paths not written yet are the same file when they resolve alike."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(a).st_mode):
+            return False
+        return os.path.samefile(a, b)
+    except FileNotFoundError:
+        try:
+            return Path(a).resolve() == Path(b).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return False
+    except (OSError, ValueError):
+        return False
+
+
+def _refuse_overwriting(output: Path | None, *inputs: tuple[str, Path | None]) -> None:
+    """Exit 2 before any work when ``output`` is one of the command's other files (given as
+    (what it is, path)): writing it would destroy what the command reads
+    (``compile spec.yaml -o spec.yaml``)."""
+    if output is None:
+        return
+    for what, path in inputs:
+        if path is not None and _same_file(output, path):
+            typer.echo(
+                f"error: refusing to write {output}: it is {what}; write somewhere else",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
+
+
+def _run_files(run_dir: Path, verb: str) -> list[tuple[str, Path]]:
+    """The files a run folder's manifest says specc wrote there (run.json, the model, ...),
+    as _refuse_overwriting's inputs: ``predict -o RUN/run.json`` would destroy the run."""
+    try:
+        files = json.loads((run_dir / ".specc-manifest.json").read_text(encoding="utf-8"))
+        names = [n for n in files["files"] if isinstance(n, str)]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        names = []
+    names += ["run.json", "normalization.json", "metrics.json"]  # older runs: no manifest
+    return [(f"a file of the run {verb} ({run_dir})", run_dir / n) for n in names]
+
+
 def _write(path: Path, content: str | bytes) -> None:
     """Write atomically (nothing half-written); an unwritable path is a usage error."""
     from .fsutil import atomic_write_bytes
@@ -226,7 +274,11 @@ def compile_(
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX: opset version."),
     seed: int = typer.Option(
-        0, "--seed", help="ONNX: seed of the initialization without --weights."
+        0,
+        "--seed",
+        min=0,
+        max=MAX_SEED,
+        help="ONNX: seed of the initialization without --weights.",
     ),
     with_training: bool = typer.Option(
         False,
@@ -242,6 +294,7 @@ def compile_(
     from . import targets
     from .diagnostics import SpecError
 
+    _refuse_overwriting(output, ("the spec being compiled", spec), ("the --weights file", weights))
     result = _check(spec)
     _print_diagnostics(result.diagnostics)
     if not result.ok:
@@ -365,11 +418,15 @@ def train(
     backend: Backend = typer.Option(
         Backend.keras, "--backend", "-b", help="Framework to train with."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override training.epochs."),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Override training.batch_size."
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, max=MAX_COUNT, help="Override training.epochs."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Override training.seed."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, max=MAX_COUNT, help="Override training.batch_size."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, max=MAX_SEED, help="Override training.seed."
+    ),
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
@@ -463,6 +520,14 @@ def train(
 
         if backend != Backend.pytorch:
             typer.echo("error: --nproc trains with --backend pytorch (Keras: --devices)", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        ranks = max(64, 4 * (os.cpu_count() or 1))
+        if os.environ.get("WORLD_SIZE") is None and nproc > ranks:
+            typer.echo(
+                f"error: --nproc {nproc:,} would start {nproc:,} processes, each loading PyTorch; "
+                f"this machine has {os.cpu_count()} CPUs (at most {ranks} ranks)",
+                err=True,
+            )
             raise typer.Exit(EXIT_USAGE)
         if os.environ.get("WORLD_SIZE") is None:
             if nproc > 1:
@@ -593,7 +658,9 @@ def crosscheck(
     ),
     atol: float = typer.Option(1e-5, "--atol", min=0.0, help="Absolute tolerance."),
     rtol: float = typer.Option(1e-4, "--rtol", min=0.0, help="Relative tolerance."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights, inputs and labels."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=MAX_SEED, help="Seed of the random weights, inputs and labels."
+    ),
     train_step: bool = typer.Option(
         True,
         "--train-step/--no-train-step",
@@ -708,6 +775,7 @@ def plot(
     if format is PlotFormat.png and output is None:
         typer.echo("PNG is binary: give a file with -o model.png", err=True)
         raise typer.Exit(EXIT_USAGE)
+    _refuse_overwriting(output, ("the spec being drawn", spec))
     result = _check(spec)
     _print_diagnostics(result.diagnostics)
     if not result.ok:
@@ -741,7 +809,7 @@ def view(
     try:
         serve(model, port=port, browse=browse, log=lambda text: typer.echo(text, err=True))
     except ViewError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(str(exc) if exc.located else f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -795,6 +863,10 @@ def import_(
     """
     from .importers import ImportRefused, import_model
 
+    _refuse_overwriting(output, ("the model being imported", source))
+    _refuse_overwriting(
+        weights_out, ("the model being imported", source), ("also the -o spec file", output)
+    )
     need_weights = weights_out is not None or check
     try:
         result = import_model(source, with_weights=need_weights)
@@ -911,6 +983,9 @@ def predict(
     from .runner.predict import predict as run_predict
 
     _set_verbose(verbose)
+    _refuse_overwriting(
+        output, ("the inputs being predicted", inputs), *_run_files(run_dir, "predict uses")
+    )
     if format is None:
         suffix = output.suffix.lower() if output is not None else ""
         format = {".csv": PredictFormat.csv, ".json": PredictFormat.json}.get(
@@ -922,6 +997,12 @@ def predict(
     except PredictError as exc:
         _run_error(exc)
     text = format_predictions(result, format.value)
+    if result.get("nonfinite_outputs"):
+        typer.echo(
+            f"warning: the run's model gave NaN/Inf outputs for {result['nonfinite_outputs']} of "
+            f"{result['samples']} samples (a diverged training?); their classes mean nothing",
+            err=True,
+        )
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -952,22 +1033,25 @@ def evaluate(
     compare them with its metrics.json. Exit 1 when they differ."""
     import os
 
-    from .runner.predict import PredictError, TrainedRun, compare_metrics, evaluate_run
+    from .runner.predict import (
+        PredictError,
+        TrainedRun,
+        compare_metrics,
+        evaluate_run,
+        read_run_json,
+    )
 
     _set_verbose(verbose)
     try:
         run = TrainedRun(run_dir, engine.value)
+        recorded = read_run_json(Path(run_dir) / "metrics.json")  # before the work
         metrics = evaluate_run(
             run,
             str(data_dir) if data_dir else None,
             download=not offline and os.environ.get("SPECC_OFFLINE", "") in ("", "0"),
         )
-        recorded = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
     except PredictError as exc:
         _run_error(exc)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"error: {run_dir}/metrics.json: cannot read: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
     # the backend recomputes exactly; onnxruntime's outputs and the numpy loss differ from
     # the framework's in the last float32 bits
     tolerance = 1e-6 if engine is Engine.backend else 1e-4
@@ -976,7 +1060,9 @@ def evaluate(
         payload = {"engine": engine.value, "samples": metrics.get("samples"), **metrics}
         payload["matches_metrics_json"] = not differ
         payload["differ"] = differ
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        from .runner.report import finite_json
+
+        typer.echo(json.dumps(finite_json(payload), indent=2, default=str))
     else:
         from .runner.results import result_line
 
@@ -1030,6 +1116,13 @@ def report(
     except OSError as exc:
         typer.echo(f"error: cannot write the plots: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except (TypeError, ValueError, KeyError, IndexError) as exc:  # a run file edited by hand
+        typer.echo(
+            f"error: {run['dir']}: cannot draw the plots from its files ({type(exc).__name__}: "
+            f"{exc}); a damaged metrics.json, history.json or test_predictions.npz?",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
     for path in written:
         _wrote(path, "plot")
 
@@ -1051,7 +1144,8 @@ def main() -> None:
                 _leave_rank(exc.code)
             raise
         finally:
-            sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
+            if not sys.stdout.closed:  # the language server closes it when the client exits
+                sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -25,7 +25,6 @@ Frameworks are imported only for the backends requested.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -286,6 +285,27 @@ def _require(backends) -> None:
             raise CrosscheckError(message(missing[0], f"the {name} backend of crosscheck"))
 
 
+def _check_batch_memory(model: ModelIR, batch: int, backends: int) -> None:
+    """Refuse a batch whose inputs and layer outputs cannot fit (``--batch 1000000000``
+    asked NumPy for 477 GiB of inputs: a MemoryError traceback, or the OOM killer), before
+    anything is allocated: every backend keeps every layer's output, compared in float64."""
+    from .infer import max_memory
+    from .summary import readable_bytes
+
+    per_sample = sum(math.prod(t.shape) for t in model.inputs) + sum(
+        layer.activations for layer in model.layers
+    )
+    need = batch * per_sample * 8 * backends
+    limit = max_memory()
+    if need > limit:
+        raise CrosscheckError(
+            f"--batch-size {batch:,} needs about {readable_bytes(need)} for the inputs and every "
+            f"layer's outputs in {backends} backends, above the {readable_bytes(limit)} limit; "
+            f"use a smaller --batch-size (or raise SPECC_MAX_MEMORY)",
+            exit_code=2,
+        )
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -512,6 +532,7 @@ def crosscheck(
         raise CrosscheckError("crosscheck needs at least two backends", exit_code=2)
     if batch < 1:
         raise CrosscheckError("--batch-size must be at least 1", exit_code=2)
+    _check_batch_memory(model, batch, len(backends))
     _require(backends)
     run = None
     if run_dir is not None:
@@ -857,18 +878,26 @@ def _read_run(model: ModelIR, folder: Path) -> dict:
                 "a model with non-finite weights cannot be checked",
                 exit_code=3,
             )
+    from .runner.predict import PredictError, _check_normalization, read_run_json
+
     run = {"weights": weights, "normalization": None, "info": {}}
-    if (folder / "run.json").is_file():
-        run["info"] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        want = run["info"].get("spec_sha256")
-        if want and want != model.sha256():
-            raise CrosscheckError(
-                f"{folder} was trained from a different spec (spec_sha256 differs)", exit_code=2
-            )
-    if (folder / "normalization.json").is_file():
-        run["normalization"] = json.loads(
-            (folder / "normalization.json").read_text(encoding="utf-8")
-        )
+    try:  # a record that is not as specc writes it: one line naming it, not a traceback
+        if (folder / "run.json").is_file():
+            run["info"] = read_run_json(folder / "run.json")
+            want = run["info"].get("spec_sha256")
+            if want and want != model.sha256():
+                raise CrosscheckError(
+                    f"{folder} was trained from a different spec (spec_sha256 differs)",
+                    exit_code=2,
+                )
+            data = run["info"].get("data")
+            if data is not None and not isinstance(data, dict):
+                raise PredictError(f"{folder / 'run.json'}: 'data' is not a JSON object")
+        if (folder / "normalization.json").is_file():
+            run["normalization"] = read_run_json(folder / "normalization.json")
+            _check_normalization(folder / "normalization.json", run["normalization"])
+    except PredictError as exc:
+        raise CrosscheckError(str(exc), exit_code=3) from None
     return run
 
 

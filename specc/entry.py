@@ -195,8 +195,38 @@ def stdout_failed(exc: OSError) -> None:
     os._exit(EXIT_USAGE if exc.errno != errno.EPIPE else 0)
 
 
+class _ClosedStream:
+    """Stands in for a stream the shell closed (`specc summary x >&-`), which Python gives as
+    None: writing fails as on a closed file (EBADF: one line on stderr, exit 2, see
+    stdout_failed) instead of an AttributeError traceback at the final flush."""
+
+    encoding, errors, closed = "utf-8", "strict", False
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+def _closed_streams() -> None:
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()  # type: ignore[assignment]
+    if sys.stderr is None:  # nowhere to say anything: messages are dropped
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+
+
 def main() -> None:
     """Console entry point: the fast path for plain checks, else the full command line."""
+    _closed_streams()
     # as specc.cli.main: no scan of every installed distribution for pydantic plugins
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     argv = sys.argv[1:]

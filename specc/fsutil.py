@@ -108,7 +108,10 @@ def _write_through(path: Path, data: bytes | list) -> None:
 
 
 def _replace(path: Path, data: bytes | list) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the name cut short: a target name near the 255-byte limit must not make the temporary
+    # file's name too long (".<name>.<random>.tmp" was 15 bytes longer than the target's)
+    stem = os.fsencode(path.name)[:100].decode("utf-8", "ignore")  # whole characters
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as handle:

@@ -93,9 +93,13 @@ def read_source(path: str | Path) -> Source:
     path = Path(path)
     name = str(path)
     try:
-        raw = path.read_bytes()
+        # at most one byte past the limit: /dev/zero, /dev/urandom or an endless pipe would
+        # otherwise be read until memory runs out
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ParseError(Diagnostic("no such file", file=name, code=codes.IO)) from None
+        hint = "to read a spec from stdin, give /dev/stdin" if name == "-" else None
+        raise ParseError(Diagnostic("no such file", file=name, code=codes.IO, hint=hint)) from None
     except IsADirectoryError:
         raise ParseError(
             Diagnostic("is a directory, not a spec file", file=name, code=codes.IO)
@@ -105,9 +109,14 @@ def read_source(path: str | Path) -> Source:
             Diagnostic(f"cannot read file: {exc.strerror}", file=name, code=codes.IO)
         ) from None
     if len(raw) > MAX_BYTES:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        shown = f"{size:,} bytes" if size > MAX_BYTES else f"more than {MAX_BYTES:,} bytes"
         raise ParseError(
             Diagnostic(
-                f"file is {len(raw):,} bytes; specs larger than {MAX_BYTES:,} bytes are refused",
+                f"file is {shown}; specs larger than {MAX_BYTES:,} bytes are refused",
                 file=name,
                 code=codes.TOO_LARGE,
             )

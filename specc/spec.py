@@ -11,12 +11,15 @@ from .layers import LAYER_TYPES, any_layer
 from .layers.base import Name, PositiveInt
 
 FORMAT_VERSION = 1
+#: the largest seed every generator takes (NumPy's legacy seed, which Keras sets, is 32-bit)
+MAX_SEED = 2**32 - 1
 
 DType = Literal["float32", "float16", "float64", "int32", "int64", "uint8", "bool"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan: `learning_rate: .inf` is no setting (and has no literal in generated code)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class InputSpec(_Strict):
@@ -216,7 +219,7 @@ class Training(_Strict):
     validation_split: Annotated[float, Field(ge=0, lt=1)] | Literal["test"] = 0.1
     augmentation: Augmentation = Augmentation()
     early_stopping: EarlyStopping | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="0 to 2**32 - 1, as NumPy's")
 
 
 # --------------------------------------------------------------------------- the spec

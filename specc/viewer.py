@@ -14,9 +14,11 @@ EXIT_INVALID, EXIT_USAGE, EXIT_RUN = 1, 2, 3
 
 
 class ViewError(Exception):
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, located: bool = False):
         super().__init__(message)
         self.exit_code = exit_code
+        #: the message is the spec's own diagnostics ("file:line:col: error: ..."), printed as is
+        self.located = located
 
 
 def _require(module: str, extra: str) -> None:
@@ -30,6 +32,8 @@ def prepare(path: str | Path) -> tuple[str, bytes]:
     """(file name shown in Netron, ONNX bytes) for a spec or an .onnx file."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
+        if path.exists() and not path.is_file():  # a folder, /dev/zero: never read endlessly
+            raise ViewError(f"{path}: not a regular file", EXIT_USAGE)
         try:
             return path.name, path.read_bytes()
         except FileNotFoundError:
@@ -44,7 +48,7 @@ def prepare(path: str | Path) -> tuple[str, bytes]:
     if not result.ok:
         usage = any(d.code == codes.IO for d in result.diagnostics)
         text = "\n".join(d.format() for d in result.diagnostics) or f"{path}: invalid spec"
-        raise ViewError(text, EXIT_USAGE if usage else EXIT_INVALID)
+        raise ViewError(text, EXIT_USAGE if usage else EXIT_INVALID, located=True)
     _require("onnx", "onnx")
     from . import targets
 

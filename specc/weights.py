@@ -78,8 +78,16 @@ def load(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError("empty file")
     if head[:2] != b"PK":  # numpy would take any other bytes for a pickle and say so
         raise ValueError("not an .npz file (damaged, truncated, or another format)")
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    from .data.bounded import NpzReader
+    from .data.files import DatasetError
+
+    # every member's header checked before anything is allocated: a header that claims
+    # 149 GiB (np.load's MemoryError traceback) or more than the zip entry holds is refused
+    try:
+        with NpzReader(path) as data:
+            return {key: data.read(key) for key in data.files}
+    except DatasetError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def check(model: ModelIR, weights: dict[str, np.ndarray]) -> None:

@@ -53,8 +53,14 @@ def import_model(path: str | Path, *, with_weights: bool = True) -> ImportResult
             [f"{path}: unknown model format '{path.suffix}'; specc imports {', '.join(SUFFIXES)}"],
             exit_code=2,
         )
+    if path.is_dir():
+        raise ImportRefused([f"{path}: is a folder, not a model file"], exit_code=2)
+    if path.exists() and not path.is_file():  # a device, a FIFO, a socket
+        raise ImportRefused([f"{path}: not a regular file"], exit_code=2)
     if not path.is_file():
         raise ImportRefused([f"{path}: no such file"], exit_code=2)
+    if path.stat().st_size == 0:
+        raise ImportRefused([f"{path}: empty file"], exit_code=2)
     if kind == "keras":
         from .keras import import_keras
 

@@ -117,6 +117,8 @@ def read_config(path: Path) -> dict:
         raise ImportRefused([f"{path}: not a Keras model archive (no config.json)"], 2) from None
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as exc:
         raise ImportRefused([f"{path}: cannot read the model: {exc}"], 2) from None
+    except RecursionError:
+        raise ImportRefused([f"{path}: cannot read the model: JSON nested too deeply"], 2) from None
     if not isinstance(config, dict) or "config" not in config or "class_name" not in config:
         raise ImportRefused([f"{path}: not a Keras model config"], 2)
     return config
@@ -701,7 +703,17 @@ def import_keras(path: Path, with_weights: bool = True) -> ImportResult:
     paths: dict[str, list[str]] = {}
     masked: set[str] = set()
     implicit: set[str] = set()
-    spec, notes = config_to_spec(config, paths, masked, implicit)
+    try:
+        spec, notes = config_to_spec(config, paths, masked, implicit)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        # a config Keras never writes (a number where a list of layers belongs, ...): the
+        # walk assumes Keras's structure, so one line instead of its traceback
+        raise ImportRefused(
+            [
+                f"{path}: not a Keras model config: unexpected structure ({type(exc).__name__}: {exc})"
+            ],
+            2,
+        ) from None
     from ..infer import incoming_masks
     from ..pipeline import check_data
 

@@ -929,7 +929,15 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
 
     proto = _load(path)
     graph = proto.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inits = {}
+    for tensor in graph.initializer:
+        try:  # external data beside the model (onnx refuses paths leading out of its folder)
+            inits[tensor.name] = numpy_helper.to_array(tensor, base_dir=str(path.parent))
+        except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: one line
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ImportRefused(
+                [f"{path}: initializer '{tensor.name}': cannot read its data ({reason})"], 2
+            ) from None
     state = _State(graph, inits)
     for node in graph.node:
         for out in node.output:
@@ -974,7 +982,18 @@ def import_onnx(path: Path, with_weights: bool = True) -> ImportResult:
                     f"ONNX operator {node.op_type} (node '{node.name}') is not supported by specc"
                 )
             continue
-        _convert(state, node)
+        try:
+            _convert(state, node)
+        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:
+            # a node no exporter writes so (a 1-d Conv weight, ...): listed with the others
+            # instead of the converter's traceback (pydantic's ValidationError is a ValueError)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if type(exc).__name__ == "ValidationError":
+                errors = exc.errors()  # type: ignore[attr-defined]
+                reason = f"{'.'.join(map(str, errors[0]['loc']))}: {errors[0]['msg']}"
+            state.problems.append(
+                f"node '{node.name}' ({node.op_type}): cannot be converted ({reason})"
+            )
     outputs = []
     for value in graph.output:
         v = state.values.get(value.name)

@@ -62,7 +62,7 @@ class _InitializerConfig(BaseModel):
     """A Keras initializer written as a mapping like its Keras config: ``type`` is the
     class name (keras.initializers.<type>), the other keys its arguments."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     def keras_config(self) -> dict:
         """The ``{'class_name', 'config'}`` mapping Keras's layers accept as an initializer."""
@@ -217,7 +217,7 @@ class ShapeError(Exception):
 class _RegularizerConfig(BaseModel):
     """A Keras weight regularizer written as a mapping like its Keras config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     def factors(self) -> tuple[float, float]:
         """(l1, l2): the penalty ``l1 * sum(|w|) + l2 * sum(w ** 2)`` Keras adds to the loss."""
@@ -282,7 +282,10 @@ def keras_regularizer(regularizer) -> dict | None:
 class Layer(BaseModel):
     """Base of every layer type. ``type`` is the Keras class name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+    # allow_inf_nan: a non-finite number (.inf, NaN) has no Python literal in generated code
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False
+    )
 
     name: Name | None = Field(default=None, description="Unique layer name (default: Keras-style).")
     inputs: list[Name] | None = Field(

@@ -179,7 +179,9 @@ class KerasBackend:
         )
 
     def seed(self, seed: int) -> None:
-        set_random_seed(seed)
+        # the loop reseeds with seed * 1000 + epoch, beyond NumPy's 32-bit legacy seed for a
+        # training.seed above 4,294,967: wrap (the same value below it, as before)
+        set_random_seed(seed % 2**32)
 
     def set_learning_rate(self, lr: float) -> None:
         self.model.optimizer.learning_rate = lr

@@ -37,12 +37,63 @@ class Inputs:
 
 
 def _read_json(path: Path) -> dict:
+    """A run file's JSON object (PredictError naming the file when it is not one)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PredictError(f"{path.parent} is not a finished specc run (no {path.name})") from None
     except (OSError, ValueError) as exc:
         raise PredictError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise PredictError(f"{path}: cannot read: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise PredictError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+read_run_json = _read_json
+
+
+def _damaged(path: Path, exc: BaseException) -> PredictError:
+    """A run file that specc did not write so (edited, truncated, from elsewhere)."""
+    first = str(exc).strip().splitlines()
+    reason = first[0] if first else type(exc).__name__
+    if type(exc).__name__ == "ValidationError":  # pydantic: the first error's location and text
+        errors = exc.errors()  # type: ignore[attr-defined]
+        if errors:
+            where = ".".join(str(p) for p in errors[0]["loc"])
+            reason = f"{where + ': ' if where else ''}{errors[0]['msg']}"
+    return PredictError(f"{path}: not as specc writes it ({reason}); train the run again")
+
+
+def _check_normalization(path: Path, stats: dict) -> None:
+    """What training recorded (every run writes mode and scale): refuse anything else
+    rather than predict from inputs scaled differently than the model was trained on."""
+    mode = stats.get("mode")
+    if "mode" not in stats:
+        raise PredictError(f"{path}: no normalization 'mode'")
+    if mode not in ("unit", "standardize", "none"):
+        raise PredictError(f"{path}: unknown normalization mode {mode!r}")
+    needed = ("scale", "mean", "std") if mode == "standardize" else ("scale",)
+    for key in needed:
+        if key not in stats:
+            raise PredictError(f"{path}: normalization {mode!r} has no {key!r}")
+        value = stats[key]
+        try:
+            array = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            raise PredictError(f"{path}: {key} must be numbers, got {value!r}") from None
+        if array.size == 0 or not np.isfinite(array).all():
+            raise PredictError(f"{path}: {key} must be finite numbers, got {value!r}")
+        if key == "scale" and not (array > 0).all():
+            raise PredictError(f"{path}: scale must be > 0, got {value!r}")
+
+
+def _dims(value) -> tuple[int, ...]:
+    dims = tuple(value)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ValueError(f"a shape must be positive integers, got {value!r}")
+    return dims
 
 
 class TrainedRun:
@@ -67,10 +118,20 @@ class TrainedRun:
                 "train it again to predict with it"
             )
         self.data = data
-        self.training = Training.model_validate(data["training"])
-        self.input_shape = tuple(data["input_shape"])
-        self.sample_shape = tuple(data["sample_shape"])
-        self.class_names = list(data["class_names"])
+        record = self.dir / "run.json"
+        try:
+            self.training = Training.model_validate(data["training"])
+            self.input_shape = _dims(data["input_shape"])
+            self.sample_shape = _dims(data["sample_shape"])
+            self.class_names = [str(c) for c in data["class_names"] or []]
+            model, spec = self.info.get("model"), self.info.get("spec")
+            if not isinstance(model, str) or not (spec is None or isinstance(spec, str)):
+                raise TypeError("'model' and 'spec' must be strings")
+            if not isinstance(data.get("limit"), (int, type(None))):
+                raise TypeError("data.limit must be an integer")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _damaged(record, exc) from None
+        _check_normalization(self.dir / "normalization.json", self.normalization)
         self.engine = engine
         self.backend_name = self.info.get("backend", "keras")
         self._model = None
@@ -121,7 +182,10 @@ class TrainedRun:
             raise self._missing("onnxruntime") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a damaged file: one line, no traceback
+            raise _unloadable(path, exc) from None
 
     def _load_keras(self):
         try:
@@ -135,7 +199,11 @@ class TrainedRun:
         path = self.dir / "model.keras"
         if not path.is_file():
             raise PredictError(f"{self.dir} has no model.keras")
-        return KerasBackend(keras.models.load_model(path), self.training)
+        try:
+            model = keras.models.load_model(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged file: one line, no traceback
+            raise _unloadable(path, exc) from None
+        return KerasBackend(model, self.training)
 
     def _load_torch(self):
         try:
@@ -150,9 +218,15 @@ class TrainedRun:
         for path in (code, weights):
             if not path.is_file():
                 raise PredictError(f"{self.dir} has no {path.name}")
-        module = import_generated(code, f"specc_run_pytorch_{self.info.get('model', 'model')}")
-        net = getattr(module, class_name(self.info["model"]))()
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        try:  # the run's own generated code (a run folder is trusted, as a saved model)
+            module = import_generated(code, f"specc_run_pytorch_{self.info['model']}")
+            net = getattr(module, class_name(self.info["model"]))()
+        except Exception as exc:  # noqa: BLE001 - an edited or truncated file: one line
+            raise _unloadable(code, exc) from None
+        try:  # weights_only: the file's pickles never run code
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - a damaged file: one line, no traceback
+            raise _unloadable(weights, exc) from None
         net.eval()
         return TorchBackend(net, self.training)
 
@@ -196,6 +270,14 @@ class TrainedRun:
         return outputs, loss
 
 
+def _unloadable(path: Path, exc: BaseException) -> PredictError:
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if len(reason) > 160:  # torch.load's first line is a paragraph
+        reason = reason[:157] + "..."
+    return PredictError(f"{path}: cannot be loaded ({reason}); the run folder is damaged")
+
+
 def numpy_loss(outputs, y, training) -> float:
     """The loss as Keras computes it from probabilities (clipped to [1e-7, 1 - 1e-7])."""
     from .losses import EPSILON, probabilities
@@ -233,18 +315,73 @@ def _image(path: Path, sample_shape: tuple, scale: float) -> np.ndarray:
         )
     height, width = sample_shape[0], sample_shape[1]
     channels = sample_shape[2] if len(sample_shape) == 3 else 1
+    import warnings
+
+    from ..data.loaders import MAX_IMAGE_PIXELS
+
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as img:
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # read from the header only
+                raise PredictError(
+                    f"{path}: refusing the image: {img.size[0]}x{img.size[1]} pixels is more "
+                    f"than {MAX_IMAGE_PIXELS:,} (a decompression bomb, or far too large)"
+                )
             img = img.convert("L" if channels == 1 else "RGB")
             if img.size != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.float64)
-    except OSError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PredictError(f"{path}: refusing the image: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's parsers raise all three
         raise PredictError(f"{path}: cannot read the image: {exc}") from None
     pixels = pixels * (scale / 255.0)
     if scale == 255.0:
         pixels = pixels.round()
     return pixels.reshape(sample_shape)
+
+
+def _labels(path: Path, name: str, y: np.ndarray, run: TrainedRun) -> np.ndarray:
+    """Class indices from an .npz's labels: whole numbers below the run's class count."""
+    if y.dtype.kind not in "biuf" or (
+        y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all())
+    ):
+        raise PredictError(f"{path}: '{name}' must hold class indices (whole numbers)")
+    y = y.astype(np.int64)
+    classes = len(run.class_names)
+    if y.size and (y.min() < 0 or (classes and y.max() >= classes)):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise PredictError(
+            f"{path}: '{name}' holds the class index {bad}; the run's classes are 0 to "
+            f"{classes - 1}"
+        )
+    return y
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """An .npy whose header is checked against the file's size and the memory limit first."""
+    from ..infer import max_memory
+
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        held = path.stat().st_size - handle.tell()
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != held:
+        raise ValueError(
+            f"the header declares shape {tuple(shape)} ({declared:,} bytes) but the file holds "
+            f"{held:,}: truncated or corrupted"
+        )
+    if declared > max_memory():
+        raise ValueError(f"{declared:,} bytes is more than SPECC_MAX_MEMORY allows")
+    return np.load(path, allow_pickle=False)
 
 
 def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
@@ -263,28 +400,41 @@ def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
         raise PredictError(f"{path}: no such file or folder")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return Inputs(_image(path, sample, scale)[None], [path.name], None)
+    from ..data import DatasetError
+    from ..data.bounded import NpzReader
+
     labels = None
-    try:
+    try:  # headers checked before anything is allocated (a header may claim 149 GiB)
         if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = _load_npy(path)
         elif path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
+            with NpzReader(path) as npz:
                 key = next((k for k in ("x", "inputs", "images") if k in npz.files), None)
                 if key is None:
                     raise PredictError(
                         f"{path}: no 'x' array (found: {', '.join(npz.files) or 'none'})"
                     )
-                array = npz[key]
+                array = npz.read(key)
                 for name in ("y", "labels"):
                     if name in npz.files:
-                        labels = np.asarray(npz[name]).reshape(-1).astype(np.int64)
+                        labels = _labels(path, name, npz.read(name).reshape(-1), run)
                         break
         else:
             raise PredictError(
                 f"{path}: give an .npy, an .npz, an image ({', '.join(IMAGE_SUFFIXES)}) or a folder"
             )
+    except DatasetError as exc:
+        raise PredictError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise PredictError(f"{path}: cannot read: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise PredictError(f"{path}: expected numbers, got an array of {array.dtype}")
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise PredictError(
+            f"{path}: holds {bad:,} NaN/Inf value{'s' if bad > 1 else ''}; a model's "
+            "prediction for them means nothing (training refuses them too)"
+        )
     per_sample = math.prod(sample)
     if tuple(array.shape) == sample or array.size == per_sample and array.ndim < len(sample) + 1:
         array = array.reshape((1, *sample))
@@ -294,6 +444,8 @@ def read_inputs(path: str | Path, run: TrainedRun) -> Inputs:
             f"{list(sample)} (the run's dataset samples)"
         )
     array = array.reshape((array.shape[0], *sample))
+    if not len(array):
+        raise PredictError(f"{path}: holds no samples")
     if labels is not None and len(labels) != len(array):
         raise PredictError(f"{path}: {len(labels)} labels for {len(array)} samples")
     return Inputs(array, [f"{path.name}[{i}]" for i in range(len(array))], labels)
@@ -330,6 +482,9 @@ def predict(run: TrainedRun, inputs: Inputs, top_k: int = 3) -> dict:
             row["label"] = names[int(inputs.labels[i])]
         rows.append(row)
     result: dict = {"engine": run.engine, "samples": len(rows), "predictions": rows}
+    nonfinite = int(sum(not np.isfinite(row).all() for row in probs))
+    if nonfinite:  # the model itself (a diverged run): said, not hidden in the table
+        result["nonfinite_outputs"] = nonfinite
     if inputs.labels is not None:
         correct = int(np.sum(classes == inputs.labels))
         result["accuracy"] = correct / max(len(rows), 1)
@@ -341,7 +496,9 @@ def format_predictions(result: dict, fmt: str) -> str:
     """text (a table), csv or json."""
     rows = result["predictions"]
     if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
+        from .report import finite_json
+
+        return json.dumps(finite_json(result), indent=2) + "\n"  # a NaN output: null
     if fmt == "csv":
         import csv
         import io
@@ -412,12 +569,18 @@ def compare_metrics(new: dict, recorded: dict, tolerance: float = 1e-6) -> list[
     """Names of the ``test`` metrics that differ from metrics.json by more than
     ``tolerance`` (accuracy-like metrics are ratios of counts: equal means equal)."""
     differ = []
+    test = recorded.get("test")
+    test = test if isinstance(test, dict) else {}
     for name, value in (new.get("test") or {}).items():
-        old = (recorded.get("test") or {}).get(name)
+        if name in test and test[name] is None and not math.isfinite(float(value)):
+            continue  # metrics.json writes a NaN (a diverged run) as null: the same value
+        old = test.get(name)
         if old is None and name == "loss":
             old = recorded.get("test_loss")
         if old is None and name == "accuracy":
             old = recorded.get("accuracy")
-        if old is None or abs(float(old) - float(value)) > tolerance * max(1.0, abs(float(old))):
+        if isinstance(old, bool) or not isinstance(old, (int, float)):
+            differ.append(name)  # missing, or not a number: not what the run recorded
+        elif abs(float(old) - float(value)) > tolerance * max(1.0, abs(float(old))):
             differ.append(name)
     return differ

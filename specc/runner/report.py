@@ -82,8 +82,21 @@ def write_history(out_dir: str | Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / "history.json", json.dumps(rows, indent=2) + "\n")
 
 
+def finite_json(data):
+    """``data`` with every NaN/inf float (at any depth) as None: JSON has no such numbers,
+    and json.dumps would write the non-standard NaN/Infinity that strict readers refuse."""
+    if isinstance(data, float):
+        return _clean(data)
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json(path: str | Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_clean) + "\n")
+    text = json.dumps(finite_json(data), indent=2, sort_keys=True, default=_clean)
+    atomic_write_text(path, text + "\n")
 
 
 def _pyplot():
@@ -264,10 +277,14 @@ def run_title(info: dict, metrics: dict) -> str:
     if info.get("precision") not in (None, "fp32"):
         backend += f" {info['precision']}"
     test = metrics.get("test") or {}
+
+    def shown(value) -> str:  # metrics.json writes a NaN loss (a diverged run) as null
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "nan"
+
     if "accuracy" in test or "accuracy" in metrics:
-        final = f"test accuracy {test.get('accuracy', metrics.get('accuracy')):.4f}"
+        final = f"test accuracy {shown(test.get('accuracy', metrics.get('accuracy')))}"
     else:
-        final = f"test loss {test.get('loss', metrics.get('test_loss', float('nan'))):.4f}"
+        final = f"test loss {shown(test.get('loss', metrics.get('test_loss')))}"
     return f"{info.get('model', '?')} · {backend} · {info.get('dataset', '?')} · {final}"
 
 
@@ -314,8 +331,13 @@ def draw_run(run_dir, out_dir, info, history, metrics, class_names) -> list[Path
     written = []
     saved = {}
     if (run_dir / PREDICTIONS_FILE).is_file():
-        with np.load(run_dir / PREDICTIONS_FILE) as npz:
-            saved = {k: npz[k] for k in npz.files}
+        import zipfile
+
+        try:
+            with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as npz:
+                saved = {k: npz[k] for k in npz.files}
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated: one line
+            raise ValueError(f"{run_dir / PREDICTIONS_FILE}: cannot read ({exc})") from None
     val_label = "test" if str(saved.get("validation", "")) == "test" else "validation"
     if history:
         plot_history(
@@ -353,16 +375,38 @@ def load_run(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a specc run folder (no metrics.json)")
-    read = lambda name: (  # noqa: E731
-        json.loads((run_dir / name).read_text(encoding="utf-8"))
-        if (run_dir / name).is_file()
-        else None
-    )
-    info = read("run.json") or {}
-    metrics = read("metrics.json") or {}
-    history = read("history.json") or []
-    class_names = (info.get("data") or {}).get("class_names") or [
-        c["class"] for c in metrics.get("per_class", [])
+
+    def read(name: str, kind: type, empty):
+        path = run_dir / name
+        if not path.is_file():
+            return empty
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if data is None:
+            return empty
+        if not isinstance(data, kind) or (
+            kind is list and not all(isinstance(row, dict) for row in data)
+        ):
+            shape = "a JSON object" if kind is dict else "a list of epoch records"
+            got = type(data).__name__
+            if kind is list and isinstance(data, list):
+                got = "a list of " + ", ".join(sorted({type(row).__name__ for row in data}))
+            raise ValueError(f"{path}: expected {shape}, got {got}")
+        return data
+
+    info = read("run.json", dict, {})
+    metrics = read("metrics.json", dict, {})
+    history = read("history.json", list, [])
+    data = info.get("data")
+    per_class = metrics.get("per_class")
+    class_names = (data.get("class_names") if isinstance(data, dict) else None) or [
+        c["class"]
+        for c in (per_class if isinstance(per_class, list) else [])
+        if isinstance(c, dict) and "class" in c
     ]
     return {"dir": run_dir, "info": info, "metrics": metrics, "history": history,
             "class_names": class_names}  # fmt: skip

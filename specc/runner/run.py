@@ -268,10 +268,30 @@ def train(spec_path: str | Path, options: TrainOptions, log=print, say_result=pr
             spec_path, model, training, options, None, config, quiet, quiet, comm, device,
             out_dir,
         )  # fmt: skip
-    with RunFolder(out_dir) as run:
-        return _train_locked(
-            spec_path, model, training, options, run, config, log, say_result, comm, device
-        )
+    created = not Path(out_dir).exists()
+    try:
+        with RunFolder(out_dir) as run:
+            return _train_locked(
+                spec_path, model, training, options, run, config, log, say_result, comm, device
+            )
+    except BaseException:
+        if created:
+            _remove_if_unused(Path(out_dir))
+        raise
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove a run folder this run created when the run stopped before writing anything
+    but specc's lock and manifest (a dataset refused, say): no empty run folder is left."""
+    from .runfolder import LOCK_NAME, MANIFEST_NAME
+
+    try:
+        if {p.name for p in folder.iterdir()} <= {LOCK_NAME, MANIFEST_NAME}:
+            for name in (LOCK_NAME, MANIFEST_NAME):
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:
+        pass  # best effort: the run's own error is what the user needs to see
 
 
 def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
@@ -406,10 +426,6 @@ def _train_locked(
                 f"{out_dir} already holds a run; continue it with --resume or choose another --out"
             )
         run.claim(*output_files(options.backend))
-        if not options.resume:
-            atomic_write_text(
-                out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
-            )
 
     from ..data import prepare
 
@@ -429,6 +445,12 @@ def _train_locked(
         integer=model.inputs[0].dtype in ("int32", "int64"),
         allow_nonfinite=options.allow_nonfinite,
     )
+    if main and not options.resume:
+        # written once the data is ready: a dataset refused (exit 3) leaves no run.json
+        # saying "running" (nor replaces the record of an earlier run in the folder)
+        atomic_write_text(
+            out_dir / "run.json", json.dumps({**config, "status": "running"}, indent=2) + "\n"
+        )
     if comm is not None and main:
         _barrier(comm)
     log(
