@@ -9,7 +9,10 @@ Keras model and compare outputs and counts.
 
 from __future__ import annotations
 
+import ast
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,8 @@ COUNTS = {
     "mobilenet_v2": (3_538_984, 3_504_872, 34_112),
     "densenet121": (8_062_504, 7_978_856, 83_648),
     "xception": (22_910_480, 22_855_952, 54_528),
+    "efficientnet_b0": (5_330_571, 5_288_548, 42_023),
+    "inception_v3": (23_851_784, 23_817_352, 34_432),
 }
 
 APPLICATIONS = {
@@ -36,6 +41,8 @@ APPLICATIONS = {
     "mobilenet_v2": "MobileNetV2",
     "densenet121": "DenseNet121",
     "xception": "Xception",
+    "efficientnet_b0": "EfficientNetB0",
+    "inception_v3": "InceptionV3",
 }
 
 
@@ -52,6 +59,35 @@ def test_zoo_counts(name):
 
 def test_zoo_is_complete():
     assert sorted(p.stem for p in ZOO.glob("*.yaml")) == sorted(COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_zoo_keras_code_has_one_function_per_block(name, tmp_path):
+    """The Keras code of each zoo model is written as keras.applications is: one function
+    per block (not the flat fallback), ruff check and ruff format --check clean. EfficientNet
+    and InceptionV3 pass list-valued arguments built from parameters (a (kh, kw) kernel, a
+    nested ZeroPadding2D padding) and long initializer calls that must be laid out as ruff
+    does."""
+    from specc.codegen import generate
+
+    model = check_file(ZOO / f"{name}.yaml").model
+    code = generate(model, "keras")
+    functions = {n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)}
+    used = {call.block for call in model.expansion.calls}
+    assert functions == used | {"build_model"}
+    expected = {
+        "efficientnet_b0": "padding=[[kernel // 2 - 1, kernel // 2], [kernel // 2 - 1, kernel // 2]],",
+        "inception_v3": "kernel_size=[kh, kw],",
+    }
+    if name in expected:
+        assert expected[name] in code
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    ruff = Path(sys.executable).parent / "ruff"
+    config = ["--config", str(ZOO.parent.parent / "pyproject.toml"), "--no-cache"]
+    for args in (["check"], ["format", "--check", "--diff"]):
+        run = subprocess.run([ruff, *args, *config, str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def _at_size(name: str, size: int):
