@@ -1,6 +1,6 @@
 """The zoo (specs/zoo/): specs written with blocks that equal keras.applications exactly.
 
-Fast tests: each spec's counts at 224x224 (299 for Xception) are the numbers Keras reports
+Fast tests: each spec's counts at 224x224 (299 for Xception and InceptionV3) are the numbers Keras reports
 for the application, and each file stays short. Slow test: build the application with
 ``weights=None`` at a small input size, give it random weights, copy them BY NAME into the
 canonical layout of the spec (specc.weights.from_keras), load them into the specc-generated
@@ -134,6 +134,25 @@ def test_zoo_equals_keras_applications(name, tmp_path):
     got = ours.forward([x])[0]
     assert got.shape == expected.shape == (2, 1000)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("efficientnet_b0", 64), ("inception_v3", 75)])
+def test_crosscheck_of_the_flat_pytorch_code_of_efficientnet_and_inception(name, size):
+    """Their PyTorch code is the flat module (the class form cannot write InceptionV3's
+    [$kh, $kw] kernel or EfficientNet's depthwise padding, 'same' or 'valid' by kernel size,
+    from the parameters): Keras and PyTorch agree on every layer (at 64x64, and at
+    InceptionV3's minimum of 75x75)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+
+    report = crosscheck(
+        _at_size(name, size), backends=["keras", "pytorch"], batch=2, train_step=False
+    )
+    assert report.ok, report.format_text()
+    rows = {r.what.split(" (")[0]: r for r in report.rows if r.check == "forward"}
+    assert rows["every layer"].passed and rows["predictions"].passed
 
 
 @pytest.mark.slow
