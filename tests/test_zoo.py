@@ -90,6 +90,41 @@ def test_zoo_keras_code_has_one_function_per_block(name, tmp_path):
         assert run.returncode == 0, run.stdout + run.stderr
 
 
+def _fields(layer) -> dict:
+    """A layer's validated fields, Keras's equivalent spellings made one (activation None is
+    'linear'; axis -1 is axis 3 of an image)."""
+    fields = layer.spec.model_dump(exclude={"inputs", "name"})
+    if fields.get("activation") is None and "activation" in fields:
+        fields["activation"] = "linear"
+    if fields.get("axis") == -1 and len(layer.output_shape) == 3:
+        fields["axis"] = 3
+    return fields
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "inception_v3"])
+def test_zoo_equals_the_flat_spec_keras_applications_wrote(name):
+    """specs/<name>.yaml is written layer by layer from the Keras model itself
+    (tests/keras_app_to_spec.py): the block version expands to the same layers, with the same
+    names, fields, inputs, shapes and counts."""
+    ours = {layer.name: layer for layer in check_file(ZOO / f"{name}.yaml").model.layers}
+    flat = check_file(ZOO.parent / f"{name}.yaml").model
+    theirs = {layer.name: layer for layer in flat.layers}
+    assert sorted(ours) == sorted(theirs)
+    for key, layer in theirs.items():
+        mine = ours[key]
+        assert (mine.type, mine.inputs, mine.output_shape) == (
+            layer.type,
+            layer.inputs,
+            layer.output_shape,
+        ), key
+        assert (mine.trainable_params, mine.non_trainable_params, mine.macs) == (
+            layer.trainable_params,
+            layer.non_trainable_params,
+            layer.macs,
+        ), key
+        assert _fields(mine) == _fields(layer), key
+
+
 def _at_size(name: str, size: int):
     source = read_source(ZOO / f"{name}.yaml")
     source = copy.copy(source)
