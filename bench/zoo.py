@@ -22,6 +22,8 @@ APPLICATIONS = {
     "mobilenet_v2": "MobileNetV2",
     "densenet121": "DenseNet121",
     "xception": "Xception",
+    "efficientnet_b0": "EfficientNetB0",
+    "inception_v3": "InceptionV3",
 }
 
 

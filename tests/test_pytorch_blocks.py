@@ -35,7 +35,14 @@ CLASS_FORM = {
 }
 #: written flat, on purpose (docs/codegen.md): a layer `repeat:` inside a block, and
 #: MaxPooling2D 'same' whose padding depends on each instance's spatial size
-FLAT = [CASES / "blocks_repeat" / "spec.yaml", ZOO / "xception.yaml"]
+#: and torch arguments the class cannot write from the parameters: InceptionV3's
+#: [$kh, $kw] kernel, EfficientNet's depthwise padding ('same' or 'valid', by kernel size)
+FLAT = [
+    CASES / "blocks_repeat" / "spec.yaml",
+    ZOO / "xception.yaml",
+    ZOO / "efficientnet_b0.yaml",
+    ZOO / "inception_v3.yaml",
+]
 
 HOSTILE = textwrap.dedent(
     """\

@@ -1,6 +1,6 @@
 """The zoo (specs/zoo/): specs written with blocks that equal keras.applications exactly.
 
-Fast tests: each spec's counts at 224x224 (299 for Xception) are the numbers Keras reports
+Fast tests: each spec's counts at 224x224 (299 for Xception and InceptionV3) are the numbers Keras reports
 for the application, and each file stays short. Slow test: build the application with
 ``weights=None`` at a small input size, give it random weights, copy them BY NAME into the
 canonical layout of the spec (specc.weights.from_keras), load them into the specc-generated
@@ -9,7 +9,10 @@ Keras model and compare outputs and counts.
 
 from __future__ import annotations
 
+import ast
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,8 @@ COUNTS = {
     "mobilenet_v2": (3_538_984, 3_504_872, 34_112),
     "densenet121": (8_062_504, 7_978_856, 83_648),
     "xception": (22_910_480, 22_855_952, 54_528),
+    "efficientnet_b0": (5_330_571, 5_288_548, 42_023),
+    "inception_v3": (23_851_784, 23_817_352, 34_432),
 }
 
 APPLICATIONS = {
@@ -36,6 +41,8 @@ APPLICATIONS = {
     "mobilenet_v2": "MobileNetV2",
     "densenet121": "DenseNet121",
     "xception": "Xception",
+    "efficientnet_b0": "EfficientNetB0",
+    "inception_v3": "InceptionV3",
 }
 
 
@@ -52,6 +59,70 @@ def test_zoo_counts(name):
 
 def test_zoo_is_complete():
     assert sorted(p.stem for p in ZOO.glob("*.yaml")) == sorted(COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_zoo_keras_code_has_one_function_per_block(name, tmp_path):
+    """The Keras code of each zoo model is written as keras.applications is: one function
+    per block (not the flat fallback), ruff check and ruff format --check clean. EfficientNet
+    and InceptionV3 pass list-valued arguments built from parameters (a (kh, kw) kernel, a
+    nested ZeroPadding2D padding) and long initializer calls that must be laid out as ruff
+    does."""
+    from specc.codegen import generate
+
+    model = check_file(ZOO / f"{name}.yaml").model
+    code = generate(model, "keras")
+    functions = {n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)}
+    used = {call.block for call in model.expansion.calls}
+    assert functions == used | {"build_model"}
+    expected = {
+        "efficientnet_b0": "padding=[[kernel // 2 - 1, kernel // 2], [kernel // 2 - 1, kernel // 2]],",
+        "inception_v3": "kernel_size=[kh, kw],",
+    }
+    if name in expected:
+        assert expected[name] in code
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    ruff = Path(sys.executable).parent / "ruff"
+    config = ["--config", str(ZOO.parent.parent / "pyproject.toml"), "--no-cache"]
+    for args in (["check"], ["format", "--check", "--diff"]):
+        run = subprocess.run([ruff, *args, *config, str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _fields(layer) -> dict:
+    """A layer's validated fields, Keras's equivalent spellings made one (activation None is
+    'linear'; axis -1 is axis 3 of an image)."""
+    fields = layer.spec.model_dump(exclude={"inputs", "name"})
+    if fields.get("activation") is None and "activation" in fields:
+        fields["activation"] = "linear"
+    if fields.get("axis") == -1 and len(layer.output_shape) == 3:
+        fields["axis"] = 3
+    return fields
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "inception_v3"])
+def test_zoo_equals_the_flat_spec_keras_applications_wrote(name):
+    """specs/<name>.yaml is written layer by layer from the Keras model itself
+    (tests/keras_app_to_spec.py): the block version expands to the same layers, with the same
+    names, fields, inputs, shapes and counts."""
+    ours = {layer.name: layer for layer in check_file(ZOO / f"{name}.yaml").model.layers}
+    flat = check_file(ZOO.parent / f"{name}.yaml").model
+    theirs = {layer.name: layer for layer in flat.layers}
+    assert sorted(ours) == sorted(theirs)
+    for key, layer in theirs.items():
+        mine = ours[key]
+        assert (mine.type, mine.inputs, mine.output_shape) == (
+            layer.type,
+            layer.inputs,
+            layer.output_shape,
+        ), key
+        assert (mine.trainable_params, mine.non_trainable_params, mine.macs) == (
+            layer.trainable_params,
+            layer.non_trainable_params,
+            layer.macs,
+        ), key
+        assert _fields(mine) == _fields(layer), key
 
 
 def _at_size(name: str, size: int):
@@ -98,6 +169,25 @@ def test_zoo_equals_keras_applications(name, tmp_path):
     got = ours.forward([x])[0]
     assert got.shape == expected.shape == (2, 1000)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("efficientnet_b0", 64), ("inception_v3", 75)])
+def test_crosscheck_of_the_flat_pytorch_code_of_efficientnet_and_inception(name, size):
+    """Their PyTorch code is the flat module (the class form cannot write InceptionV3's
+    [$kh, $kw] kernel or EfficientNet's depthwise padding, 'same' or 'valid' by kernel size,
+    from the parameters): Keras and PyTorch agree on every layer (at 64x64, and at
+    InceptionV3's minimum of 75x75)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+
+    report = crosscheck(
+        _at_size(name, size), backends=["keras", "pytorch"], batch=2, train_step=False
+    )
+    assert report.ok, report.format_text()
+    rows = {r.what.split(" (")[0]: r for r in report.rows if r.check == "forward"}
+    assert rows["every layer"].passed and rows["predictions"].passed
 
 
 @pytest.mark.slow

@@ -69,23 +69,44 @@ def py_value(raw) -> str:
             else:
                 pieces.append("{" + py_expr(piece) + "}")
         return 'f"' + "".join(pieces) + '"'
-    if isinstance(raw, (list, tuple)):
-        if any(has_expression(v) for v in raw if isinstance(v, str)):
-            return "[" + ", ".join(py_value(v) for v in raw) + "]"
+    if isinstance(raw, (list, tuple)) and _has_expr(raw):
+        return "[" + ", ".join(py_value(v) for v in raw) + "]"
     return py_literal(raw)
 
 
-def _constant(value) -> str:
+def _has_expr(raw) -> bool:
+    """Whether a value holds an expression, at any depth of lists ([[$(k // 2), 1], ...])."""
+    if isinstance(raw, str):
+        return has_expression(raw)
+    return isinstance(raw, (list, tuple)) and any(_has_expr(v) for v in raw)
+
+
+def _substitute(raw, scope):
+    """``raw`` under ``scope``, through lists as the block expansion evaluates it."""
+    if isinstance(raw, str) and has_expression(raw):
+        return substitute(raw, scope)
+    if isinstance(raw, (list, tuple)):
+        return [_substitute(v, scope) for v in raw]
+    return raw
+
+
+def _constant(value):
     """A Keras argument's source; a config mapping (an initializer or regularizer) as its
-    constructor call, as the flat model writes it."""
-    from ...codegen.pyformat import Renderer
+    constructor call (an ``lw.Call``, laid out by the Renderer), as the flat model writes it."""
     from ...layers import lowering as lw
     from .codegen import _keras_value
 
     converted = _keras_value(value)
     if isinstance(converted, lw.Call):
-        return Renderer([]).flat(converted)
+        return converted
     return py_literal(value)
+
+
+def _text(source) -> str:
+    """One-line source of an argument (a constructor call rendered flat)."""
+    from ...codegen.pyformat import Renderer
+
+    return Renderer([]).flat(source)
 
 
 def _same(a, b) -> bool:
@@ -115,9 +136,14 @@ def call_lines(
     return [f"{indent}{prefix}{func}(", *(f"{inner}{a}," for a in args), f"{indent}){suffix}"]
 
 
-def _layer_stmt(cls: str, kwargs: list[str], operand: str, indent: str, target: str) -> list[str]:
-    """``target = keras.layers.Cls(kwargs...)(operand)`` laid out as ruff formats it."""
-    one = f"{indent}{target} = {cls}({', '.join(kwargs)})({operand})"
+def _layer_stmt(cls: str, kwargs: list[tuple], operand: str, indent: str, target: str) -> list[str]:
+    """``target = keras.layers.Cls(kwargs...)(operand)`` laid out as ruff formats it;
+    ``kwargs``: (key, source text or a constructor call to lay out)."""
+    from ...codegen.pyformat import Renderer
+
+    render = Renderer([])
+    args = ", ".join(f"{k}={render.flat(v)}" for k, v in kwargs)
+    one = f"{indent}{target} = {cls}({args})({operand})"
     if len(one) <= LINE_LENGTH:
         return [one]
     head = f"{indent}{target} = {cls}("
@@ -127,7 +153,8 @@ def _layer_stmt(cls: str, kwargs: list[str], operand: str, indent: str, target: 
     tail = f"{indent})({operand})"
     if len(tail) > LINE_LENGTH:
         raise Unsupported("line too long")
-    return [head, *(f"{inner}{a}," for a in kwargs), tail]
+    body = [line for k, v in kwargs for line in render.lines(v, inner, f"{k}=", ",")]
+    return [head, *body, tail]
 
 
 class _Writer:
@@ -218,13 +245,13 @@ class _Writer:
         kwargs = []
         scopes = [self.ex.scopes[j] for j in flat if self.ex_name(j) in self.by_name]
         for key, value in spec.keras_args().items():
-            kwargs.append(f"{key}={self._arg(entry, key, value, present, scopes)}")
+            kwargs.append((key, self._arg(entry, key, value, present, scopes)))
         names = [layer.name for layer in present]
         name_src = py_value(entry["name"])
         for layer, scope in zip(present, scopes):
             if substitute(entry["name"], scope) != layer.name:
                 raise Unsupported("name")
-        kwargs.append(f"name={name_src}")
+        kwargs.append(("name", name_src))
         del names
         # the call as the flat code writes it: MultiHeadAttention takes its tensors
         # positionally, call arguments (use_causal_mask) are written out, from the
@@ -239,7 +266,7 @@ class _Writer:
             items = _call_items(spec, tensors)
             if items is not None:
                 head = items[: len(items) - len(call_src)]
-                return ", ".join([*head, *(f"{k}={v}" for k, v in call_src.items())])
+                return ", ".join([*head, *(f"{k}={_text(v)}" for k, v in call_src.items())])
             return (
                 tensors[0] if len(tensors) == 1 and spec.arity == 1 else f"[{', '.join(tensors)}]"
             )
@@ -262,7 +289,7 @@ class _Writer:
         raw = entry.get(key)
         # the field of the same name first; else (a Keras argument derived from another
         # field, as MaxPooling2D's strides from pool_size) any field holding an expression
-        candidates = [raw] if isinstance(raw, str) and has_expression(raw) else []
+        candidates = [raw] if _has_expr(raw) else []
         if not candidates and not all(_same(v, values[0]) for v in values):
             candidates = [
                 v
@@ -271,7 +298,7 @@ class _Writer:
             ]
         for raw in candidates:
             source = py_value(raw)
-            evaluated = [substitute(raw, s) for s in scopes]
+            evaluated = [_substitute(raw, s) for s in scopes]
             if all(_same(v, e) for v, e in zip(values, evaluated)):
                 return source
             if all(_same(v, (e, e)) for v, e in zip(values, evaluated)):
