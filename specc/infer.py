@@ -108,8 +108,7 @@ def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:
             source,
             ("layers", layer.index),
             codes.MASK_CLEARED,
-            f"may not get the mask of Embedding '{masks[layer.name]}' (mask_zero) in Keras: "
-            f"{why}",
+            f"may not get the mask of Embedding '{masks[layer.name]}' (mask_zero) in Keras: {why}",
             layer=layer_label(source.data, layer.index, layer.name),
             hint="the PyTorch target refuses this layer; with mask_zero: false every target "
             "attends to every step alike",
