@@ -598,6 +598,18 @@ def test_causal_conv1d_round_trips_through_onnx(tmp_path):
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
 
 
+def _assert_ruff_clean(model, tmp_path) -> None:
+    """The Keras and PyTorch code of ``model`` passes ruff check."""
+    files = []
+    for target in ("keras", "pytorch"):
+        out = tmp_path / f"{target}.py"
+        out.write_text(generate(model, target))
+        files.append(str(out))
+    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
+    check = subprocess.run([RUFF, "check", *config, *files], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_layers_named_l_o_i_give_ruff_clean_code(tmp_path):
     # a layer named 'l' (an LSTM, say) became the variable `l`: ruff E741 (ambiguous name)
     # in the Keras and the PyTorch code
@@ -612,15 +624,7 @@ def test_layers_named_l_o_i_give_ruff_clean_code(tmp_path):
             {"type": "Concatenate", "name": "out", "inputs": ["O", "sum"]},
         ],
     }
-    model = _model_data(spec)
-    files = []
-    for target in ("keras", "pytorch"):
-        out = tmp_path / f"{target}.py"
-        out.write_text(generate(model, target))
-        files.append(str(out))
-    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
-    check = subprocess.run([RUFF, "check", *config, *files], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    _assert_ruff_clean(_model_data(spec), tmp_path)
 
 
 def test_blocks_with_names_l_o_i_give_ruff_clean_code(tmp_path):
@@ -641,12 +645,4 @@ def test_blocks_with_names_l_o_i_give_ruff_clean_code(tmp_path):
         },
         "layers": [{"type": "b", "name": "b1", "l": 4}, {"type": "b", "name": "b2", "l": 3}],
     }
-    model = _model_data(spec)
-    files = []
-    for target in ("keras", "pytorch"):
-        out = tmp_path / f"{target}.py"
-        out.write_text(generate(model, target))
-        files.append(str(out))
-    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
-    check = subprocess.run([RUFF, "check", *config, *files], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    _assert_ruff_clean(_model_data(spec), tmp_path)
