@@ -108,10 +108,7 @@ def _write_through(path: Path, data: bytes | list) -> None:
 
 
 def _replace(path: Path, data: bytes | list) -> None:
-    # the name cut short: a target name near the 255-byte limit must not make the temporary
-    # file's name too long (".<name>.<random>.tmp" was 15 bytes longer than the target's)
-    stem = os.fsencode(path.name)[:100].decode("utf-8", "ignore")  # whole characters
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
@@ -126,6 +123,14 @@ def _replace(path: Path, data: bytes | list) -> None:
         except OSError:
             pass
         raise
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary file written beside ``name``: the name cut short, so that
+    a name near the 255-byte limit does not make the temporary one too long
+    (".<name>.<random>.tmp" is 15 bytes longer than the name)."""
+    stem = os.fsencode(name)[:100].decode("utf-8", "ignore")  # whole characters
+    return f".{stem}."
 
 
 def _umask() -> int:

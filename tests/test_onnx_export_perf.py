@@ -155,3 +155,13 @@ def test_cli_compile_writes_external_data_above_the_threshold(tmp_path, monkeypa
         app, ["compile", "specs/mnist_mlp.json", "--target", "onnx", "-o", str(missing)]
     )
     assert result.exit_code == 2 and result.stderr.startswith(f"error: cannot write {missing}")
+
+
+def test_external_data_beside_a_name_near_the_255_byte_limit(tmp_path, monkeypatch):
+    """The data file's temporary name is cut short (it was '.<name>.data.<random>.tmp': too
+    long for a model named with 230 bytes, 'file name too long')."""
+    monkeypatch.setattr(O, "EXTERNAL_DATA_THRESHOLD", 0)
+    target = tmp_path / ("m" * 240 + ".onnx")  # the data file: 250 bytes
+    O.write_onnx(_mlp(), target)
+    assert (tmp_path / (target.name + ".data")).stat().st_size >= 4 * 784 * 128
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fsutil import temp_prefix
+
 
 class DatasetError(Exception):
     """A dataset cannot be found, read or used; the message says what to do."""
@@ -331,7 +333,9 @@ def download_file(
     errors = []
     for url in remote.urls:
         log(f"downloading {remote.name} from {url}")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=temp_prefix(remote.name), suffix=".part", dir=dest.parent
+        )
         tmp = Path(tmp_name)
         try:
             h = hashlib.md5(usedforsecurity=False)

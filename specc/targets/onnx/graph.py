@@ -349,7 +349,9 @@ def _write_external(path, proto, payload: dict[str, np.ndarray]) -> None:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     data_name = f"{path.name}.data"
-    fd, tmp = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=folder)
+    from ...fsutil import temp_prefix
+
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(data_name), suffix=".tmp", dir=folder)
     try:
         mask = os.umask(0)
         os.umask(mask)
