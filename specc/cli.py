@@ -511,10 +511,16 @@ def train(
     _set_verbose(verbose)
     from .diagnostics import SpecError
     from .fsutil import WriteError
+    from .runner.devices import parse_device
     from .runner.run import ResumeRefused, RunError, RunInterrupted, TrainOptions
     from .runner.run import train as run_training
     from .runner.runfolder import RunDamaged, RunFolderBusy, RunFolderConflict
 
+    try:  # a device name that is none is a usage error; one not present here is exit 3
+        parse_device(device)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     if nproc is not None:
         from .runner import distributed
 

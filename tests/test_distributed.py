@@ -125,12 +125,12 @@ def test_device_cuda_without_cuda_exits_3(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
-def test_bad_device_name_exits_3(tmp_path):
+def test_bad_device_name_is_a_usage_error(tmp_path):
     pytest.importorskip("torch")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY)
     done = _train(spec, tmp_path / "run", "--device", "tpu", check=False)
-    assert done.returncode == 3 and "--device must be auto, cpu, cuda or cuda:N" in done.stderr
+    assert done.returncode == 2 and "--device must be auto, cpu, cuda or cuda:N" in done.stderr
 
 
 # ----------------------------------------------------------------------------- gloo DDP
