@@ -46,7 +46,8 @@ def _one_mask(layer: Layer, masks: tuple, target: str) -> None:
 
 class _ElementwiseMerge(Layer):
     # Keras computes the merge as without masks and ORs the inputs' masks when every input
-    # has one (else the output has none); Maximum and Minimum also change their values
+    # has one (else the output has none); Multiply, Maximum and Minimum also change their
+    # values
     keras_masking: ClassVar[str] = "merge"
     arity: ClassVar[int | None] = None
 
@@ -160,6 +161,8 @@ class Multiply(_ElementwiseMerge):
 
     type: Literal["Multiply"]
     keras_class: ClassVar[str] = "Multiply"
+    # under masks Keras multiplies masked values as 1, then zeroes the masked output steps
+    keras_masking: ClassVar[str] = "refuse"
     onnx_doc: ClassVar[str] = "chained `Mul`"
     torch_doc: ClassVar[str] = "`a * b * …`"
     onnx_op: ClassVar[str] = "Mul"
