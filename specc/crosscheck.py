@@ -309,8 +309,11 @@ def _check_batch_memory(model: ModelIR, batch: int, backends: int) -> None:
 # --------------------------------------------------------------------------- inputs
 
 
-def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.ndarray]:
-    """Seeded inputs: standard normal floats; integers in [0, high) (pixels, token ids)."""
+def _inputs(
+    model: ModelIR, batch: int, seed: int, high: int = 256, pad: bool = True
+) -> list[np.ndarray]:
+    """Seeded inputs: standard normal floats; integers in [0, high) (pixels, token ids);
+    sequences read by an Embedding with mask_zero padded with 0s, unless not ``pad``."""
     rng = np.random.default_rng([seed, 1])
     out = []
     for tensor in model.inputs:
@@ -336,7 +339,7 @@ def _inputs(model: ModelIR, batch: int, seed: int, high: int = 256) -> list[np.n
                 ids = (low + rng.permutation(top - low)[:count]).reshape(shape)
             else:
                 ids = rng.integers(low, top, size=shape)
-            if low and len(shape) == 2 and shape[1] > 1:
+            if pad and low and len(shape) == 2 and shape[1] > 1:
                 # padded sequences, as pad_sequences writes them: 'pre' padding for the
                 # first half of the batch, 'post' for the rest; at least one real id each
                 for row in range(batch):
@@ -632,7 +635,18 @@ def _training_rows(model, weights, folder, built, pair, report, say) -> None:
     batch, note = _training_batch(model, report.batch)
     if note:
         report.notes.append(note)
-    inputs = _inputs(model, batch, report.seed)
+    from .infer import incoming_masks
+
+    dropped = sorted(
+        {m for n, m in incoming_masks(model).items() if model.layer(n).spec.keras_masking == "drop"}
+    )
+    if dropped:  # the padding id would get gradients at many steps: a repeated id
+        report.notes.append(
+            f"training step: sequences without padding (a layer drops the mask of "
+            f"{', '.join(repr(m) for m in dropped)}, so id 0 would repeat with gradients, "
+            "which Keras's Adam updates differently from PyTorch)"
+        )
+    inputs = _inputs(model, batch, report.seed, pad=not dropped)
     targets = _targets(model, loss_spec[0], batch, report.seed)
     kinds = {key: kind for key, _, kind in W.layout(model)}
     pair = tuple(pair)

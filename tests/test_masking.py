@@ -269,3 +269,23 @@ def test_validation_warns_where_keras_may_give_attention_no_mask():
         "it reads"
     ]
     assert "layers[3] MultiHeadAttention 'mha2'" in warned[0].format()
+
+
+@pytest.mark.slow
+def test_crosscheck_of_a_dropped_mask_trains_on_sequences_without_padding():
+    """Embedding(mask_zero) -> Conv1D (Keras drops the mask): the padding id's embedding row
+    gets gradients from many steps, a repeated id, which Keras's Adam updates differently
+    from PyTorch (the updated embeddings differed by 0.35 relative); the training step
+    draws sequences without padding and says so, the forward rows keep the padding."""
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    from specc.crosscheck import crosscheck
+
+    spec = _spec(
+        [{"type": "Conv1D", "name": "conv", "filters": 4, "kernel_size": 3, "padding": "same"},
+         {"type": "GlobalAveragePooling1D", "name": "pool"}],
+        steps=8, vocabulary=500,
+    )  # fmt: skip
+    report = crosscheck(check_data(spec).model, backends=["keras", "pytorch"], batch=4)
+    assert report.ok, report.format_text()
+    assert any("sequences without padding" in note for note in report.notes), report.notes
