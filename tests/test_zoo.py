@@ -173,11 +173,12 @@ def test_zoo_equals_keras_applications(name, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("efficientnet_b0", 64), ("inception_v3", 75)])
-def test_crosscheck_of_the_flat_pytorch_code_of_efficientnet_and_inception(name, size):
-    """Their PyTorch code is the flat module (the class form cannot write InceptionV3's
-    [$kh, $kw] kernel or EfficientNet's depthwise padding, 'same' or 'valid' by kernel size,
-    from the parameters): Keras and PyTorch agree on every layer (at 64x64, and at
-    InceptionV3's minimum of 75x75)."""
+def test_crosscheck_of_the_pytorch_code_of_efficientnet_and_inception(name, size):
+    """EfficientNet's PyTorch code is the flat module (the class form cannot write its
+    depthwise padding, 'same' or 'valid' by kernel size, from the parameters), InceptionV3's
+    the class form (its [$kh, $kw] kernels and their padding written element by element):
+    Keras and PyTorch agree on every layer (at 64x64, and at InceptionV3's minimum of
+    75x75)."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("torch")
     from specc.crosscheck import crosscheck

@@ -685,6 +685,10 @@ class _Builder:
                 else:
                     text = _lookup(values, scopes, _param_order(entry, cls.block), names, used)
                     if text is None:
+                        text = _lookup_parts(
+                            values, scopes, order, _param_order(entry, cls.block), names, used
+                        )
+                    if text is None:
                         raise Unsupported(f"argument '{key}' differs between instances")
                     args.append((key, lw.Ref(text)))
             helper = self.tp_helpers.get(mcls, mcls)
@@ -1073,6 +1077,74 @@ def _lookup(values, scopes, params, names, used) -> str | None:
             )
             text = f"{py_literal(value)} if {test} else {text}"
         return text
+    return None
+
+
+def _parts(values: list, scopes: list[dict], texts: list[str]) -> list | None:
+    """Tuple values of one length (a kernel size (kh, kw), its 'same' padding) written
+    element by element: each element ``(constant,)`` or an expression text equal to it in
+    every instance ('same' padding of an odd kernel k is (k - 1) // 2); else None."""
+    if not all(isinstance(v, (tuple, list)) for v in values) or len({len(v) for v in values}) != 1:
+        return None
+    texts = [*texts, *(f"({t} - 1) // 2" for t in texts)]
+    parts = []
+    for j in range(len(values[0])):
+        column = [v[j] for v in values]
+        if all(_eq(c, column[0]) for c in column):
+            parts.append((column[0],))
+            continue
+        found = _match(column, scopes, texts)
+        if found is None or found[0] != "{}":
+            return None
+        parts.append(found[1])
+    return parts
+
+
+def _lookup_parts(values, scopes, texts, params, names, used) -> str | None:
+    """A tuple argument written element by element from expressions, or a choice by one
+    parameter between such tuples (``(0, 0) if padding == 'valid' else ((kh - 1) // 2,
+    (kw - 1) // 2)``); every instance's value is checked. None when neither fits."""
+    candidates = [None, *params]  # None: one form for every instance
+    for pname in candidates:
+        groups: dict[str, tuple[object, list, list]] = {}
+        for value, scope in zip(values, scopes):
+            key = None if pname is None else scope.get(pname)
+            label = py_literal(key)
+            groups.setdefault(label, (key, [], []))
+            groups[label][1].append(value)
+            groups[label][2].append(scope)
+        if pname is not None and not 2 <= len(groups) <= 3:
+            continue
+        forms = []
+        for key, group_values, group_scopes in groups.values():
+            parts = _parts(group_values, group_scopes, texts)
+            if parts is None:
+                break
+            forms.append((key, parts))
+        else:
+            rendered = []
+            for key, parts in forms:
+                items = [
+                    py_literal(p[0]) if isinstance(p, tuple) else _py(p, names, used) for p in parts
+                ]
+                rendered.append(
+                    (key, "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")")
+                )
+            if pname is None:
+                return rendered[0][1]
+            py = names[pname]
+            used.add(pname)
+            *head, (_, text) = rendered
+            for key, form in reversed(head):
+                test = (
+                    py
+                    if key is True
+                    else f"not {py}"
+                    if key is False
+                    else f"{py} == {py_literal(key)}"
+                )
+                text = f"{form} if {test} else {text}"
+            return text
     return None
 
 
