@@ -30,11 +30,6 @@ def input_masks(model: ModelIR) -> dict[str, tuple[str | None, ...]]:
     return reached
 
 
-#: layers Keras gives their inputs' masks at run time, from the tensors (their saved call
-#: records no `mask=`, unlike recurrent layers' and pooling's)
-RUNTIME_MASK_READERS = ("MultiHeadAttention", "Attention", "AdditiveAttention")
-
-
 def keras_runtime_mask_problems(model: ModelIR) -> dict[str, str]:
     """Attention layers a mask reaches whose masks in Keras may not be the mask flow's
     (``input_masks``): layer name -> why. Keras's MultiHeadAttention clears the masks of the
@@ -44,11 +39,9 @@ def keras_runtime_mask_problems(model: ModelIR) -> dict[str, str]:
     before every other masked MultiHeadAttention get exactly the mask flow's masks."""
     symbolic = input_masks(model)
     readers = [
-        layer
-        for layer in model.layers
-        if layer.type in RUNTIME_MASK_READERS and layer.name in symbolic
+        layer for layer in model.layers if layer.spec.keras_runtime_masks and layer.name in symbolic
     ]
-    clearing = [layer.name for layer in readers if layer.type == "MultiHeadAttention"]
+    clearing = [layer.name for layer in readers if layer.spec.keras_clears_input_masks]
     if not readers or not clearing:
         return {}
     by_name = {layer.name: layer for layer in model.layers}
@@ -110,8 +103,8 @@ def mask_warnings(model: ModelIR, source: Source) -> list[Diagnostic]:
             codes.MASK_CLEARED,
             f"may not get the mask of Embedding '{masks[layer.name]}' (mask_zero) in Keras: {why}",
             layer=layer_label(source.data, layer.index, layer.name),
-            hint="the PyTorch target refuses this layer; with mask_zero: false every target "
-            "attends to every step alike",
+            hint="the PyTorch and ONNX targets refuse this layer; with mask_zero: false every "
+            "target attends to every step alike",
         )
         for layer in model.layers
         if (why := cleared.get(layer.name)) is not None

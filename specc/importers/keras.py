@@ -509,7 +509,9 @@ def _walk(kind: str, body: dict, ctx: _Context, path: list[str], feeds=None) -> 
         entry["name"] = spec_name
         if masked:
             ctx.masked.add(spec_name)
-        if kind == "Sequential" or class_name in MASKS_FROM_TENSORS:
+        if kind == "Sequential" or getattr(
+            LAYER_TYPES.get(class_name), "keras_runtime_masks", False
+        ):
             ctx.implicit.add(spec_name)
         ctx.paths[spec_name] = [*path, name]
         ctx.sources[spec_name] = refs
@@ -544,10 +546,6 @@ def _wrapped(value, problems: list, notes: list) -> dict | None:
     entry.pop("name", None)
     return entry
 
-
-#: layers whose call Keras gives no `mask=` in the saved config: they take their inputs'
-#: masks from the tensors when the model is rebuilt, as specc's mask flow does
-MASKS_FROM_TENSORS = {"MultiHeadAttention", "Attention", "AdditiveAttention"}
 
 #: Keras operations a merge layer's compute_mask records on masks (Add: logical_or of its
 #: inputs' masks; Attention: convert_to_tensor of the query's)

@@ -77,6 +77,8 @@ class MultiHeadAttention(Layer):
     # Keras: a query step attends to a value step where both are real (and the key's, and
     # the causal mask, allow it); the output carries the query's mask on
     keras_masking: ClassVar[str] = "use"
+    keras_runtime_masks: ClassVar[bool] = True
+    keras_clears_input_masks: ClassVar[bool] = True
 
     def output_mask(self, masks):
         return masks[0]
@@ -371,6 +373,7 @@ class _ScoreAttention(Layer):
     # Keras: the value's mask keeps scores of padded value steps out of the softmax, the
     # query's zeroes the output at padded query steps and is handed on (the key's is unused)
     keras_masking: ClassVar[str] = "use"
+    keras_runtime_masks: ClassVar[bool] = True
 
     def output_mask(self, masks):
         return masks[0]

@@ -313,10 +313,15 @@ class Layer(BaseModel):
     #: "drop" (Keras's ``supports_masking`` False: computes as without it and hands no mask
     #: on), "pass" (computes as without it and hands it on), "merge" (computes as without
     #: it and hands on what :meth:`output_mask` makes of its inputs' masks), "use" (takes it
-    #: into account: :meth:`torch_mask_steps`), "refuse" (uses it in a way the PyTorch
-    #: target does not reproduce). tests/test_masking.py checks the first against Keras's
-    #: supports_masking.
+    #: into account: :meth:`torch_mask_steps`, :meth:`onnx_mask_lowering`), "refuse" (uses
+    #: it in a way the targets do not reproduce). tests/test_masking.py checks the first
+    #: against Keras's supports_masking.
     keras_masking: ClassVar[str] = "drop"
+    #: Keras gives it its inputs' masks at run time from the tensors (its saved call records
+    #: no ``mask=``, unlike a recurrent layer's or pooling's): attention layers
+    keras_runtime_masks: ClassVar[bool] = False
+    #: when it runs, Keras clears the masks of the tensors it reads (MultiHeadAttention)
+    keras_clears_input_masks: ClassVar[bool] = False
 
     @property
     def layer_type(self) -> str:
@@ -370,7 +375,7 @@ class Layer(BaseModel):
 
     def torch_mask_steps(self, lowering, masks: tuple, out: Shape) -> tuple:
         """The forward steps of ``lowering`` taking the inputs' masks into account ("use"
-        and "merge" layers): ``masks[i]`` is the expression of input i's mask (a bool tensor
+        layers): ``masks[i]`` is the expression of input i's mask (a bool tensor
         (batch, steps), True at real steps), None where that input carries none; ``out`` is
         the output shape. Raises lowering.Unsupported for what the target cannot do."""
         from .lowering import Unsupported

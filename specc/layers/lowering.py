@@ -161,7 +161,10 @@ class Unsupported(Exception):
 def check_masks(layer, masks: tuple, runtime_problem: str | None, target: str) -> None:
     """Raise Unsupported where the Keras masks reaching ``layer`` (a LayerIR; ``masks[i]``
     the Embedding whose mask input i carries, or None) are used in a way ``target`` does
-    not reproduce; ``runtime_problem`` is infer.keras_runtime_mask_problems' word on it."""
+    not reproduce; ``runtime_problem`` is infer.keras_runtime_mask_problems' word on it.
+    Layers that compute as without the mask ("pass", "drop") need no check."""
+    if layer.spec.keras_masking in ("pass", "drop"):
+        return
     mask = next(m for m in masks if m is not None)
     if runtime_problem is not None:
         raise Unsupported(

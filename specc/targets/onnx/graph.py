@@ -745,7 +745,7 @@ class Builder:
             final = output_value(layer.name, layout, layer.name in outputs and rank > 2)
             try:
                 in_masks = masks.get(layer.name, ())
-                if in_masks and layer.spec.keras_masking in ("use", "merge", "refuse"):
+                if in_masks:
                     lw.check_masks(layer, in_masks, runtime.get(layer.name), "ONNX")
                 if in_masks and layer.spec.keras_masking == "use":
                     values = tuple(None if m is None else self.masks.get(m) for m in in_masks)

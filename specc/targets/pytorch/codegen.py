@@ -228,7 +228,7 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
             continue
         in_masks = masks.get(layer.name, ())
         used: tuple[str | None, ...] = ()
-        if in_masks and layer.spec.keras_masking in ("use", "merge", "refuse"):
+        if in_masks:
             try:
                 lw.check_masks(layer, in_masks, runtime_problems.get(layer.name), "PyTorch")
                 if layer.spec.keras_masking == "use":
@@ -252,7 +252,6 @@ def plan(model: ModelIR, source=None) -> TorchPlan:
                 layouts[layer.name] = want
                 ranks[layer.name] = len(layer.output_shape)
                 continue
-        # "pass" / "drop": computed as without it
         padding = by_name.get(layer.inputs[0]) if layer.inputs else None
         if padding is not None and not _same_scope(model, padding.layer, layer):
             padding = None  # a block instance's boundary: each side stays whole
