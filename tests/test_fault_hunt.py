@@ -1046,3 +1046,16 @@ def test_import_reads_external_data_beside_the_model_from_any_folder(tmp_path, m
 
     (kernel,) = W.load(tmp_path / "w.npz").values()
     assert kernel.tolist() == np.arange(12, dtype=np.float32).reshape(4, 3).tolist()
+
+
+def test_the_command_line_limits_are_the_spec_language_limits():
+    """specc.cli keeps its own copies (importing the spec models would slow every start)."""
+    import typing
+
+    from specc import cli, spec
+    from specc.layers.base import PositiveInt
+
+    assert cli.MAX_SEED == spec.MAX_SEED
+    limits = [m for m in typing.get_args(PositiveInt) if hasattr(m, "metadata")]
+    upper = [getattr(c, "le", None) for m in limits for c in m.metadata]
+    assert cli.MAX_COUNT in upper, upper
